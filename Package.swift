@@ -1,0 +1,123 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "volumed",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "volumed", targets: ["volumed"]),
+        .executable(name: "cloudstack-sim", targets: ["cloudstack-sim"]),
+        .executable(name: "volumed-bench", targets: ["volumed-bench"]),
+        .library(name: "VolumeClient", targets: ["VolumeClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // Migrations: numbered SQL files in migrations/ are embedded into Schema at build time.
+        .executableTarget(name: "EmbedMigrationsTool", path: "Sources/EmbedMigrationsTool"),
+        .plugin(name: "EmbedMigrations", capability: .buildTool(), dependencies: ["EmbedMigrationsTool"]),
+
+        // Schema: migrations runner, row types, the SQL of the queue.
+        .target(
+            name: "Schema",
+            dependencies: [
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            plugins: ["EmbedMigrations"]
+        ),
+        // Worker: the queue runtime (claim loop, leases, rescuer, completer, wake-ups).
+        .target(
+            name: "Worker",
+            dependencies: [
+                "Schema",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // Jobs: CloudStack client, by-id resolver, NBD export manager, one handler per operation type.
+        .target(
+            name: "Jobs",
+            dependencies: [
+                "Worker", "Schema",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // VolumeClient: enqueue and race-free waiting, for orchestrators written in Swift.
+        .target(
+            name: "VolumeClient",
+            dependencies: [
+                "Schema",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // DevServices: throwaway PostgreSQL and NBD servers for tests, the demo and benchmarks.
+        .target(
+            name: "DevServices",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
+        // The CloudStack API simulator, as a library (tests run it in-process) and an executable.
+        .target(
+            name: "CloudStackSimulator",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "cloudstack-sim",
+            dependencies: [
+                "CloudStackSimulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
+        .executableTarget(
+            name: "volumed",
+            dependencies: [
+                "Schema", "Worker", "Jobs", "VolumeClient", "DevServices",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "volumed-bench",
+            dependencies: [
+                "Schema", "Worker", "VolumeClient", "DevServices",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "QueueTests",
+            dependencies: ["Schema", "Worker", "VolumeClient", "DevServices"]
+        ),
+        .testTarget(
+            name: "JobsTests",
+            dependencies: ["Jobs", "Worker", "Schema", "CloudStackSimulator", "DevServices", "VolumeClient"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// CloudStackSimulator module.

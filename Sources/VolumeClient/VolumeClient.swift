@@ -1,0 +1,1 @@
+// VolumeClient module.

@@ -1,0 +1,1 @@
+print("cloudstack-sim")
