@@ -1,0 +1,187 @@
+import Foundation
+import PostgresNIO
+
+/// Every statement the queue runtime runs, in one place.
+///
+/// Each statement that finishes or releases a row is guarded by
+/// `status = 'executing' AND claimed_by = <this worker>`: a worker that lost its lease
+/// changes nothing, and zero rows back means "lost the lease", never success.
+public enum QueueSQL {
+    /// Claims up to `limit` operations for `worker` in one statement.
+    ///
+    /// - only `pending` rows whose `run_after` has come;
+    /// - only the oldest unfinished operation of each volume, and none while one executes
+    ///   (so a batch never holds two rows of one volume);
+    /// - operations that need the local block device (an attach to a registered appliance VM;
+    ///   anything on a volume mapped to an appliance) only on that appliance's worker;
+    /// - by priority, then creation order; the CTE with LIMIT … SKIP LOCKED is the
+    ///   optimisation fence that keeps the UPDATE to exactly the locked rows.
+    public static func claim(worker: String, applianceVMId: String?, limit: Int, leaseMilliseconds: Int) -> PostgresQuery {
+        """
+        WITH next AS (
+            SELECT o.id
+            FROM volume_operations o
+            WHERE o.status = 'pending'
+              AND o.run_after <= now()
+              AND NOT EXISTS (
+                  SELECT 1 FROM volume_operations b
+                  WHERE b.volume_id = o.volume_id
+                    AND b.status IN ('pending', 'executing')
+                    AND (b.seq < o.seq OR b.status = 'executing'))
+              AND CASE o.type
+                  WHEN 'create' THEN true
+                  WHEN 'attach' THEN NOT EXISTS (
+                      SELECT 1 FROM volumed_appliances a
+                      WHERE a.vm_id = o.vm_id AND a.vm_id IS DISTINCT FROM \(applianceVMId))
+                  ELSE NOT EXISTS (
+                      SELECT 1 FROM device_mappings m
+                      WHERE m.volume_id = o.volume_id AND m.operation_mode = 'appliance'
+                        AND m.vm_id IS DISTINCT FROM \(applianceVMId))
+                  END
+            ORDER BY o.priority, o.seq
+            LIMIT \(limit)
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE volume_operations o
+           SET status = 'executing',
+               claimed_by = \(worker),
+               lease_expires_at = now() + \(leaseMilliseconds)::float8 * interval '1 millisecond',
+               attempts = o.attempts + 1,
+               started_at = coalesce(o.started_at, now()),
+               updated_at = now()
+          FROM next
+         WHERE o.id = next.id
+        RETURNING o.id, o.type, o.volume_id, o.vm_id, o.request::text, o.checkpoint::text,
+                  o.attempts, o.max_attempts, o.claimed_by, o.created_at
+        """
+    }
+
+    /// Completes many operations that have no mapping writes, in one statement (group commit).
+    public static func completeBatch(worker: String, ids: [UUID], responses: [String]) -> PostgresQuery {
+        """
+        UPDATE volume_operations o
+           SET status = 'completed', response = v.response::jsonb, error = NULL, error_code = NULL,
+               lease_expires_at = NULL, completed_at = now(), updated_at = now()
+          FROM unnest(\(ids)::uuid[], \(responses)::text[]) AS v(id, response)
+         WHERE o.id = v.id AND o.status = 'executing' AND o.claimed_by = \(worker)
+        RETURNING o.id
+        """
+    }
+
+    /// Completes one operation; run inside the transaction that also writes its mappings.
+    public static func complete(id: UUID, worker: String, response: String?, volumeId: String?) -> PostgresQuery {
+        """
+        UPDATE volume_operations
+           SET status = 'completed', response = \(response)::jsonb, error = NULL, error_code = NULL,
+               volume_id = coalesce(\(volumeId), volume_id),
+               lease_expires_at = NULL, completed_at = now(), updated_at = now()
+         WHERE id = \(id) AND status = 'executing' AND claimed_by = \(worker)
+        RETURNING id
+        """
+    }
+
+    public static func fail(id: UUID, worker: String, error: String, errorCode: String) -> PostgresQuery {
+        """
+        UPDATE volume_operations
+           SET status = 'failed', error = \(error), error_code = \(errorCode),
+               lease_expires_at = NULL, completed_at = now(), updated_at = now()
+         WHERE id = \(id) AND status = 'executing' AND claimed_by = \(worker)
+        RETURNING id
+        """
+    }
+
+    /// Back to pending after a transient error, not before `delayMilliseconds`; the checkpoint stays.
+    public static func retry(id: UUID, worker: String, delayMilliseconds: Int, error: String, errorCode: String) -> PostgresQuery {
+        """
+        UPDATE volume_operations
+           SET status = 'pending', error = \(error), error_code = \(errorCode),
+               run_after = now() + \(delayMilliseconds)::float8 * interval '1 millisecond',
+               claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE id = \(id) AND status = 'executing' AND claimed_by = \(worker)
+        RETURNING id
+        """
+    }
+
+    /// Finishes an operation whose cancellation was requested (only then may it be cancelled).
+    public static func cancel(id: UUID, worker: String) -> PostgresQuery {
+        """
+        UPDATE volume_operations
+           SET status = 'cancelled', lease_expires_at = NULL, completed_at = now(), updated_at = now()
+         WHERE id = \(id) AND status = 'executing' AND claimed_by = \(worker)
+           AND cancel_requested_at IS NOT NULL
+        RETURNING id
+        """
+    }
+
+    /// Hands a claimed operation back at shutdown: pending again at once, the attempt not
+    /// counted, the checkpoint kept so the next worker resumes.
+    public static func release(ids: [UUID], worker: String) -> PostgresQuery {
+        """
+        UPDATE volume_operations o
+           SET status = 'pending', claimed_by = NULL, lease_expires_at = NULL,
+               attempts = greatest(o.attempts - 1, 0), run_after = now(), updated_at = now()
+          FROM (SELECT set_config('volumed.event_detail', 'released at worker shutdown', true)) AS detail
+         WHERE o.id = ANY(\(ids)::uuid[]) AND o.status = 'executing' AND o.claimed_by = \(worker)
+        RETURNING o.id
+        """
+    }
+
+    /// Stores a handler's progress; fails (zero rows) when the lease is gone.
+    public static func saveCheckpoint(id: UUID, worker: String, checkpoint: String) -> PostgresQuery {
+        """
+        UPDATE volume_operations SET checkpoint = \(checkpoint)::jsonb
+         WHERE id = \(id) AND status = 'executing' AND claimed_by = \(worker)
+        RETURNING id
+        """
+    }
+
+    /// Extends the leases this worker still holds; returns those it holds and whether
+    /// cancellation was requested for each. An id missing from the result was lost.
+    public static func heartbeat(worker: String, ids: [UUID], leaseMilliseconds: Int) -> PostgresQuery {
+        """
+        UPDATE volume_operations
+           SET lease_expires_at = now() + \(leaseMilliseconds)::float8 * interval '1 millisecond'
+         WHERE id = ANY(\(ids)::uuid[]) AND status = 'executing' AND claimed_by = \(worker)
+        RETURNING id, cancel_requested_at IS NOT NULL
+        """
+    }
+
+    /// Only one rescuer runs at a time across all workers: this transaction-scoped lock.
+    public static let rescuerLockKey: Int64 = 0x766F_6C75_6D65_6402
+
+    /// Returns operations whose lease expired to `pending` (checkpoint intact), or fails those
+    /// that used up their attempts. Guarded by status and lease time in one UPDATE, so a row
+    /// completing at the same moment is never overwritten.
+    public static func rescueExpired(limit: Int) -> PostgresQuery {
+        """
+        WITH expired AS (
+            SELECT id FROM volume_operations
+            WHERE status = 'executing' AND lease_expires_at < now()
+            ORDER BY lease_expires_at
+            LIMIT \(limit)
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE volume_operations o
+           SET status = CASE WHEN o.attempts >= o.max_attempts THEN 'failed' ELSE 'pending' END,
+               error = CASE WHEN o.attempts >= o.max_attempts
+                   THEN format('worker %s stopped renewing its lease while running this operation, and it has now been tried %s times (max_attempts); look at that worker''s log, then enqueue the operation again', o.claimed_by, o.attempts)
+                   ELSE o.error END,
+               error_code = CASE WHEN o.attempts >= o.max_attempts THEN 'lease_expired' ELSE o.error_code END,
+               completed_at = CASE WHEN o.attempts >= o.max_attempts THEN now() END,
+               claimed_by = CASE WHEN o.attempts >= o.max_attempts THEN o.claimed_by END,
+               lease_expires_at = NULL,
+               run_after = now(),
+               updated_at = now()
+          FROM expired, (SELECT set_config('volumed.event_detail', 'lease expired', true)) AS detail
+         WHERE o.id = expired.id AND o.status = 'executing' AND o.lease_expires_at < now()
+        RETURNING o.id, o.status
+        """
+    }
+
+    public static func registerAppliance(vmId: String) -> PostgresQuery {
+        """
+        INSERT INTO volumed_appliances (vm_id) VALUES (\(vmId))
+        ON CONFLICT (vm_id) DO UPDATE SET last_seen = now()
+        """
+    }
+}

@@ -1,0 +1,21 @@
+import Logging
+import PostgresNIO
+
+extension PostgresClient {
+    /// Runs `body` with a pooled client whose background `run()` lives exactly as long as
+    /// the body (PostgresClient does nothing until `run()` is going).
+    @discardableResult
+    public static func withRunning<Result: Sendable>(
+        _ url: DatabaseURL, maximumConnections: Int = 20, logger: Logger,
+        _ body: @Sendable (PostgresClient) async throws -> Result
+    ) async throws -> Result {
+        var configuration = try url.clientConfiguration()
+        configuration.options.maximumConnections = maximumConnections
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            return try await body(client)
+        }
+    }
+}

@@ -1,0 +1,196 @@
+import Foundation
+import Logging
+import PostgresNIO
+import Schema
+import ServiceLifecycle
+import Synchronization
+
+/// One worker process's queue runtime: claims operations, runs their handlers, keeps their
+/// leases, rescues expired ones, and writes their results.
+///
+/// Pieces, each in its own file: the claim statement (`QueueSQL.claim`), the wake-up
+/// (`ChannelListener` on `volume_operation_pending` + fallback poll + `Doorbell`), the
+/// heartbeat (`LeaseHeartbeat`), the rescuer (`Rescuer`), the completion writer
+/// (`CompletionBatcher` / `OperationSettlement`).
+public final class QueueWorker: Service, Sendable {
+    let client: PostgresClient
+    let database: DatabaseURL
+    let handlers: [String: any OperationHandler]
+    let configuration: WorkerConfiguration
+    let logger: Logger
+    let metrics = WorkerMetrics()
+    let registry = InFlightRegistry()
+    let doorbell = Doorbell()
+    let completer: CompletionBatcher
+    private let phase = Mutex(Phase.running)
+    /// The earliest `run_after` this worker set on a retry, to wake up for it.
+    private let nextRetryAt = Mutex<ContinuousClock.Instant?>(nil)
+    private let released = Mutex<[UUID]>([])
+
+    enum Phase: Sendable { case running, draining, stopping }
+
+    public init(
+        client: PostgresClient,
+        database: DatabaseURL,
+        handlers: [OperationType: any OperationHandler],
+        configuration: WorkerConfiguration,
+        logger: Logger
+    ) {
+        self.client = client
+        self.database = database
+        self.handlers = Dictionary(uniqueKeysWithValues: handlers.map { ($0.key.rawValue, $0.value) })
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "worker"] = "\(configuration.workerName)"
+        self.logger = logger
+        self.completer = CompletionBatcher(client: client, worker: configuration.workerName, logger: logger)
+    }
+
+    public var name: String { configuration.workerName }
+
+    public func run() async throws {
+        try configuration.validate()
+        if let vmId = configuration.applianceVMId {
+            try await client.query(QueueSQL.registerAppliance(vmId: vmId), logger: logger)
+        }
+        logger.info("worker started", metadata: [
+            "concurrency": "\(configuration.concurrency)",
+            "appliance_vm_id": "\(configuration.applianceVMId ?? "none")",
+        ])
+        let listener = ChannelListener(database: database, channel: "volume_operation_pending", logger: logger)
+        let heartbeat = LeaseHeartbeat(client: client, registry: registry, configuration: configuration,
+                                       logger: logger, metrics: metrics)
+        let rescuer = Rescuer(client: client, interval: configuration.rescueInterval, logger: logger)
+        let doorbell = self.doorbell
+
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { background in
+                background.addTask { await listener.run(onListening: { doorbell.ring() }, onNotification: { _ in doorbell.ring() }) }
+                background.addTask { await heartbeat.run() }
+                background.addTask { await self.completer.run() }
+                background.addTask { await rescuer.run(afterRescue: { doorbell.ring() }) }
+                await self.claimAndRun()
+                background.cancelAll()
+            }
+        } onGracefulShutdown: {
+            self.beginShutdown()
+        }
+        await releaseInterrupted()
+        logger.info("worker stopped")
+    }
+
+    /// Stop claiming; in-flight operations get `shutdownGracePeriod` to finish.
+    public func beginShutdown() {
+        phase.withLock { if $0 == .running { $0 = .draining } }
+        doorbell.ring()
+    }
+
+    var isRunning: Bool { phase.withLock { $0 == .running } }
+    var isStopping: Bool { phase.withLock { $0 == .stopping } }
+
+    // MARK: Claim loop
+
+    private func claimAndRun() async {
+        await withDiscardingTaskGroup { handlersGroup in
+            while isRunning {
+                let free = configuration.concurrency - registry.count
+                guard free > 0 else {
+                    await doorbell.wait() // rung when a slot frees or at shutdown
+                    continue
+                }
+                let limit = min(free, configuration.claimBatchSize)
+                let claimed: [ClaimedOperation]
+                do {
+                    claimed = try await claim(limit: limit)
+                } catch {
+                    // Includes the rare race the ordering guard or the one-per-volume index
+                    // catches; the next pass claims correctly.
+                    logger.warning("claim failed", metadata: ["error": "\(String(reflecting: error))"])
+                    await doorbell.wait(timeout: configuration.pollInterval)
+                    continue
+                }
+                for operation in claimed {
+                    let state = InFlightState(checkpoint: operation.checkpoint)
+                    registry.insert(operation.id, state)
+                    handlersGroup.addTask { await self.execute(operation, state: state) }
+                }
+                metrics.inFlight(registry.count)
+                if claimed.count < limit {
+                    await doorbell.wait(timeout: nextWakeUp())
+                }
+            }
+            await drain(handlersGroup: &handlersGroup)
+        }
+    }
+
+    private func claim(limit: Int) async throws -> [ClaimedOperation] {
+        let start = ContinuousClock.now
+        let rows = try await client.query(
+            QueueSQL.claim(worker: configuration.workerName, applianceVMId: configuration.applianceVMId,
+                           limit: limit, leaseMilliseconds: configuration.leaseDuration.milliseconds),
+            logger: logger)
+        var claimed: [ClaimedOperation] = []
+        for try await row in rows { claimed.append(try ClaimedOperation(row: row)) }
+        if !claimed.isEmpty {
+            metrics.claimed(count: claimed.count, seconds: (ContinuousClock.now - start).seconds)
+        }
+        return claimed
+    }
+
+    /// The fallback poll, sooner when one of this worker's retries becomes due.
+    private func nextWakeUp() -> Duration {
+        let now = ContinuousClock.now
+        guard let retryAt = nextRetryAt.withLock({ $0 }) else { return configuration.pollInterval }
+        if retryAt <= now {
+            nextRetryAt.withLock { $0 = nil }
+            return .zero
+        }
+        return min(configuration.pollInterval, retryAt - now)
+    }
+
+    func scheduleWakeUp(after delay: Duration) {
+        let at = ContinuousClock.now + delay
+        nextRetryAt.withLock { current in
+            if current == nil || at < current! { current = at }
+        }
+    }
+
+    /// Waits up to the grace period for in-flight operations, then interrupts the rest; their
+    /// rows are released (pending, checkpoint kept) once their handlers have returned.
+    private func drain(handlersGroup: inout DiscardingTaskGroup) async {
+        let deadline = ContinuousClock.now + configuration.shutdownGracePeriod
+        while registry.count > 0 && ContinuousClock.now < deadline {
+            await doorbell.wait(timeout: deadline - ContinuousClock.now)
+        }
+        if registry.count > 0 {
+            logger.notice("grace period over; interrupting in-flight operations", metadata: ["count": "\(registry.count)"])
+            phase.withLock { $0 = .stopping }
+            handlersGroup.cancelAll()
+        }
+    }
+
+    func noteReleased(_ id: UUID) {
+        released.withLock { $0.append(id) }
+    }
+
+    private func releaseInterrupted() async {
+        let ids = released.withLock { $0 }
+        guard !ids.isEmpty else { return }
+        do {
+            let rows = try await client.query(QueueSQL.release(ids: ids, worker: configuration.workerName), logger: logger)
+            var count = 0
+            for try await _ in rows { count += 1 }
+            logger.notice("released interrupted operations with their checkpoints", metadata: ["count": "\(count)"])
+        } catch {
+            logger.error("could not release interrupted operations; the rescuer will return them when their leases expire",
+                         metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
