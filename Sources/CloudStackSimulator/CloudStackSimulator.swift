@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 
 /// A CloudStack management server stand-in for tests, demos and benchmarks: the real API
 /// wire format at `/client/api`, signature checks, async jobs, KVM-style hot-plug of
@@ -18,6 +19,7 @@ public final class CloudStackSimulator: Sendable {
     /// The bound port (the real one when the configuration asked for 0).
     public let port: Int
     private let cloud: SimulatedCloud
+    private let serviceGroup: ServiceGroup
     private let serverTask: Task<Void, any Error>
 
     /// `http://host:port`, for the `/sim/*` endpoints.
@@ -25,10 +27,13 @@ public final class CloudStackSimulator: Sendable {
     /// The API endpoint, as `CLOUDSTACK_API_URL` expects it.
     public var apiURL: String { baseURL + "/client/api" }
 
-    private init(configuration: SimulatorConfiguration, port: Int, cloud: SimulatedCloud, serverTask: Task<Void, any Error>) {
+    private init(
+        configuration: SimulatorConfiguration, port: Int, cloud: SimulatedCloud, serviceGroup: ServiceGroup, serverTask: Task<Void, any Error>
+    ) {
         self.configuration = configuration
         self.port = port
         self.cloud = cloud
+        self.serviceGroup = serviceGroup
         self.serverTask = serverTask
     }
 
@@ -55,13 +60,18 @@ public final class CloudStackSimulator: Sendable {
             },
             logger: logger
         )
+        // Our own group (not app.runService) so stop() can shut down gracefully: idle
+        // keep-alive connections are closed instead of cancelled mid-wait.
+        let serviceGroup = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [app],
+                gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
+                logger: logger
+            )
+        )
         let serverTask = Task {
             defer { boundPortSink.finish() }
-            if handleSignals {
-                try await app.runService()
-            } else {
-                try await app.runService(gracefulShutdownSignals: [])
-            }
+            try await serviceGroup.run()
         }
         var ports = boundPorts.makeAsyncIterator()
         guard let port = await ports.next() else {
@@ -70,7 +80,7 @@ public final class CloudStackSimulator: Sendable {
             throw SimulatorStartError(message: "cloudstack-sim stopped before listening on \(configuration.host):\(configuration.port)")
         }
         logger.info("cloudstack-sim listening", metadata: ["api_url": "http://\(configuration.host):\(port)/client/api"])
-        return CloudStackSimulator(configuration: configuration, port: port, cloud: cloud, serverTask: serverTask)
+        return CloudStackSimulator(configuration: configuration, port: port, cloud: cloud, serviceGroup: serviceGroup, serverTask: serverTask)
     }
 
     /// A consistent copy of volumes, VMs, jobs, side-effect counters and faults.
@@ -101,7 +111,7 @@ public final class CloudStackSimulator: Sendable {
 
     /// Stops serving and cancels pending job timers.
     public func stop() async {
-        serverTask.cancel()
+        await serviceGroup.triggerGracefulShutdown()
         _ = try? await serverTask.value
         await cloud.shutdown()
     }

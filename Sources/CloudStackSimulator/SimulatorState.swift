@@ -38,6 +38,13 @@ public struct SimulatorState: Codable, Sendable, Equatable {
         public var detachVolume: Int = 0
         public var deleteVolume: Int = 0
 
+        public init(createVolume: Int = 0, attachVolume: Int = 0, detachVolume: Int = 0, deleteVolume: Int = 0) {
+            self.createVolume = createVolume
+            self.attachVolume = attachVolume
+            self.detachVolume = detachVolume
+            self.deleteVolume = deleteVolume
+        }
+
         enum CodingKeys: String, CodingKey {
             case createVolume = "create_volume"
             case attachVolume = "attach_volume"
