@@ -259,7 +259,11 @@ public final class CloudStackClient: Sendable {
     }
 
     private func decode<Body: Decodable>(_ data: Data, status: Int, command: String, signature: String, as: Body.Type) throws -> Body {
-        let scrubAll = { (text: String) in self.scrub(text).replacingOccurrences(of: signature, with: "<redacted>") }
+        let scrubAll = { (text: String) in
+            self.scrub(text)
+                .replacingOccurrences(of: signature, with: "<redacted>")
+                .replacingOccurrences(of: CloudStackSigner.javaURLEncode(signature), with: "<redacted>")
+        }
         guard let (key, bodyData) = try? CloudStackEnvelope.unwrap(data) else {
             let snippet = scrubAll(String(decoding: data.prefix(200), as: UTF8.self))
             if status != 200 {

@@ -12,7 +12,7 @@
 /// | 429 API_LIMIT_EXCEED                    | `cloudstack_rate_limited`           | yes |
 /// | 430 MALFORMED_PARAMETER_ERROR           | `cloudstack_parameter_error`        | no  |
 /// | 431 PARAM_ERROR (generic)               | `cloudstack_parameter_error`        | no  |
-/// | 431 "…entity does not exist…"           | `cloudstack_not_found`              | no  |
+/// | 431 "…entity does not exist…", "Unable to find volume with ID…" | `cloudstack_not_found` | no |
 /// | 431 "…not attached to any VM." (attach/delete of an attached volume) | `cloudstack_volume_in_use` | no |
 /// | 431 "The specified volume is not attached to a VM." | `cloudstack_volume_not_attached` | no |
 /// | 431 "…maximum number of data disks…"    | `cloudstack_vm_disk_limit`          | no  |
@@ -130,7 +130,9 @@ extension CloudStackError {
         case 429:
             return ("cloudstack_rate_limited", true, "CloudStack's API rate limit was hit; the operation will be retried")
         case 430, 431:
-            if text.contains("entity does not exist") || text.contains("please specify a valid user vm") {
+            if text.contains("entity does not exist") || text.contains("please specify a valid user vm")
+                || text.contains("unable to find volume with id")
+            {
                 return ("cloudstack_not_found", false, "the referenced volume, VM, zone or offering does not exist in CloudStack")
             }
             if text.contains("not attached to any vm") {
