@@ -1,1 +1,84 @@
-print("cloudstack-sim")
+import ArgumentParser
+import CloudStackSimulator
+import Foundation
+import Logging
+
+/// `cloudstack-sim`: serves the CloudStack API simulator until SIGINT/SIGTERM.
+struct CloudStackSim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cloudstack-sim",
+        abstract: "A CloudStack API simulator for volumed's tests, demos and benchmarks.",
+        discussion: """
+            Serves /client/api (GET or POST form, signed like CloudStack), /sim/state and /sim/faults.
+            Fixed inventory: zone \(SimulatorConfiguration.zoneID), custom disk offering \
+            \(SimulatorConfiguration.customDiskOfferingID), the appliance VM (--appliance-vm-id, Running), \
+            customer-vm-01 \(SimulatorConfiguration.customerVMID) (Running) and test-failover-vm \
+            \(SimulatorConfiguration.testFailoverVMID) (Stopped, no root disk).
+            """
+    )
+
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on; 0 picks a free one (printed at start).") var port = 8080
+    @Option(name: .customLong("api-key"), help: "The API key clients must sign with.") var apiKey: String
+    @Option(name: .customLong("secret-key"), help: "The secret key clients must sign with.") var secretKey: String
+    @Option(name: .customLong("appliance-vm-id"), help: "UUID of the appliance VM whose attached disks appear in --by-id-dir.")
+    var applianceVMID = SimulatorConfiguration.defaultApplianceVMID
+    @Option(name: .customLong("by-id-dir"), help: "Directory where hot-plugged appliance disks appear as virtio-<serial> links.")
+    var byIDDirectory: String?
+    @Option(name: .customLong("disk-dir"), help: "Directory for the sparse backing files of appliance disks.")
+    var diskDirectory: String?
+    @Option(name: .customLong("async-delay-ms"), help: "How long async jobs stay pending.") var asyncDelayMs = 200
+    @Option(name: .customLong("fail-rate"), help: "Fraction (0-1) of API calls answered with --error-code.") var failRate = 0.0
+    @Option(name: .customLong("error-code"), help: "errorcode and HTTP status of injected failures.") var errorCode = 530
+    @Option(name: .customLong("stuck-rate"), help: "Fraction (0-1) of async jobs that never finish.") var stuckRate = 0.0
+    @Option(name: .customLong("latency-ms"), help: "Milliseconds added to every API call.") var latencyMs = 0
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+
+    func validate() throws {
+        guard (0...1).contains(failRate), (0...1).contains(stuckRate) else {
+            throw ValidationError("--fail-rate and --stuck-rate must be between 0 and 1")
+        }
+        guard (byIDDirectory == nil) == (diskDirectory == nil) else {
+            throw ValidationError("--by-id-dir and --disk-dir go together: hot-plug emulation needs both")
+        }
+        guard asyncDelayMs >= 0, latencyMs >= 0 else {
+            throw ValidationError("--async-delay-ms and --latency-ms must not be negative")
+        }
+    }
+
+    func run() async throws {
+        try await serve()
+    }
+
+    func serve() async throws {
+        var logger = Logger(label: "cloudstack-sim")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let simulator = try await CloudStackSimulator.start(
+            SimulatorConfiguration(
+                host: host,
+                port: port,
+                apiKey: apiKey,
+                secretKey: secretKey,
+                applianceVMID: applianceVMID,
+                byIDDirectory: byIDDirectory.map { URL(fileURLWithPath: $0) },
+                diskDirectory: diskDirectory.map { URL(fileURLWithPath: $0) },
+                asyncDelay: .milliseconds(asyncDelayMs),
+                faults: SimulatorFaults(failRate: failRate, errorCode: errorCode, stuckRate: stuckRate, latencyMs: latencyMs)
+            ),
+            logger: logger,
+            handleSignals: true
+        )
+        // Scripts read this line to learn the port when --port 0 was given.
+        FileHandle.standardOutput.write(Data("cloudstack-sim listening on \(simulator.apiURL)\n".utf8))
+        try await simulator.waitUntilStopped()
+    }
+}
+
+// main.swift cannot use @main, and a plain `run()` call here would resolve to the
+// synchronous ParsableCommand default; call the async entry point by its own name.
+do {
+    let command = try CloudStackSim.parse()
+    try await command.serve()
+} catch {
+    CloudStackSim.exit(withError: error)
+}

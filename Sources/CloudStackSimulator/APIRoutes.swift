@@ -1,0 +1,88 @@
+import Foundation
+import Hummingbird
+
+/// `/client/api`, GET (query) and POST (form), as CloudStack's ApiServlet serves it.
+enum APIRoutes {
+    /// The version string CloudStack puts on XML replies.
+    static let cloudStackVersion = "4.19.1.0"
+
+    static func add(to router: Router<BasicRequestContext>, cloud: SimulatedCloud) {
+        router.get("client/api") { request, _ in
+            try await respond(to: request, formBody: nil, cloud: cloud)
+        }
+        router.post("client/api") { request, _ in
+            var request = request
+            let isForm = request.headers[.contentType]?.lowercased().hasPrefix("application/x-www-form-urlencoded") ?? false
+            let body = try await request.collectBody(upTo: 4 * 1024 * 1024)
+            return try await respond(to: request, formBody: isForm ? String(buffer: body) : nil, cloud: cloud)
+        }
+    }
+
+    private static func respond(to request: Request, formBody: String?, cloud: SimulatedCloud) async throws -> Response {
+        let latency = await cloud.currentFaults().latencyMs
+        if latency > 0 {
+            try await Task.sleep(for: .milliseconds(latency))
+        }
+        let parameters = RequestParameters(query: request.uri.query, formBody: formBody)
+        let reply = await cloud.handle(parameters)
+        let wantsJSON = parameters["response"]?.caseInsensitiveCompare("json") == .orderedSame
+        return render(reply, asJSON: wantsJSON)
+    }
+
+    /// JSON: `{"<key>":<body>}` with CloudStack's content type. Without `response=json`
+    /// CloudStack answers XML; the simulator renders the same tree as XML elements.
+    static func render(_ reply: APIReply, asJSON: Bool) -> Response {
+        var headers = HTTPFields()
+        let text: String
+        if asJSON {
+            headers[.contentType] = "application/json; charset=UTF-8"
+            text = JSONValue.object([(reply.responseKey, reply.body)]).jsonText
+        } else {
+            headers[.contentType] = "text/xml; charset=UTF-8"
+            let inner = reply.body.xmlText(elementName: reply.responseKey)
+            let opening = "<\(reply.responseKey)>"
+            let versioned = "<\(reply.responseKey) cloud-stack-version=\"\(cloudStackVersion)\">"
+            text = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>" + versioned + inner.dropFirst(opening.count)
+        }
+        return Response(
+            status: HTTPResponse.Status(code: reply.status),
+            headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(string: text))
+        )
+    }
+}
+
+/// `/sim/*`: the test and operator surface. Never subject to fault injection.
+enum ControlRoutes {
+    static func add(to router: Router<BasicRequestContext>, cloud: SimulatedCloud) {
+        router.get("sim/state") { _, _ in
+            json(await cloud.snapshot())
+        }
+        router.get("sim/faults") { _, _ in
+            json(await cloud.currentFaults())
+        }
+        router.post("sim/faults") { request, _ in
+            var request = request
+            let body = try await request.collectBody(upTo: 64 * 1024)
+            do {
+                let updated = try await cloud.currentFaults().updated(with: Data(buffer: body))
+                await cloud.setFaults(updated)
+                return json(updated)
+            } catch {
+                var headers = HTTPFields()
+                headers[.contentType] = "application/json; charset=UTF-8"
+                let message = JSONValue.object([("error", .string("invalid faults JSON: \(error)"))]).jsonText
+                return Response(status: .badRequest, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: message)))
+            }
+        }
+    }
+
+    private static func json(_ value: some Encodable) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=UTF-8"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

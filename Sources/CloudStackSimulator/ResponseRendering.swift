@@ -1,0 +1,123 @@
+import Foundation
+
+/// JSON for the objects the simulator returns, with the field names and order of
+/// apache/cloudstack's response classes (VolumeResponse, UserVmResponse, ZoneResponse,
+/// DiskOfferingResponse, AsyncJobResponse) as seen in libcloud's recorded fixtures
+/// (`libcloud/test/compute/fixtures/cloudstack/listVolumes_rootdisksize.json`,
+/// `queryAsyncJobResult_*.json`). Absent values are omitted, as Gson does.
+enum ResponseRendering {
+    static let account = "admin"
+    static let accountID = "5f0a1c2e-8a4b-11ee-b9d1-0242ac120002"
+    static let userID = "5f0a2e7c-8a4b-11ee-b9d1-0242ac120002"
+    static let domain = "ROOT"
+    static let domainID = "4a9e7b52-8a4b-11ee-b9d1-0242ac120002"
+
+    static func timestamp(_ date: Date) -> JSONValue { .string(SignatureVerifier.formatTZDate(date)) }
+
+    static func volume(_ volume: SimulatedVolume, vm: SimulatedVirtualMachine?, offeringName: String?) -> JSONValue {
+        .object([
+            ("id", .string(volume.id)),
+            ("name", .string(volume.name)),
+            ("zoneid", .string(SimulatorConfiguration.zoneID)),
+            ("zonename", .string(SimulatorConfiguration.zoneName)),
+            ("type", .string(volume.type)),
+            ("deviceid", volume.deviceID.map { .int($0) }),
+            ("virtualmachineid", vm.map { .string($0.id) }),
+            ("vmname", vm.map { .string($0.name) }),
+            ("vmdisplayname", vm.map { .string($0.name) }),
+            ("vmstate", vm.map { .string($0.state) }),
+            ("provisioningtype", .string("thin")),
+            ("size", .int(volume.sizeBytes)),
+            ("created", timestamp(volume.created)),
+            ("attached", volume.attached.map(timestamp)),
+            ("state", .string(volume.state)),
+            ("account", .string(account)),
+            ("domainid", .string(domainID)),
+            ("domain", .string(domain)),
+            ("storagetype", .string("shared")),
+            ("hypervisor", .string(volume.state == "Allocated" ? "None" : "KVM")),
+            ("diskofferingid", volume.diskOfferingID.map { .string($0) }),
+            ("diskofferingname", offeringName.map { .string($0) }),
+            ("destroyed", .bool(false)),
+            ("isextractable", .bool(true)),
+            ("displayvolume", .bool(true)),
+        ])
+    }
+
+    static func virtualMachine(_ vm: SimulatedVirtualMachine) -> JSONValue {
+        .object([
+            ("id", .string(vm.id)),
+            ("name", .string(vm.name)),
+            ("displayname", .string(vm.name)),
+            ("account", .string(account)),
+            ("domainid", .string(domainID)),
+            ("domain", .string(domain)),
+            ("created", timestamp(vm.created)),
+            ("state", .string(vm.state)),
+            ("haenable", .bool(false)),
+            ("zoneid", .string(SimulatorConfiguration.zoneID)),
+            ("zonename", .string(SimulatorConfiguration.zoneName)),
+            ("hypervisor", .string("KVM")),
+            ("instancename", .string(vm.instanceName)),
+            ("cpunumber", .int(2)),
+            ("memory", .int(4096)),
+        ])
+    }
+
+    static func zone() -> JSONValue {
+        .object([
+            ("id", .string(SimulatorConfiguration.zoneID)),
+            ("name", .string(SimulatorConfiguration.zoneName)),
+            ("networktype", .string("Advanced")),
+            ("securitygroupsenabled", .bool(false)),
+            ("allocationstate", .string("Enabled")),
+            ("dhcpprovider", .string("VirtualRouter")),
+            ("localstorageenabled", .bool(false)),
+        ])
+    }
+
+    static let customOfferingName = "Custom"
+
+    static func customDiskOffering(created: Date) -> JSONValue {
+        .object([
+            ("id", .string(SimulatorConfiguration.customDiskOfferingID)),
+            ("name", .string(customOfferingName)),
+            ("displaytext", .string("Custom Disk")),
+            ("disksize", .int(0)),
+            ("created", timestamp(created)),
+            ("iscustomized", .bool(true)),
+            ("storagetype", .string("shared")),
+            ("provisioningtype", .string("thin")),
+            ("encrypt", .bool(false)),
+        ])
+    }
+
+    /// `{"count":N,"<item>":[…]}`, or `{}` when empty: ListResponse leaves both out.
+    static func list(itemName: String, _ items: [JSONValue]) -> JSONValue {
+        items.isEmpty ? .object([]) : .object([("count", .int(items.count)), (itemName, .array(items))])
+    }
+
+    static func asyncJob(_ job: SimulatedJob) -> JSONValue {
+        let finished = job.status != 0
+        return .object([
+            ("accountid", .string(accountID)),
+            ("userid", .string(userID)),
+            ("cmd", .string(job.javaClass)),
+            ("jobstatus", .int(job.status)),
+            ("jobprocstatus", .int(0)),
+            ("jobresultcode", .int(job.resultCode)),
+            ("jobresulttype", finished ? .string("object") : nil),
+            ("jobresult", finished ? job.result : nil),
+            ("jobinstancetype", .string("Volume")),
+            ("jobinstanceid", .string(job.action.volumeID)),
+            ("created", timestamp(job.created)),
+            ("completed", job.completed.map(timestamp)),
+            ("jobid", .string(job.id)),
+        ])
+    }
+
+    /// The failed job's `jobresult`: ExceptionResponse as ApiAsyncJobDispatcher builds it.
+    static func jobFailure(_ failure: JobFailure) -> JSONValue {
+        .object([("uuidList", .array([])), ("errorcode", .int(failure.errorCode)), ("errortext", .string(failure.errorText))])
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+
+/// The synchronous halves of the commands: what CloudStack checks and answers before any
+/// async job exists (ParamProcessWorker, the Cmd's `create()` for BaseAsyncCreateCmd, the
+/// sync DeleteVolumeCmd), and the list commands.
+extension SimulatedCloud {
+    func listZones() -> JSONValue {
+        ResponseRendering.list(itemName: "zone", [ResponseRendering.zone()])
+    }
+
+    func listDiskOfferings() -> JSONValue {
+        ResponseRendering.list(itemName: "diskoffering", [ResponseRendering.customDiskOffering(created: offeringCreated)])
+    }
+
+    func listVirtualMachines(_ parameters: RequestParameters) throws -> JSONValue {
+        var selected = virtualMachines
+        if let id = parameters["id"], !id.isEmpty {
+            let index = try resolveVM("listVirtualMachines", parameter: "id", id)
+            selected = [virtualMachines[index]]
+        }
+        return ResponseRendering.list(itemName: "virtualmachine", selected.map(ResponseRendering.virtualMachine))
+    }
+
+    /// Filters `id`, `virtualmachineid` and `type`; a deleted volume's id resolves but
+    /// lists nothing, giving `{"listvolumesresponse":{}}`.
+    func listVolumes(_ parameters: RequestParameters) throws -> JSONValue {
+        var selected = volumes.filter { !$0.removed }
+        if let id = parameters["id"], !id.isEmpty {
+            _ = try resolveVolume("listVolumes", parameter: "id", id)
+            selected = selected.filter { $0.id == id }
+        }
+        if let vmID = parameters["virtualmachineid"], !vmID.isEmpty {
+            _ = try resolveVM("listVolumes", parameter: "virtualmachineid", vmID)
+            selected = selected.filter { $0.virtualMachineID == vmID }
+        }
+        if let type = parameters["type"], !type.isEmpty {
+            selected = selected.filter { $0.type.caseInsensitiveCompare(type) == .orderedSame }
+        }
+        return ResponseRendering.list(itemName: "volume", selected.map(renderVolume))
+    }
+
+    /// CreateVolumeCmd is a BaseAsyncCreateCmd: `create()` allocates the volume row
+    /// (state `Allocated`) synchronously — so it lists at once — and the job that follows
+    /// completes it. Size checks follow VolumeApiServiceImpl.allocVolume for a customized
+    /// offering (`custom.diskoffering.size.min/max` defaults 1 and 1024 GB).
+    func createVolume(_ parameters: RequestParameters) throws -> JSONValue {
+        let command = "createVolume"
+        let zoneID = parameters["zoneid"] ?? ""
+        guard zoneID == SimulatorConfiguration.zoneID else {
+            throw APIFailure.unknownEntity(command: command, parameter: "zoneid", value: zoneID)
+        }
+        guard let offeringID = parameters["diskofferingid"], !offeringID.isEmpty else {
+            throw APIFailure.invalidParameter("At least one of disk Offering ID or snapshot ID must be passed whilst creating volume")
+        }
+        guard offeringID == SimulatorConfiguration.customDiskOfferingID else {
+            throw APIFailure.unknownEntity(command: command, parameter: "diskofferingid", value: offeringID)
+        }
+        guard let sizeText = parameters["size"], !sizeText.isEmpty else {
+            throw APIFailure.invalidParameter("This disk offering requires a custom size specified")
+        }
+        guard let sizeGB = Int64(sizeText) else {
+            throw APIFailure(
+                errorCode: APIErrorCode.paramError, csErrorCode: CSErrorCode.serverAPIException,
+                errorText: "Unable to execute API command createvolume due to invalid value \(sizeText) for parameter size"
+            )
+        }
+        guard (1...1024).contains(sizeGB) else {
+            throw APIFailure.invalidParameter("Volume size: \(sizeGB)GB is out of allowed range. Max: 1024 Min:1")
+        }
+
+        let internalID = nextInternalID
+        nextInternalID += 1
+        let volume = SimulatedVolume(
+            id: UUID().uuidString.lowercased(), internalID: internalID,
+            name: (parameters["name"].flatMap { $0.isEmpty ? nil : $0 }) ?? "volume-\(internalID)",
+            type: "DATADISK", sizeBytes: sizeGB * Self.bytesPerGB, state: "Allocated",
+            virtualMachineID: nil, deviceID: nil, diskOfferingID: offeringID, created: Date(), attached: nil
+        )
+        volumes.append(volume)
+        recordSideEffect(volume.id) { $0.createVolume += 1 }
+        let job = startJob(command, action: .createVolume(volumeID: volume.id))
+        return .object([("id", .string(volume.id)), ("jobid", .string(job.id))])
+    }
+
+    /// AttachVolumeCmd: only the UUIDs are checked now; every other check runs inside the
+    /// job (VolumeApiServiceImpl.attachVolumeToVM), so those failures are async.
+    func attachVolume(_ parameters: RequestParameters) throws -> JSONValue {
+        let command = "attachVolume"
+        let volumeIndex = try resolveVolume(command, parameter: "id", parameters["id"] ?? "")
+        let vmIndex = try resolveVM(command, parameter: "virtualmachineid", parameters["virtualmachineid"] ?? "")
+        var deviceID: Int?
+        if let text = parameters["deviceid"], !text.isEmpty {
+            guard let value = Int(text) else {
+                throw APIFailure(
+                    errorCode: APIErrorCode.paramError, csErrorCode: CSErrorCode.serverAPIException,
+                    errorText: "Unable to execute API command attachvolume due to invalid value \(text) for parameter deviceid"
+                )
+            }
+            deviceID = value
+        }
+        let volumeID = volumes[volumeIndex].id
+        recordSideEffect(volumeID) { $0.attachVolume += 1 }
+        let job = startJob(
+            command,
+            action: .attachVolume(volumeID: volumeID, virtualMachineID: virtualMachines[vmIndex].id, deviceID: deviceID)
+        )
+        return .object([("jobid", .string(job.id))])
+    }
+
+    /// DetachVolumeCmd takes `id`, or `virtualmachineid` + `deviceid`.
+    func detachVolume(_ parameters: RequestParameters) throws -> JSONValue {
+        let command = "detachVolume"
+        let volumeID: String
+        if let id = parameters["id"], !id.isEmpty {
+            volumeID = volumes[try resolveVolume(command, parameter: "id", id)].id
+        } else if let vmText = parameters["virtualmachineid"], let deviceText = parameters["deviceid"], !vmText.isEmpty {
+            let vmID = virtualMachines[try resolveVM(command, parameter: "virtualmachineid", vmText)].id
+            // The simulator's own wording: CloudStack words this case differently across versions.
+            guard let match = volumes.first(where: { !$0.removed && $0.virtualMachineID == vmID && $0.deviceID == Int(deviceText) }) else {
+                throw APIFailure.invalidParameter("Unable to find volume with device id \(deviceText) attached to VM \(vmID)")
+            }
+            volumeID = match.id
+        } else {
+            throw APIFailure.invalidParameter("Please provide either a volume id, or a tuple(device id, instance id)")
+        }
+        recordSideEffect(volumeID) { $0.detachVolume += 1 }
+        let job = startJob(command, action: .detachVolume(volumeID: volumeID))
+        return .object([("jobid", .string(job.id))])
+    }
+
+    /// DeleteVolumeCmd is synchronous (VolumeApiServiceImpl.deleteVolume →
+    /// retrieveAndValidateVolume): an attached volume is refused with
+    /// InvalidParameterValueException (431 / cserrorcode 4350); a removed one is "not found"
+    /// by its internal id. The volume and its backing data are gone afterwards.
+    func deleteVolume(_ parameters: RequestParameters) throws -> JSONValue {
+        let index = try resolveVolume("deleteVolume", parameter: "id", parameters["id"] ?? "")
+        let volume = volumes[index]
+        if volume.removed {
+            throw APIFailure.invalidParameter("Unable to find volume with ID: \(volume.internalID)")
+        }
+        if volume.virtualMachineID != nil {
+            throw APIFailure.invalidParameter("Please specify a volume that is not attached to any VM.")
+        }
+        if let hotPlug {
+            try? hotPlug.destroyBackingFile(volumeID: volume.id)
+        }
+        volumes[index].removed = true
+        volumes[index].state = "Expunged"
+        recordSideEffect(volume.id) { $0.deleteVolume += 1 }
+        return .object([("success", .bool(true))])
+    }
+
+    func queryAsyncJobResult(_ parameters: RequestParameters) throws -> JSONValue {
+        let jobID = parameters["jobid"] ?? ""
+        guard let index = jobs.firstIndex(where: { $0.id == jobID }) else {
+            throw APIFailure.unknownEntity(command: "queryAsyncJobResult", parameter: "jobid", value: jobID)
+        }
+        // The timer normally has run the job already; run it here if it is due, so a poll
+        // never sees a job pending past its delay.
+        if jobs[index].status == 0, !jobs[index].stuck, ContinuousClock.now >= jobs[index].dueAt {
+            runJob(jobID)
+        }
+        return ResponseRendering.asyncJob(jobs[index])
+    }
+}

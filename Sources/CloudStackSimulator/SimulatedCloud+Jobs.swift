@@ -1,0 +1,163 @@
+import Foundation
+
+/// The asynchronous halves: a job stays `jobstatus 0` for `asyncDelay`, then runs the
+/// checks VolumeApiServiceImpl performs inside the job and applies the effect, or fails
+/// with `jobresultcode` = errorcode (ApiAsyncJobDispatcher).
+extension SimulatedCloud {
+    static let javaClasses = [
+        "createVolume": "org.apache.cloudstack.api.command.user.volume.CreateVolumeCmd",
+        "attachVolume": "org.apache.cloudstack.api.command.user.volume.AttachVolumeCmd",
+        "detachVolume": "org.apache.cloudstack.api.command.user.volume.DetachVolumeCmd",
+    ]
+
+    func startJob(_ command: String, action: SimulatedJobAction) -> SimulatedJob {
+        let stuck = faults.stuckRate > 0 && Double.random(in: 0..<1) < faults.stuckRate
+        let job = SimulatedJob(
+            id: UUID().uuidString.lowercased(), apiCommand: command, javaClass: Self.javaClasses[command] ?? command,
+            action: action, created: Date(), dueAt: ContinuousClock.now.advanced(by: configuration.asyncDelay), stuck: stuck
+        )
+        jobs.append(job)
+        if !stuck {
+            let delay = configuration.asyncDelay
+            jobTimers[job.id] = Task { [weak self] in
+                try? await Task.sleep(for: delay)
+                guard !Task.isCancelled else { return }
+                await self?.runJob(job.id)
+            }
+        }
+        return job
+    }
+
+    /// Runs a due job once; later calls are no-ops.
+    func runJob(_ jobID: String) {
+        jobTimers[jobID] = nil
+        guard let index = jobs.firstIndex(where: { $0.id == jobID }), jobs[index].status == 0, !jobs[index].stuck else { return }
+        do {
+            let volume = try execute(jobs[index].action)
+            jobs[index].status = 1
+            jobs[index].resultCode = 0
+            jobs[index].result = .object([("volume", volume)])
+        } catch let failure as JobFailure {
+            jobs[index].status = 2
+            jobs[index].resultCode = failure.errorCode
+            jobs[index].result = ResponseRendering.jobFailure(failure)
+        } catch {
+            jobs[index].status = 2
+            jobs[index].resultCode = APIErrorCode.internalError
+            jobs[index].result = ResponseRendering.jobFailure(.internalError("\(error)"))
+        }
+        jobs[index].completed = Date()
+        logger.debug("job finished", metadata: ["job_id": "\(jobID)", "status": "\(jobs[index].status)"])
+    }
+
+    private func execute(_ action: SimulatedJobAction) throws -> JSONValue {
+        switch action {
+        case .createVolume(let volumeID):
+            guard let index = volumeIndex(volumeID), !volumes[index].removed else {
+                throw JobFailure.internalError("Failed to create volume: the volume was removed before it was created")
+            }
+            // A data volume without a VM stays Allocated; storage is allocated on first attach.
+            return renderVolume(volumes[index])
+        case .attachVolume(let volumeID, let vmID, let deviceID):
+            return try attach(volumeID: volumeID, vmID: vmID, requestedDeviceID: deviceID)
+        case .detachVolume(let volumeID):
+            return try detach(volumeID: volumeID)
+        }
+    }
+
+    /// VolumeApiServiceImpl.attachVolumeToVM, in its order: getAndCheckVolumeInfo,
+    /// getAndCheckUserVmVO, checkDeviceId (root), checkNumberOfAttachedVolumes, then
+    /// getDeviceId (whose RuntimeExceptions surface as 530) and the hypervisor attach.
+    private func attach(volumeID: String, vmID: String, requestedDeviceID: Int?) throws -> JSONValue {
+        guard let volumeIndex = volumeIndex(volumeID), let vmIndex = vmIndex(vmID) else {
+            throw JobFailure.invalidParameter("Please specify a volume with the valid type: ROOT or DATADISK")
+        }
+        let volume = volumes[volumeIndex]
+        let vm = virtualMachines[vmIndex]
+        if volume.virtualMachineID != nil {
+            throw JobFailure.invalidParameter("Please specify a volume that is not attached to any VM.")
+        }
+        if volume.removed {
+            throw JobFailure.invalidParameter("Volume state must be in Allocated, Ready or in Uploaded state")
+        }
+        guard vm.state == "Running" || vm.state == "Stopped" else {
+            throw JobFailure.invalidParameter("Please specify a VM that is either running or stopped.")
+        }
+        let attachedToVM = volumes.filter { !$0.removed && $0.virtualMachineID == vmID }
+        if requestedDeviceID == 0 {
+            if vm.state != "Stopped" {
+                throw JobFailure.invalidParameter("Root volume detach can only be done for a stopped VM")
+            }
+            if attachedToVM.contains(where: { $0.deviceID == 0 }) {
+                throw JobFailure.invalidParameter("Vm already has root volume attached to it")
+            }
+        } else {
+            let dataDisks = attachedToVM.filter { $0.type == "DATADISK" }.count
+            if dataDisks >= configuration.maxDataVolumesPerVM {
+                throw JobFailure.invalidParameter(
+                    "The specified VM already has the maximum number of data disks (\(configuration.maxDataVolumesPerVM)) attached. Please specify another VM."
+                )
+            }
+        }
+        let deviceID = try allocateDeviceID(requested: requestedDeviceID, vm: vm, inUse: Set(attachedToVM.compactMap(\.deviceID)))
+
+        if vmID == configuration.applianceVMID, let hotPlug {
+            do {
+                try hotPlug.plug(volumeID: volumeID, sizeBytes: volume.sizeBytes)
+            } catch {
+                throw JobFailure.internalError("Failed to attach volume \(volume.name) to VM \(vm.name); \(error)")
+            }
+        }
+        volumes[volumeIndex].virtualMachineID = vmID
+        volumes[volumeIndex].deviceID = deviceID
+        volumes[volumeIndex].attached = Date()
+        if deviceID == 0 { volumes[volumeIndex].type = "ROOT" }
+        if vm.state == "Running" { volumes[volumeIndex].state = "Ready" }
+        return renderVolume(volumes[volumeIndex])
+    }
+
+    /// VolumeApiServiceImpl.getDeviceId: devices 0…(max data disks + 1); 3 is the CD-ROM.
+    private func allocateDeviceID(requested: Int?, vm: SimulatedVirtualMachine, inUse: Set<Int>) throws -> Int {
+        let maxDeviceID = configuration.maxDataVolumesPerVM + 1
+        if let requested {
+            if requested < 0 || requested > maxDeviceID || requested == 3 {
+                throw JobFailure.internalError("deviceId should be 1,2,4-\(maxDeviceID)")
+            }
+            if inUse.contains(requested) {
+                throw JobFailure.internalError("deviceId \(requested) is used by VM \(vm.instanceName)")
+            }
+            return requested
+        }
+        guard let free = (1...maxDeviceID).first(where: { $0 != 3 && !inUse.contains($0) }) else {
+            throw JobFailure.internalError("All device Ids are used by vm \(vm.instanceName)")
+        }
+        return free
+    }
+
+    /// VolumeApiServiceImpl.detachVolumeFromVM: the volume must be attached; a ROOT disk
+    /// only comes off a stopped VM.
+    private func detach(volumeID: String) throws -> JSONValue {
+        guard let volumeIndex = volumeIndex(volumeID) else {
+            throw JobFailure.invalidParameter("The specified volume is not attached to a VM.")
+        }
+        let volume = volumes[volumeIndex]
+        guard let vmID = volume.virtualMachineID, let vmIndex = vmIndex(vmID) else {
+            throw JobFailure.invalidParameter("The specified volume is not attached to a VM.")
+        }
+        let vm = virtualMachines[vmIndex]
+        if volume.type == "ROOT" && vm.state != "Stopped" {
+            throw JobFailure.invalidParameter("Root volume detach can only be done for a stopped VM")
+        }
+        if vmID == configuration.applianceVMID, let hotPlug {
+            do {
+                try hotPlug.unplug(volumeID: volumeID)
+            } catch {
+                throw JobFailure.internalError("Failed to detach volume \(volume.name) from VM \(vm.name); \(error)")
+            }
+        }
+        volumes[volumeIndex].virtualMachineID = nil
+        volumes[volumeIndex].deviceID = nil
+        volumes[volumeIndex].attached = nil
+        return renderVolume(volumes[volumeIndex])
+    }
+}

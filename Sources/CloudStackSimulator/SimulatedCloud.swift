@@ -1,0 +1,198 @@
+import Foundation
+import Logging
+
+/// One reply of the API: HTTP status, the single top-level key, and the body under it.
+struct APIReply: Sendable {
+    var status: Int
+    var responseKey: String
+    var body: JSONValue
+}
+
+/// The simulated management server: inventory, async jobs, fault injection and the
+/// side-effect ledger, all behind one actor so every command sees a consistent world.
+actor SimulatedCloud {
+    let configuration: SimulatorConfiguration
+    let logger: Logger
+    let verifier: SignatureVerifier
+    let hotPlug: HotPlugEmulator?
+    let offeringCreated = Date()
+
+    var virtualMachines: [SimulatedVirtualMachine] = []
+    var volumes: [SimulatedVolume] = []
+    var jobs: [SimulatedJob] = []
+    var sideEffects: [String: SimulatorState.SideEffects] = [:]
+    var requestCounts: [String: Int] = [:]
+    var faults: SimulatorFaults
+    var jobTimers: [String: Task<Void, Never>] = [:]
+    var nextInternalID = 100
+
+    init(configuration: SimulatorConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.verifier = SignatureVerifier(apiKey: configuration.apiKey, secretKey: configuration.secretKey)
+        self.faults = configuration.faults
+        if let byID = configuration.byIDDirectory, let disks = configuration.diskDirectory {
+            let emulator = HotPlugEmulator(byIDDirectory: byID, diskDirectory: disks)
+            try emulator.prepareDirectories()
+            self.hotPlug = emulator
+        } else {
+            self.hotPlug = nil
+        }
+        let now = Date()
+        virtualMachines = [
+            SimulatedVirtualMachine(id: configuration.applianceVMID, name: "migration-appliance", state: "Running", instanceName: "i-2-10-VM", created: now),
+            SimulatedVirtualMachine(id: SimulatorConfiguration.customerVMID, name: "customer-vm-01", state: "Running", instanceName: "i-2-11-VM", created: now),
+            SimulatedVirtualMachine(id: SimulatorConfiguration.testFailoverVMID, name: "test-failover-vm", state: "Stopped", instanceName: "i-2-12-VM", created: now),
+        ]
+        for vmID in [configuration.applianceVMID, SimulatorConfiguration.customerVMID] {
+            let internalID = nextInternalID
+            nextInternalID += 1
+            volumes.append(
+                SimulatedVolume(
+                    id: UUID().uuidString.lowercased(), internalID: internalID, name: "ROOT-\(internalID)", type: "ROOT",
+                    sizeBytes: 20 * Self.bytesPerGB, state: "Ready", virtualMachineID: vmID, deviceID: 0, diskOfferingID: nil,
+                    created: now, attached: now
+                )
+            )
+        }
+    }
+
+    /// CloudStack's `size` parameter is GB and it multiplies by 1024³ (VolumeApiServiceImpl).
+    static let bytesPerGB: Int64 = 1024 * 1024 * 1024
+
+    // MARK: Entry point
+
+    /// Handles one `/client/api` request in ApiServlet's order: signature (401), command
+    /// lookup (432), injected faults, required parameters (431), then the command.
+    func handle(_ parameters: RequestParameters) -> APIReply {
+        let command = parameters["command"]
+        requestCounts[command ?? "<none>", default: 0] += 1
+        let spec = command.flatMap { Self.commands[$0] }
+        let responseKey = command.map { spec != nil ? "\($0.lowercased())response" : "errorresponse" } ?? "errorresponse"
+
+        guard verifier.verify(parameters, now: Date()) else {
+            return failureReply(.signatureRejected, responseKey: responseKey)
+        }
+        guard let command, let spec else {
+            return failureReply(.unknownCommand(command ?? ""), responseKey: responseKey)
+        }
+        if faults.failRate > 0, Double.random(in: 0..<1) < faults.failRate {
+            logger.debug("injecting failure", metadata: ["command": "\(command)", "errorcode": "\(faults.errorCode)"])
+            return failureReply(.injected(errorCode: faults.errorCode), responseKey: responseKey)
+        }
+        for required in spec.requiredParameters where (parameters[required] ?? "").isEmpty {
+            return failureReply(.missingParameter(command: command, parameter: required), responseKey: responseKey)
+        }
+        do {
+            let body = try run(command, parameters)
+            return APIReply(status: 200, responseKey: responseKey, body: body)
+        } catch let failure as APIFailure {
+            return failureReply(failure, responseKey: responseKey)
+        } catch {
+            return failureReply(
+                APIFailure(errorCode: APIErrorCode.internalError, csErrorCode: CSErrorCode.serverAPIException, errorText: "\(error)"),
+                responseKey: responseKey
+            )
+        }
+    }
+
+    private func failureReply(_ failure: APIFailure, responseKey: String) -> APIReply {
+        APIReply(status: failure.errorCode, responseKey: failure.usesErrorResponseKey ? "errorresponse" : responseKey, body: failure.body())
+    }
+
+    struct CommandSpec: Sendable {
+        var requiredParameters: [String]
+    }
+
+    /// The commands this simulator implements and the parameters their Cmd classes mark
+    /// `required = true` (apache/cloudstack `api/.../command/user/volume/*Cmd.java`).
+    /// createVolume's `zoneid` is optional in CloudStack (it can come from a snapshot or
+    /// VM); volumed always passes it, so the simulator requires it.
+    static let commands: [String: CommandSpec] = [
+        "listZones": CommandSpec(requiredParameters: []),
+        "listDiskOfferings": CommandSpec(requiredParameters: []),
+        "listVirtualMachines": CommandSpec(requiredParameters: []),
+        "listVolumes": CommandSpec(requiredParameters: []),
+        "createVolume": CommandSpec(requiredParameters: ["zoneid"]),
+        "attachVolume": CommandSpec(requiredParameters: ["id", "virtualmachineid"]),
+        "detachVolume": CommandSpec(requiredParameters: []),
+        "deleteVolume": CommandSpec(requiredParameters: ["id"]),
+        "queryAsyncJobResult": CommandSpec(requiredParameters: ["jobid"]),
+    ]
+
+    private func run(_ command: String, _ parameters: RequestParameters) throws -> JSONValue {
+        switch command {
+        case "listZones": return listZones()
+        case "listDiskOfferings": return listDiskOfferings()
+        case "listVirtualMachines": return try listVirtualMachines(parameters)
+        case "listVolumes": return try listVolumes(parameters)
+        case "createVolume": return try createVolume(parameters)
+        case "attachVolume": return try attachVolume(parameters)
+        case "detachVolume": return try detachVolume(parameters)
+        case "deleteVolume": return try deleteVolume(parameters)
+        case "queryAsyncJobResult": return try queryAsyncJobResult(parameters)
+        default: throw APIFailure.unknownCommand(command)
+        }
+    }
+
+    // MARK: Control surface
+
+    func setFaults(_ newFaults: SimulatorFaults) {
+        faults = newFaults
+    }
+
+    func currentFaults() -> SimulatorFaults { faults }
+
+    func snapshot() -> SimulatorState {
+        SimulatorState(
+            volumes: volumes.filter { !$0.removed }.map {
+                SimulatorState.Volume(
+                    id: $0.id, name: $0.name, type: $0.type, size: $0.sizeBytes, state: $0.state,
+                    virtualmachineid: $0.virtualMachineID, deviceid: $0.deviceID
+                )
+            },
+            virtualmachines: virtualMachines.map { SimulatorState.VirtualMachine(id: $0.id, name: $0.name, state: $0.state) },
+            jobs: jobs.map { SimulatorState.Job(id: $0.id, command: $0.apiCommand, status: $0.status, volumeid: $0.action.volumeID, stuck: $0.stuck) },
+            sideEffects: sideEffects,
+            requestCounts: requestCounts,
+            faults: faults
+        )
+    }
+
+    /// Stops pending job timers; used when the server shuts down.
+    func shutdown() {
+        for timer in jobTimers.values { timer.cancel() }
+        jobTimers.removeAll()
+    }
+
+    // MARK: Lookups shared by the commands
+
+    func vmIndex(_ id: String) -> Int? { virtualMachines.firstIndex { $0.id == id } }
+    func volumeIndex(_ id: String) -> Int? { volumes.firstIndex { $0.id == id } }
+
+    /// ParamProcessWorker resolves UUID parameters before the command runs; unknown ones
+    /// fail the whole request with 431. Removed volumes still resolve.
+    func resolveVolume(_ command: String, parameter: String, _ value: String) throws -> Int {
+        guard let index = volumeIndex(value) else {
+            throw APIFailure.unknownEntity(command: command, parameter: parameter, value: value)
+        }
+        return index
+    }
+
+    func resolveVM(_ command: String, parameter: String, _ value: String) throws -> Int {
+        guard let index = vmIndex(value) else {
+            throw APIFailure.unknownEntity(command: command, parameter: parameter, value: value)
+        }
+        return index
+    }
+
+    func renderVolume(_ volume: SimulatedVolume) -> JSONValue {
+        let vm = volume.virtualMachineID.flatMap { id in virtualMachines.first { $0.id == id } }
+        let offering = volume.diskOfferingID == SimulatorConfiguration.customDiskOfferingID ? ResponseRendering.customOfferingName : nil
+        return ResponseRendering.volume(volume, vm: vm, offeringName: offering)
+    }
+
+    func recordSideEffect(_ volumeID: String, _ update: (inout SimulatorState.SideEffects) -> Void) {
+        update(&sideEffects[volumeID, default: SimulatorState.SideEffects()])
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+
+/// The simulator's records, shaped after the CloudStack DB rows they stand for.
+
+struct SimulatedVolume: Sendable {
+    var id: String
+    /// CloudStack's internal long id, which some service-layer messages print.
+    var internalID: Int
+    var name: String
+    /// `ROOT` or `DATADISK`.
+    var type: String
+    var sizeBytes: Int64
+    /// `Allocated` until first attached to a running VM, then `Ready`; `Expunged` once deleted.
+    var state: String
+    var virtualMachineID: String?
+    var deviceID: Int?
+    var diskOfferingID: String?
+    var created: Date
+    var attached: Date?
+    /// Deleted volumes stay resolvable by UUID (ParamProcessWorker looks ids up including
+    /// removed rows) but no longer list.
+    var removed: Bool = false
+}
+
+struct SimulatedVirtualMachine: Sendable {
+    var id: String
+    var name: String
+    /// `Running` or `Stopped`.
+    var state: String
+    /// The hypervisor-side name, `i-<account>-<id>-VM`.
+    var instanceName: String
+    var created: Date
+}
+
+/// What an async job does once its delay has passed.
+enum SimulatedJobAction: Sendable {
+    case createVolume(volumeID: String)
+    case attachVolume(volumeID: String, virtualMachineID: String, deviceID: Int?)
+    case detachVolume(volumeID: String)
+
+    var volumeID: String {
+        switch self {
+        case .createVolume(let id), .attachVolume(let id, _, _), .detachVolume(let id): return id
+        }
+    }
+}
+
+struct SimulatedJob: Sendable {
+    var id: String
+    /// The API command that started the job, e.g. `attachVolume`.
+    var apiCommand: String
+    /// The command class CloudStack reports in `cmd`.
+    var javaClass: String
+    var action: SimulatedJobAction
+    /// 0 pending, 1 succeeded, 2 failed (AsyncJob.Status ordinal).
+    var status: Int = 0
+    var resultCode: Int = 0
+    var result: JSONValue?
+    var created: Date
+    var completed: Date?
+    var dueAt: ContinuousClock.Instant
+    /// Fault injection: the job never leaves status 0.
+    var stuck: Bool
+}
+
+/// Why a job failed, reported in `jobresult` with `jobresultcode` = `errorCode`
+/// (ApiAsyncJobDispatcher: InvalidParameterValueException → 431, other exceptions → 530).
+struct JobFailure: Error {
+    var errorCode: Int
+    var errorText: String
+
+    static func invalidParameter(_ text: String) -> JobFailure { JobFailure(errorCode: APIErrorCode.paramError, errorText: text) }
+    static func internalError(_ text: String) -> JobFailure { JobFailure(errorCode: APIErrorCode.internalError, errorText: text) }
+}

@@ -1,0 +1,115 @@
+import Foundation
+
+/// Everything a simulator instance starts with. The inventory is fixed so tests and
+/// demos can name things: one zone, one custom-size disk offering, the appliance VM
+/// (`applianceVMID`, Running, with a ROOT disk) and two other VMs:
+///
+/// | id | name | state | disks |
+/// |----|------|-------|-------|
+/// | `SimulatorConfiguration.customerVMID` (`9a6e2c1d-3b4f-4a5e-8d7c-1f2e3d4c5b6a`) | `customer-vm-01` | Running | ROOT |
+/// | `SimulatorConfiguration.testFailoverVMID` (`4c8b1e2f-6d3a-4f5b-9e7c-0a1b2c3d4e5f`) | `test-failover-vm` | Stopped | none (awaits an attach as root, device 0) |
+public struct SimulatorConfiguration: Sendable {
+    public static let zoneID = "1b7c4d9e-2f3a-4b5c-8d6e-7f8091a2b3c4"
+    public static let zoneName = "sim-zone-1"
+    public static let customDiskOfferingID = "6f5e4d3c-2b1a-4098-8765-43210fedcba9"
+    public static let customerVMID = "9a6e2c1d-3b4f-4a5e-8d7c-1f2e3d4c5b6a"
+    public static let testFailoverVMID = "4c8b1e2f-6d3a-4f5b-9e7c-0a1b2c3d4e5f"
+    public static let defaultApplianceVMID = "2d3e4f50-6172-4839-a4b5-c6d7e8f90a1b"
+
+    public var host: String
+    /// 0 picks a free port; `CloudStackSimulator.port` tells which.
+    public var port: Int
+    public var apiKey: String
+    public var secretKey: String
+    public var applianceVMID: String
+    /// Where hot-plugged appliance disks appear as `virtio-<serial>` links (udev's
+    /// `/dev/disk/by-id`). Nil turns hot-plug emulation off.
+    public var byIDDirectory: URL?
+    /// Where the sparse backing files of appliance disks live.
+    public var diskDirectory: URL?
+    /// How long an async job stays `jobstatus 0` before it runs.
+    public var asyncDelay: Duration
+    /// Data disks one VM may hold (the hypervisor capability `max_data_volumes_limit`,
+    /// 6 when unset).
+    public var maxDataVolumesPerVM: Int
+    public var faults: SimulatorFaults
+
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 0,
+        apiKey: String,
+        secretKey: String,
+        applianceVMID: String = SimulatorConfiguration.defaultApplianceVMID,
+        byIDDirectory: URL? = nil,
+        diskDirectory: URL? = nil,
+        asyncDelay: Duration = .milliseconds(200),
+        maxDataVolumesPerVM: Int = 6,
+        faults: SimulatorFaults = SimulatorFaults()
+    ) {
+        self.host = host
+        self.port = port
+        self.apiKey = apiKey
+        self.secretKey = secretKey
+        self.applianceVMID = applianceVMID
+        self.byIDDirectory = byIDDirectory
+        self.diskDirectory = diskDirectory
+        self.asyncDelay = asyncDelay
+        self.maxDataVolumesPerVM = maxDataVolumesPerVM
+        self.faults = faults
+    }
+}
+
+/// Faults injected into `/client/api` calls (never into `/sim/*`). Settable at start and
+/// at runtime (`CloudStackSimulator.setFaults`, `POST /sim/faults`).
+public struct SimulatorFaults: Codable, Sendable, Equatable {
+    /// Fraction (0…1) of API calls answered with `errorCode` before doing anything, in
+    /// CloudStack's error shape (`{"<cmd>response":{"errorcode":530,"cserrorcode":9999,…}}`,
+    /// HTTP status = errorcode) — what a management server with a failing DB or agent
+    /// returns. No state changes on such a call.
+    public var failRate: Double
+    /// The errorcode (and HTTP status) of injected failures; 530 INTERNAL_ERROR by default.
+    public var errorCode: Int
+    /// Fraction (0…1) of newly started async jobs that stay `jobstatus 0` forever and
+    /// never apply their effect.
+    public var stuckRate: Double
+    /// Milliseconds added before answering every API call.
+    public var latencyMs: Int
+
+    public init(failRate: Double = 0, errorCode: Int = 530, stuckRate: Double = 0, latencyMs: Int = 0) {
+        self.failRate = failRate
+        self.errorCode = errorCode
+        self.stuckRate = stuckRate
+        self.latencyMs = latencyMs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case failRate = "fail_rate"
+        case errorCode = "error_code"
+        case stuckRate = "stuck_rate"
+        case latencyMs = "latency_ms"
+    }
+
+    /// Partial updates: fields absent from the JSON keep their current value.
+    func updated(with json: Data) throws -> SimulatorFaults {
+        let patch = try JSONDecoder().decode(Patch.self, from: json)
+        var copy = self
+        if let value = patch.failRate { copy.failRate = value }
+        if let value = patch.errorCode { copy.errorCode = value }
+        if let value = patch.stuckRate { copy.stuckRate = value }
+        if let value = patch.latencyMs { copy.latencyMs = value }
+        return copy
+    }
+
+    private struct Patch: Decodable {
+        var failRate: Double?
+        var errorCode: Int?
+        var stuckRate: Double?
+        var latencyMs: Int?
+        enum CodingKeys: String, CodingKey {
+            case failRate = "fail_rate"
+            case errorCode = "error_code"
+            case stuckRate = "stuck_rate"
+            case latencyMs = "latency_ms"
+        }
+    }
+}

@@ -1,0 +1,75 @@
+/// A point-in-time copy of the simulated cloud, as `CloudStackSimulator.state()` returns
+/// it and `GET /sim/state` serves it (same field names).
+public struct SimulatorState: Codable, Sendable, Equatable {
+    public struct Volume: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        /// `ROOT` or `DATADISK`.
+        public var type: String
+        /// Bytes.
+        public var size: Int64
+        public var state: String
+        public var virtualmachineid: String?
+        public var deviceid: Int?
+    }
+
+    public struct VirtualMachine: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var state: String
+    }
+
+    public struct Job: Codable, Sendable, Equatable {
+        public var id: String
+        /// The API command that started it, e.g. `attachVolume`.
+        public var command: String
+        /// 0 pending, 1 succeeded, 2 failed.
+        public var status: Int
+        public var volumeid: String?
+        /// True when fault injection made the job hang.
+        public var stuck: Bool
+    }
+
+    /// How many requests with a side effect CloudStack accepted for one volume: the proof
+    /// a retry did not repeat work.
+    public struct SideEffects: Codable, Sendable, Equatable {
+        public var createVolume: Int = 0
+        public var attachVolume: Int = 0
+        public var detachVolume: Int = 0
+        public var deleteVolume: Int = 0
+
+        public init(createVolume: Int = 0, attachVolume: Int = 0, detachVolume: Int = 0, deleteVolume: Int = 0) {
+            self.createVolume = createVolume
+            self.attachVolume = attachVolume
+            self.detachVolume = detachVolume
+            self.deleteVolume = deleteVolume
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case createVolume = "create_volume"
+            case attachVolume = "attach_volume"
+            case detachVolume = "detach_volume"
+            case deleteVolume = "delete_volume"
+        }
+    }
+
+    /// Existing volumes (deleted ones are gone, as `listVolumes` shows).
+    public var volumes: [Volume]
+    public var virtualmachines: [VirtualMachine]
+    public var jobs: [Job]
+    /// Keyed by volume id; kept after the volume is deleted.
+    public var sideEffects: [String: SideEffects]
+    /// API calls received per command (including rejected and fault-injected ones).
+    public var requestCounts: [String: Int]
+    public var faults: SimulatorFaults
+
+    enum CodingKeys: String, CodingKey {
+        case volumes, virtualmachines, jobs
+        case sideEffects = "side_effects"
+        case requestCounts = "request_counts"
+        case faults
+    }
+
+    public func volume(_ id: String) -> Volume? { volumes.first { $0.id == id } }
+    public func sideEffects(for volumeID: String) -> SideEffects { sideEffects[volumeID] ?? SideEffects() }
+}

@@ -1,0 +1,340 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+
+/// A CloudStack API client for the volume operations volumed performs.
+///
+/// Every call is signed (see `CloudStackSigner`), sent with `response=json`, and bounded
+/// by `configuration.requestTimeout`. Reads go out as GET; state-changing commands as a
+/// POST form, which CloudStack accepts everywhere and requires when
+/// `enforce.post.requests.and.timestamps` is on (ApiServer.java).
+///
+/// Async commands return as soon as CloudStack has accepted them, with the job id, so the
+/// caller can checkpoint it before waiting (`waitForJob`) — a rescued operation then waits
+/// on the same job instead of repeating the side effect.
+public final class CloudStackClient: Sendable {
+    public let configuration: CloudStackConfiguration
+    private let httpClient: HTTPClient
+    private let logger: Logger
+    private let signer: CloudStackSigner
+
+    /// Largest reply accepted; list replies for a whole cloud stay well below this.
+    private static let maximumResponseBytes = 32 * 1024 * 1024
+
+    public init(configuration: CloudStackConfiguration, httpClient: HTTPClient, logger: Logger) {
+        self.configuration = configuration
+        self.httpClient = httpClient
+        self.logger = logger
+        self.signer = CloudStackSigner(apiKey: configuration.apiKey, secretKey: configuration.secretKey)
+    }
+
+    // MARK: Sync commands
+
+    public func listZones() async throws -> [CloudStackZone] {
+        try await list("listZones", [], as: CloudStackZone.self)
+    }
+
+    public func listDiskOfferings() async throws -> [CloudStackDiskOffering] {
+        try await list("listDiskOfferings", [], as: CloudStackDiskOffering.self)
+    }
+
+    /// `listall=true` so an admin key sees VMs of every account, not only its own.
+    public func listVirtualMachines(id: String? = nil) async throws -> [CloudStackVirtualMachine] {
+        var parameters: [(name: String, value: String)] = [("listall", "true")]
+        if let id { parameters.append(("id", id)) }
+        return try await list("listVirtualMachines", parameters, as: CloudStackVirtualMachine.self)
+    }
+
+    /// An empty array when nothing matches (CloudStack then answers `{"listvolumesresponse":{}}`).
+    public func listVolumes(id: String? = nil, virtualMachineId: String? = nil) async throws -> [CloudStackVolume] {
+        var parameters: [(name: String, value: String)] = [("listall", "true")]
+        if let id { parameters.append(("id", id)) }
+        if let virtualMachineId { parameters.append(("virtualmachineid", virtualMachineId)) }
+        return try await list("listVolumes", parameters, as: CloudStackVolume.self)
+    }
+
+    /// Deletes a detached volume. CloudStack refuses attached volumes with 431
+    /// (`cloudstack_volume_in_use`).
+    public func deleteVolume(id: String) async throws {
+        let body = try await call("deleteVolume", [("id", id)], method: .post, as: SuccessBody.self)
+        guard body.success else {
+            throw CloudStackError(
+                code: "cloudstack_bad_response",
+                message: "CloudStack deleteVolume answered success=false for volume \(id)"
+                    + (body.displaytext.map { ": \($0)" } ?? "") + "; check the volume in CloudStack",
+                isTransient: false,
+                command: "deleteVolume"
+            )
+        }
+    }
+
+    // MARK: Async commands (start only)
+
+    /// Starts creating a data volume of `sizeGB` GiB (CloudStack's `size` is in GB and it
+    /// multiplies by 1024³). The volume exists, `Allocated`, as soon as this returns.
+    public func createVolume(name: String, zoneId: String, diskOfferingId: String, sizeGB: Int) async throws -> (volumeId: String, jobId: String) {
+        let body = try await call(
+            "createVolume",
+            [("name", name), ("zoneid", zoneId), ("diskofferingid", diskOfferingId), ("size", String(sizeGB))],
+            method: .post,
+            as: AsyncCreateBody.self
+        )
+        return (body.id, body.jobid)
+    }
+
+    /// Starts attaching a volume; returns the job id. `deviceId` 0 attaches as the root
+    /// disk (stopped VMs only); nil lets CloudStack pick the next free slot.
+    public func attachVolume(id: String, virtualMachineId: String, deviceId: Int? = nil) async throws -> String {
+        var parameters: [(name: String, value: String)] = [("id", id), ("virtualmachineid", virtualMachineId)]
+        if let deviceId { parameters.append(("deviceid", String(deviceId))) }
+        return try await call("attachVolume", parameters, method: .post, as: AsyncJobStartBody.self).jobid
+    }
+
+    /// Starts detaching a volume from whatever VM holds it; returns the job id.
+    public func detachVolume(id: String) async throws -> String {
+        try await call("detachVolume", [("id", id)], method: .post, as: AsyncJobStartBody.self).jobid
+    }
+
+    // MARK: Async jobs
+
+    /// One look at a job. A failed job is returned (status `.failed`), not thrown; use
+    /// `waitForJob` to turn outcomes into errors.
+    public func queryAsyncJobResult(jobId: String) async throws -> AsyncJobResult {
+        let body = try await call("queryAsyncJobResult", [("jobid", jobId)], method: .get, as: AsyncJobBody.self)
+        guard let status = AsyncJobResult.Status(rawValue: body.jobstatus) else {
+            throw CloudStackError(
+                code: "cloudstack_bad_response",
+                message: "CloudStack reported unknown jobstatus \(body.jobstatus) for job \(jobId); expected 0, 1, 2 or 3",
+                isTransient: false,
+                command: "queryAsyncJobResult",
+                jobId: jobId
+            )
+        }
+        return AsyncJobResult(
+            jobId: body.jobid,
+            status: status,
+            resultCode: body.jobresultcode ?? 0,
+            resultType: body.jobresulttype,
+            volume: body.jobresult?.volume,
+            success: body.jobresult?.success,
+            errorCode: body.jobresult?.errorcode,
+            errorText: body.jobresult?.errortext.map(scrub),
+            command: body.cmd
+        )
+    }
+
+    /// Polls a job until it ends: returns the result on success; throws the job's error
+    /// on failure (`CloudStackError`, classified like a sync error), `cloudstack_job_cancelled`
+    /// on cancellation, and the transient `cloudstack_job_timeout` once `timeout` passes.
+    ///
+    /// The poll interval starts at `initialPollInterval` and doubles up to
+    /// `maximumPollInterval`. Transient errors while polling are retried until the
+    /// deadline (polling has no side effect). Honors task cancellation.
+    public func waitForJob(
+        jobId: String,
+        timeout: Duration,
+        initialPollInterval: Duration = .milliseconds(50),
+        maximumPollInterval: Duration = .seconds(2)
+    ) async throws -> AsyncJobResult {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        var interval = initialPollInterval
+        var lastTransientError: CloudStackError?
+        while true {
+            try Task.checkCancellation()
+            do {
+                let result = try await queryAsyncJobResult(jobId: jobId)
+                lastTransientError = nil
+                switch result.status {
+                case .succeeded:
+                    return result
+                case .failed:
+                    throw CloudStackError.fromAPIError(
+                        command: Self.commandName(fromJavaClass: result.command),
+                        httpStatus: nil,
+                        errorCode: result.errorCode ?? result.resultCode,
+                        csErrorCode: nil,
+                        errorText: result.errorText ?? "no error text",
+                        jobId: jobId
+                    )
+                case .cancelled:
+                    throw CloudStackError(
+                        code: "cloudstack_job_cancelled",
+                        message: "CloudStack async job \(jobId) was cancelled before it finished; the operation will be retried",
+                        isTransient: true,
+                        command: Self.commandName(fromJavaClass: result.command),
+                        errorText: result.errorText,
+                        jobId: jobId
+                    )
+                case .pending:
+                    break
+                }
+            } catch let error as CloudStackError where error.isTransient && error.jobId == nil {
+                lastTransientError = error
+                logger.debug("transient error polling CloudStack job", metadata: ["job_id": "\(jobId)", "error": "\(error.code)"])
+            }
+            let remaining = clock.now.duration(to: deadline)
+            if remaining <= .zero {
+                throw CloudStackError(
+                    code: "cloudstack_job_timeout",
+                    message: "CloudStack async job \(jobId) did not finish within \(timeout)"
+                        + (lastTransientError.map { " (last poll failed: \($0.code))" } ?? "")
+                        + "; it may still complete, so the retry resumes waiting on the same job id",
+                    isTransient: true,
+                    command: "queryAsyncJobResult",
+                    jobId: jobId
+                )
+            }
+            try await Task.sleep(for: min(interval, remaining))
+            interval = min(interval * 2, maximumPollInterval)
+        }
+    }
+
+    /// `org.apache.cloudstack.api.command.user.volume.AttachVolumeCmd` → `attachVolume`.
+    private static func commandName(fromJavaClass javaClass: String?) -> String {
+        guard let simpleName = javaClass?.split(separator: ".").last, simpleName.hasSuffix("Cmd") else {
+            return "asyncJob"
+        }
+        let base = simpleName.dropLast(3)
+        return base.prefix(1).lowercased() + base.dropFirst()
+    }
+
+    // MARK: Transport
+
+    enum Method { case get, post }
+
+    private func list<Item: Decodable>(_ command: String, _ parameters: [(name: String, value: String)], as: Item.Type) async throws -> [Item] {
+        try await call(command, parameters, method: .get, as: ListBody<Item>.self).items
+    }
+
+    /// Signs and sends one command, maps error envelopes and transport failures to
+    /// `CloudStackError`, and decodes the body under the single top-level key.
+    private func call<Body: Decodable>(
+        _ command: String,
+        _ parameters: [(name: String, value: String)],
+        method: Method,
+        as: Body.Type
+    ) async throws -> Body {
+        let expires = configuration.useSignatureVersion3
+            ? Date().addingTimeInterval(Self.seconds(configuration.signatureLifetime)) : nil
+        let signed = signer.signedQuery(command: command, parameters: parameters, expires: expires)
+
+        var request: HTTPClientRequest
+        switch method {
+        case .get:
+            request = HTTPClientRequest(url: configuration.apiURL + "?" + signed.query)
+            request.method = .GET
+        case .post:
+            request = HTTPClientRequest(url: configuration.apiURL)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            request.body = .bytes(ByteBuffer(string: signed.query))
+        }
+        request.headers.add(name: "Accept", value: "application/json")
+
+        let started = ContinuousClock.now
+        let status: Int
+        let data: Data
+        do {
+            let response = try await httpClient.execute(request, timeout: Self.timeAmount(configuration.requestTimeout))
+            status = Int(response.status.code)
+            let buffer = try await response.body.collect(upTo: Self.maximumResponseBytes)
+            data = Data(buffer.readableBytesView)
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            throw CloudStackError(
+                code: "cloudstack_unreachable",
+                message: "CloudStack at \(configuration.apiURL) could not be reached for \(command) "
+                    + "(\(scrub(String(describing: error)))): check CLOUDSTACK_API_URL and the network; the operation will be retried",
+                isTransient: true,
+                command: command
+            )
+        }
+        logger.debug(
+            "cloudstack call",
+            metadata: ["command": "\(command)", "http_status": "\(status)", "duration": "\(ContinuousClock.now - started)"]
+        )
+        return try decode(data, status: status, command: command, signature: signed.signature, as: Body.self)
+    }
+
+    private func decode<Body: Decodable>(_ data: Data, status: Int, command: String, signature: String, as: Body.Type) throws -> Body {
+        let scrubAll = { (text: String) in
+            self.scrub(text)
+                .replacingOccurrences(of: signature, with: "<redacted>")
+                .replacingOccurrences(of: CloudStackSigner.javaURLEncode(signature), with: "<redacted>")
+        }
+        guard let (key, bodyData) = try? CloudStackEnvelope.unwrap(data) else {
+            let snippet = scrubAll(String(decoding: data.prefix(200), as: UTF8.self))
+            if status != 200 {
+                let isTransient = status >= 500 || status == 429
+                throw CloudStackError(
+                    code: status == 401 ? "cloudstack_auth_failed" : "cloudstack_http_error",
+                    message: "CloudStack answered \(command) with HTTP \(status) and no CloudStack error body (\(snippet)): "
+                        + (isTransient ? "the operation will be retried" : "check CLOUDSTACK_API_URL points at /client/api"),
+                    isTransient: isTransient,
+                    command: command,
+                    httpStatus: status
+                )
+            }
+            throw CloudStackError(
+                code: "cloudstack_bad_response",
+                message: "CloudStack answered \(command) with a body that is not a one-key JSON object (\(snippet)): "
+                    + "check CLOUDSTACK_API_URL points at the CloudStack API",
+                isTransient: false,
+                command: command,
+                httpStatus: status
+            )
+        }
+        let decoder = JSONDecoder()
+        if let probe = try? decoder.decode(EnvelopeProbe.self, from: bodyData), let errorCode = probe.errorcode {
+            let text = scrubAll(probe.errortext ?? "no error text")
+            if errorCode == 401 || status == 401 {
+                throw CloudStackError.authenticationFailed(command: command, httpStatus: status, errorText: text, csErrorCode: probe.cserrorcode)
+            }
+            throw CloudStackError.fromAPIError(
+                command: command, httpStatus: status, errorCode: errorCode, csErrorCode: probe.cserrorcode, errorText: text
+            )
+        }
+        guard status == 200 else {
+            throw CloudStackError(
+                code: "cloudstack_http_error",
+                message: "CloudStack answered \(command) with HTTP \(status) under \(key) but no errorcode; "
+                    + (status >= 500 ? "the operation will be retried" : "check the CloudStack version"),
+                isTransient: status >= 500 || status == 429,
+                command: command,
+                httpStatus: status
+            )
+        }
+        do {
+            return try decoder.decode(Body.self, from: bodyData)
+        } catch {
+            throw CloudStackError(
+                code: "cloudstack_bad_response",
+                message: "CloudStack's \(key) for \(command) could not be decoded (\(error)); check the CloudStack version is supported",
+                isTransient: false,
+                command: command,
+                httpStatus: status
+            )
+        }
+    }
+
+    /// Removes the secret key from text that came from the server or the transport, in
+    /// case either echoes it.
+    private func scrub(_ text: String) -> String {
+        guard !configuration.secretKey.isEmpty else { return text }
+        return text
+            .replacingOccurrences(of: configuration.secretKey, with: "<redacted>")
+            .replacingOccurrences(of: CloudStackSigner.javaURLEncode(configuration.secretKey), with: "<redacted>")
+    }
+
+    private static func seconds(_ duration: Duration) -> TimeInterval {
+        let (seconds, attoseconds) = duration.components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+    }
+
+    private static func timeAmount(_ duration: Duration) -> TimeAmount {
+        let (seconds, attoseconds) = duration.components
+        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

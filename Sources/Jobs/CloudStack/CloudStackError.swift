@@ -1,0 +1,183 @@
+/// Everything that can go wrong talking to CloudStack, with a stable `code` for the
+/// `error_code` column and a `message` that names the cause and the fix.
+///
+/// `isTransient` decides whether the queue retries. The classification, by CloudStack
+/// `errorcode` (apache/cloudstack `api/src/main/java/org/apache/cloudstack/api/ApiErrorCode.java`)
+/// or transport failure:
+///
+/// | cause                                   | code                                | transient |
+/// |-----------------------------------------|-------------------------------------|-----------|
+/// | connect refused/reset, DNS, TLS, timeout | `cloudstack_unreachable`            | yes |
+/// | 401 UNAUTHORIZED (bad key, signature, expired) | `cloudstack_auth_failed`      | no  (needs new credentials or a fixed clock) |
+/// | 429 API_LIMIT_EXCEED                    | `cloudstack_rate_limited`           | yes |
+/// | 430 MALFORMED_PARAMETER_ERROR           | `cloudstack_parameter_error`        | no  |
+/// | 431 PARAM_ERROR (generic)               | `cloudstack_parameter_error`        | no  |
+/// | 431 "…entity does not exist…", "Unable to find volume with ID…" | `cloudstack_not_found` | no |
+/// | 431 "…not attached to any VM." (attach/delete of an attached volume) | `cloudstack_volume_in_use` | no |
+/// | 431 "The specified volume is not attached to a VM." | `cloudstack_volume_not_attached` | no |
+/// | 431 "…maximum number of data disks…"    | `cloudstack_vm_disk_limit`          | no  |
+/// | 432 UNSUPPORTED_ACTION_ERROR            | `cloudstack_unsupported_command`    | no  |
+/// | 530 INTERNAL_ERROR                      | `cloudstack_internal_error`         | yes: usually an agent/hypervisor hiccup |
+/// | 530 whose text is a parameter complaint (e.g. "deviceId should be 1,2,4-7", "deviceId 4 is used by VM") | `cloudstack_parameter_error` | no: VolumeApiServiceImpl throws plain RuntimeExceptions for these, which surface as 530 |
+/// | 531 ACCOUNT_ERROR (permission denied)    | `cloudstack_permission_denied`      | no  |
+/// | 532 ACCOUNT_RESOURCE_LIMIT_ERROR        | `cloudstack_resource_limit`         | no  (an operator must raise the limit) |
+/// | 533 INSUFFICIENT_CAPACITY_ERROR         | `cloudstack_insufficient_capacity`  | yes |
+/// | 534 RESOURCE_UNAVAILABLE_ERROR          | `cloudstack_unavailable`            | yes |
+/// | 535 RESOURCE_ALLOCATION_ERROR           | `cloudstack_allocation_failed`      | no  (thrown for account limits) |
+/// | 536 RESOURCE_IN_USE_ERROR               | `cloudstack_resource_in_use`        | no  |
+/// | other HTTP 5xx without a CloudStack body | `cloudstack_http_error`            | yes |
+/// | other HTTP 4xx without a CloudStack body | `cloudstack_http_error`            | no  |
+/// | 200 with a body we cannot decode        | `cloudstack_bad_response`           | no  |
+/// | async job failed (jobstatus 2)          | the specific code above when the text is known, else `cloudstack_job_failed`; transient as its errorcode |
+/// | async job cancelled (jobstatus 3)       | `cloudstack_job_cancelled`          | yes |
+/// | async job still pending at our deadline | `cloudstack_job_timeout`            | yes (resume waiting on the checkpointed job id) |
+public struct CloudStackError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// Stable snake_case code, written to `volume_operations.error_code`.
+    public var code: String
+    /// A sentence for humans: what happened and what to do about it.
+    public var message: String
+    /// Whether retrying the same operation later can succeed.
+    public var isTransient: Bool
+    /// The API command that failed, e.g. `attachVolume`.
+    public var command: String?
+    /// HTTP status of the reply, when there was one.
+    public var httpStatus: Int?
+    /// CloudStack's `errorcode` (ApiErrorCode: 401, 431, 530 …).
+    public var errorCode: Int?
+    /// CloudStack's `cserrorcode` (CSExceptionErrorCode: 4350 InvalidParameterValueException, 9999 …).
+    public var csErrorCode: Int?
+    /// CloudStack's `errortext`, verbatim (secrets scrubbed).
+    public var errorText: String?
+    /// The async job this error belongs to, when it came from `queryAsyncJobResult`.
+    public var jobId: String?
+
+    public init(
+        code: String,
+        message: String,
+        isTransient: Bool,
+        command: String? = nil,
+        httpStatus: Int? = nil,
+        errorCode: Int? = nil,
+        csErrorCode: Int? = nil,
+        errorText: String? = nil,
+        jobId: String? = nil
+    ) {
+        self.code = code
+        self.message = message
+        self.isTransient = isTransient
+        self.command = command
+        self.httpStatus = httpStatus
+        self.errorCode = errorCode
+        self.csErrorCode = csErrorCode
+        self.errorText = errorText
+        self.jobId = jobId
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
+
+extension CloudStackError {
+    /// Classifies a CloudStack error envelope (sync `{"<cmd>response":{"errorcode":…}}`,
+    /// `errorresponse`, or a failed job's `jobresult`) per the table above.
+    static func fromAPIError(
+        command: String,
+        httpStatus: Int?,
+        errorCode: Int,
+        csErrorCode: Int?,
+        errorText: String,
+        jobId: String? = nil
+    ) -> CloudStackError {
+        let (code, isTransient, advice) = classify(errorCode: errorCode, errorText: errorText)
+        let origin = jobId.map { "CloudStack async job \($0) for \(command)" } ?? "CloudStack \(command)"
+        let finalCode = (jobId != nil && code == genericCode(for: errorCode)) ? "cloudstack_job_failed" : code
+        return CloudStackError(
+            code: finalCode,
+            message: "\(origin) failed with error \(errorCode): \(errorText) — \(advice)",
+            isTransient: isTransient,
+            command: command,
+            httpStatus: httpStatus,
+            errorCode: errorCode,
+            csErrorCode: csErrorCode,
+            errorText: errorText,
+            jobId: jobId
+        )
+    }
+
+    static func authenticationFailed(command: String, httpStatus: Int, errorText: String, csErrorCode: Int?) -> CloudStackError {
+        CloudStackError(
+            code: "cloudstack_auth_failed",
+            message: "CloudStack rejected the request signature (HTTP \(httpStatus)) for \(command): check CLOUDSTACK_API_KEY and "
+                + "CLOUDSTACK_SECRET_KEY, and that this host's clock is right (signed requests expire)",
+            isTransient: false,
+            command: command,
+            httpStatus: httpStatus,
+            errorCode: 401,
+            csErrorCode: csErrorCode,
+            errorText: errorText
+        )
+    }
+
+    /// The code a bare errorcode maps to when the text adds nothing more specific.
+    private static func genericCode(for errorCode: Int) -> String {
+        classify(errorCode: errorCode, errorText: "").code
+    }
+
+    private static func classify(errorCode: Int, errorText: String) -> (code: String, isTransient: Bool, advice: String) {
+        let text = errorText.lowercased()
+        switch errorCode {
+        case 401:
+            return ("cloudstack_auth_failed", false, "check CLOUDSTACK_API_KEY, CLOUDSTACK_SECRET_KEY and the clock")
+        case 429:
+            return ("cloudstack_rate_limited", true, "CloudStack's API rate limit was hit; the operation will be retried")
+        case 430, 431:
+            if text.contains("entity does not exist") || text.contains("please specify a valid user vm")
+                || text.contains("unable to find volume with id")
+            {
+                return ("cloudstack_not_found", false, "the referenced volume, VM, zone or offering does not exist in CloudStack")
+            }
+            if text.contains("not attached to any vm") {
+                return ("cloudstack_volume_in_use", false, "the volume is attached to a VM; detach it first")
+            }
+            if text.contains("not attached to a vm") {
+                return ("cloudstack_volume_not_attached", false, "the volume is already detached")
+            }
+            if text.contains("maximum number of data disks") {
+                return ("cloudstack_vm_disk_limit", false, "detach a data disk from that VM or use another VM")
+            }
+            return ("cloudstack_parameter_error", false, "fix the request parameters")
+        case 432:
+            return ("cloudstack_unsupported_command", false, "this CloudStack does not offer the command to this API key")
+        case 530:
+            if looksLikeParameterComplaint(text) {
+                return ("cloudstack_parameter_error", false, "fix the request parameters")
+            }
+            return ("cloudstack_internal_error", true, "CloudStack had an internal error; the operation will be retried")
+        case 531:
+            return ("cloudstack_permission_denied", false, "grant the API key's account access to the resource")
+        case 532:
+            return ("cloudstack_resource_limit", false, "raise the account's resource limit in CloudStack")
+        case 533:
+            return ("cloudstack_insufficient_capacity", true, "CloudStack lacks capacity right now; the operation will be retried")
+        case 534:
+            return ("cloudstack_unavailable", true, "a CloudStack resource is unavailable; the operation will be retried")
+        case 535:
+            return ("cloudstack_allocation_failed", false, "CloudStack could not allocate the resource; check the account's limits")
+        case 536:
+            return ("cloudstack_resource_in_use", false, "the resource is in use; free it first")
+        default:
+            if errorCode >= 500 {
+                return ("cloudstack_http_error", true, "CloudStack answered with a server error; the operation will be retried")
+            }
+            return ("cloudstack_http_error", false, "CloudStack refused the request")
+        }
+    }
+
+    /// Texts of RuntimeExceptions that VolumeApiServiceImpl (getDeviceId, attach checks)
+    /// throws for bad input; ApiAsyncJobDispatcher reports them as 530 although retrying
+    /// cannot help.
+    private static func looksLikeParameterComplaint(_ text: String) -> Bool {
+        let markers = ["deviceid should be", "is used by vm", "all device ids are used", "please specify", "invalid parameter",
+                       "is already attached", "not supported", "unable to execute api command"]
+        return markers.contains { text.contains($0) }
+    }
+}

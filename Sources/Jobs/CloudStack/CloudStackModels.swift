@@ -1,0 +1,125 @@
+/// Typed views of CloudStack's response objects, decoded from the real JSON field names
+/// (apache/cloudstack `VolumeResponse`, `UserVmResponse`, `ZoneResponse`,
+/// `DiskOfferingResponse`; compare libcloud's `listVolumes_rootdisksize.json` fixture).
+/// Fields CloudStack omits when empty are optional.
+
+/// A volume as `listVolumes` and the volume jobs return it. `deviceid` and the VM fields
+/// are absent while the volume is detached.
+public struct CloudStackVolume: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var zoneid: String
+    public var zonename: String?
+    /// `ROOT` or `DATADISK`.
+    public var type: String
+    public var deviceid: Int?
+    public var virtualmachineid: String?
+    public var vmname: String?
+    public var vmstate: String?
+    /// Bytes.
+    public var size: Int64
+    /// `Allocated`, `Ready`, `Destroy`, `Expunging`, `Expunged`, …
+    public var state: String
+    public var diskofferingid: String?
+    public var created: String?
+    /// When it was last attached (absent while detached).
+    public var attached: String?
+    public var hypervisor: String?
+
+    public init(
+        id: String, name: String, zoneid: String, zonename: String? = nil, type: String, deviceid: Int? = nil,
+        virtualmachineid: String? = nil, vmname: String? = nil, vmstate: String? = nil, size: Int64, state: String,
+        diskofferingid: String? = nil, created: String? = nil, attached: String? = nil, hypervisor: String? = nil
+    ) {
+        self.id = id
+        self.name = name
+        self.zoneid = zoneid
+        self.zonename = zonename
+        self.type = type
+        self.deviceid = deviceid
+        self.virtualmachineid = virtualmachineid
+        self.vmname = vmname
+        self.vmstate = vmstate
+        self.size = size
+        self.state = state
+        self.diskofferingid = diskofferingid
+        self.created = created
+        self.attached = attached
+        self.hypervisor = hypervisor
+    }
+
+    /// Whether CloudStack reports the volume as attached to a VM.
+    public var isAttached: Bool { virtualmachineid != nil }
+}
+
+public struct CloudStackVirtualMachine: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var displayname: String?
+    /// `Running`, `Stopped`, `Starting`, …
+    public var state: String
+    public var zoneid: String?
+    public var zonename: String?
+    public var hypervisor: String?
+    public var instancename: String?
+    public var created: String?
+}
+
+public struct CloudStackZone: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var allocationstate: String?
+    public var networktype: String?
+    public var localstorageenabled: Bool?
+}
+
+public struct CloudStackDiskOffering: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var displaytext: String?
+    /// GB; 0 for custom-size offerings.
+    public var disksize: Int64?
+    /// True when the size is chosen at createVolume time.
+    public var iscustomized: Bool?
+    public var storagetype: String?
+    public var created: String?
+}
+
+/// One `queryAsyncJobResult` answer (apache/cloudstack `AsyncJobResponse`).
+public struct AsyncJobResult: Sendable, Equatable {
+    public enum Status: Int, Sendable, Equatable {
+        case pending = 0
+        case succeeded = 1
+        case failed = 2
+        case cancelled = 3
+    }
+
+    public var jobId: String
+    public var status: Status
+    /// 0 on success, the errorcode on failure (ApiAsyncJobDispatcher).
+    public var resultCode: Int
+    public var resultType: String?
+    /// The volume in `jobresult.volume`, for volume jobs that succeeded.
+    public var volume: CloudStackVolume?
+    /// `jobresult.success`, for jobs that answer with a success flag only.
+    public var success: Bool?
+    public var errorCode: Int?
+    public var errorText: String?
+    /// The Java command class CloudStack reports in `cmd`.
+    public var command: String?
+
+    public init(
+        jobId: String, status: Status, resultCode: Int, resultType: String? = nil, volume: CloudStackVolume? = nil,
+        success: Bool? = nil, errorCode: Int? = nil, errorText: String? = nil, command: String? = nil
+    ) {
+        self.jobId = jobId
+        self.status = status
+        self.resultCode = resultCode
+        self.resultType = resultType
+        self.volume = volume
+        self.success = success
+        self.errorCode = errorCode
+        self.errorText = errorText
+        self.command = command
+    }
+}
