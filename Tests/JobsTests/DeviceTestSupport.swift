@@ -29,8 +29,19 @@ struct ScratchDirectory: Sendable {
 
     /// Writes `count` random bytes to `name` and returns the path and the bytes.
     func randomFile(_ name: String, count: Int) throws -> (path: String, bytes: Data) {
-        var generator = SystemRandomNumberGenerator()
-        let bytes = Data((0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+        var bytes = Data(count: count)
+        bytes.withUnsafeMutableBytes { raw in
+            var generator = SystemRandomNumberGenerator()
+            var offset = 0
+            while offset < raw.count {
+                withUnsafeBytes(of: generator.next() as UInt64) { word in
+                    for byte in word where offset < raw.count {
+                        raw[offset] = byte
+                        offset += 1
+                    }
+                }
+            }
+        }
         let file = child(name)
         try bytes.write(to: URL(fileURLWithPath: file))
         return (file, bytes)
