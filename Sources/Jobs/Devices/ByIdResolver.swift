@@ -87,7 +87,7 @@ public struct ByIdResolver: Sendable {
                 if try watch.waitForChange(until: deadline, cancellation: cancellation) == .timedOut {
                     throw DeviceError(
                         .deviceRemovalTimeout,
-                        "by-id link \(present.joined(separator: ", ")) is still present after \(Self.seconds(timeout)); "
+                        "by-id link \(present.joined(separator: ", ")) is still present after \(secondsText(timeout)); "
                             + "the guest has not released the disk: check that the detach finished in CloudStack "
                             + "and that nothing on this appliance holds the device open (mounts, nbd clients)"
                     )
@@ -132,25 +132,17 @@ public struct ByIdResolver: Sendable {
         if let (link, target) = dangling.sorted(by: { $0.key < $1.key }).first {
             return DeviceError(
                 .deviceLinkTimeout,
-                "by-id link \(link) appeared but its target \(target) did not within \(seconds(timeout)); "
+                "by-id link \(link) appeared but its target \(target) did not within \(secondsText(timeout)); "
                     + "udev has not finished creating the device node: check that udev is running (udevadm settle)"
             )
         }
         let directoryNote = LinkInspection.resolvedPath(of: directory) == nil ? " (the directory \(directory) does not exist)" : ""
         return DeviceError(
             .deviceLinkTimeout,
-            "no by-id link \(links[0]) appeared within \(seconds(timeout)) "
+            "no by-id link \(links[0]) appeared within \(secondsText(timeout)) "
                 + "(also looked for \(links.dropFirst().joined(separator: " and ")))\(directoryNote); "
                 + "check that the volume is attached to this appliance VM (VOLUMED_APPLIANCE_VM_ID), "
                 + "that udev is running, and that VOLUMED_BY_ID_DIR names the right directory"
         )
-    }
-
-    /// `30 s`, `0.25 s`.
-    static func seconds(_ duration: Duration) -> String {
-        let (whole, attoseconds) = duration.components
-        if attoseconds == 0 { return "\(whole) s" }
-        let value = Double(whole) + Double(attoseconds) / 1e18
-        return "\((value * 1000).rounded() / 1000) s"
     }
 }

@@ -21,7 +21,7 @@ public enum NBDHandshake {
             timeout,
             onTimeout: NBDExportError(
                 .handshakeTimeout,
-                "NBD server at \(endpoint) did not complete the handshake for \(exportName) within \(ByIdResolver.seconds(timeout)); "
+                "NBD server at \(endpoint) did not complete the handshake for \(exportName) within \(secondsText(timeout)); "
                     + "check that nbdkit (or nbd-server) is running, listening on \(endpoint) and not overloaded"
             )
         ) {
