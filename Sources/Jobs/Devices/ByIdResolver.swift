@@ -1,0 +1,148 @@
+/// Finds a CloudStack volume as a local block device through its stable
+/// `/dev/disk/by-id` link, and waits for that link to appear or disappear.
+///
+/// Waiting uses inotify on a dedicated thread: no polling interval to tune, no event
+/// loop or cooperative-pool thread held for the length of the timeout, and the wait
+/// ends as soon as the awaiting task is cancelled.
+public struct ByIdResolver: Sendable {
+    /// The directory holding the links (`VOLUMED_BY_ID_DIR`).
+    public let directory: String
+
+    public init(directory: String = "/dev/disk/by-id") {
+        // Trailing slashes would double up in every path and error message.
+        var trimmed = directory
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+        self.directory = trimmed
+    }
+
+    /// Link names udev may create for the volume, in the order they are tried:
+    /// virtio-blk first (CloudStack's default bus), then the names SCSI buses produce
+    /// (the CloudStack CSI drivers try the same three).
+    public func candidateLinkNames(volumeId: String) throws(DeviceError) -> [String] {
+        let serial = try DiskSerial.serial(forVolumeId: volumeId)
+        return ["virtio-\(serial)", "scsi-0QEMU_QEMU_HARDDISK_\(serial)", "scsi-\(serial)"]
+    }
+
+    public func candidateLinkPaths(volumeId: String) throws(DeviceError) -> [String] {
+        try candidateLinkNames(volumeId: volumeId).map { directory + "/" + $0 }
+    }
+
+    /// The device behind the first candidate link that resolves, or nil when none does
+    /// (no link yet, or a link whose target udev has not created yet).
+    public func currentDevice(volumeId: String) throws(DeviceError) -> ResolvedDevice? {
+        try Self.firstResolved(among: candidateLinkPaths(volumeId: volumeId)).device
+    }
+
+    /// Returns as soon as a candidate link resolves to an existing device.
+    ///
+    /// Throws `device_link_timeout` naming the paths it waited for, `CancellationError`
+    /// when the task is cancelled.
+    public func waitForDevice(volumeId: String, timeout: Duration) async throws -> ResolvedDevice {
+        let links = try candidateLinkPaths(volumeId: volumeId)
+        if let device = try Self.firstResolved(among: links).device { return device }
+
+        let deadline = ContinuousClock.now + timeout
+        let directory = self.directory
+        return try await DedicatedThread.run(name: "volumed-by-id-wait") { cancellation in
+            let watch = try InotifyWatch()
+            var lastDangling: [String: String] = [:]
+            while true {
+                // Watch first, then look: a link created between the look and the wait
+                // still wakes the wait.
+                try watch.watchDirectoryOrAncestor(directory)
+                for target in lastDangling.values {
+                    try watch.watchDirectoryOrAncestor(parentDirectory(of: target))
+                }
+                let scan = try Self.firstResolved(among: links)
+                if let device = scan.device { return device }
+                if !scan.dangling.isEmpty && scan.dangling != lastDangling {
+                    // A link appeared before its target: watch where the target will
+                    // appear, then look again before sleeping.
+                    lastDangling = scan.dangling
+                    continue
+                }
+                lastDangling = scan.dangling
+                if try watch.waitForChange(until: deadline, cancellation: cancellation) == .timedOut {
+                    throw Self.linkTimeout(links: links, dangling: scan.dangling, directory: directory, timeout: timeout)
+                }
+            }
+        }
+    }
+
+    /// Returns once none of the candidate links exists any more (after a detach).
+    ///
+    /// Throws `device_removal_timeout` naming the link still present.
+    public func waitForRemoval(volumeId: String, timeout: Duration) async throws {
+        let links = try candidateLinkPaths(volumeId: volumeId)
+        if Self.presentLinks(among: links).isEmpty { return }
+
+        let deadline = ContinuousClock.now + timeout
+        let directory = self.directory
+        try await DedicatedThread.run(name: "volumed-by-id-removal") { cancellation in
+            let watch = try InotifyWatch()
+            while true {
+                try watch.watchDirectoryOrAncestor(directory)
+                let present = Self.presentLinks(among: links)
+                if present.isEmpty { return }
+                if try watch.waitForChange(until: deadline, cancellation: cancellation) == .timedOut {
+                    throw DeviceError(
+                        .deviceRemovalTimeout,
+                        "by-id link \(present.joined(separator: ", ")) is still present after \(secondsText(timeout)); "
+                            + "the guest has not released the disk: check that the detach finished in CloudStack "
+                            + "and that nothing on this appliance holds the device open (mounts, nbd clients)"
+                    )
+                }
+            }
+        }
+    }
+
+    // MARK: - Scanning
+
+    private struct Scan {
+        var device: ResolvedDevice?
+        /// Candidate link → the target it points at that does not exist yet.
+        var dangling: [String: String] = [:]
+    }
+
+    private static func firstResolved(among links: [String]) throws(DeviceError) -> Scan {
+        var scan = Scan()
+        for link in links {
+            switch try LinkInspection.state(ofLink: link) {
+            case .resolved(let device):
+                scan.device = device
+                return scan
+            case .dangling(let target):
+                scan.dangling[link] = target
+            case .absent:
+                continue
+            }
+        }
+        return scan
+    }
+
+    private static func presentLinks(among links: [String]) -> [String] {
+        links.filter(LinkInspection.entryExists)
+    }
+
+    // MARK: - Messages
+
+    private static func linkTimeout(
+        links: [String], dangling: [String: String], directory: String, timeout: Duration
+    ) -> DeviceError {
+        if let (link, target) = dangling.sorted(by: { $0.key < $1.key }).first {
+            return DeviceError(
+                .deviceLinkTimeout,
+                "by-id link \(link) appeared but its target \(target) did not within \(secondsText(timeout)); "
+                    + "udev has not finished creating the device node: check that udev is running (udevadm settle)"
+            )
+        }
+        let directoryNote = LinkInspection.resolvedPath(of: directory) == nil ? " (the directory \(directory) does not exist)" : ""
+        return DeviceError(
+            .deviceLinkTimeout,
+            "no by-id link \(links[0]) appeared within \(secondsText(timeout)) "
+                + "(also looked for \(links.dropFirst().joined(separator: " and ")))\(directoryNote); "
+                + "check that the volume is attached to this appliance VM (VOLUMED_APPLIANCE_VM_ID), "
+                + "that udev is running, and that VOLUMED_BY_ID_DIR names the right directory"
+        )
+    }
+}

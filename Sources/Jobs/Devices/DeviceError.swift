@@ -1,0 +1,41 @@
+/// Errors of the local-device boundary: deriving the disk serial, finding the volume's
+/// `/dev/disk/by-id` link and reading the device behind it.
+///
+/// `code` is stable and goes to `volume_operations.error_code`; `message` is the sentence
+/// for humans and always names the cause and the fix.
+public struct DeviceError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Code: String, Sendable, CaseIterable {
+        /// The volume id is not a UUID, so no serial (and no path) can be derived from it.
+        case invalidVolumeId = "invalid_volume_id"
+        /// No usable by-id link appeared before the deadline.
+        case deviceLinkTimeout = "device_link_timeout"
+        /// The by-id link was still there when the deadline passed.
+        case deviceRemovalTimeout = "device_removal_timeout"
+        /// The link resolved, but its target could not be opened or sized.
+        case deviceUnreadable = "device_unreadable"
+        /// The kernel refused an inotify instance or watch (limits, unsupported file system).
+        case deviceWatchFailed = "device_watch_failed"
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// Whether retrying the same operation later can succeed without a human fixing something.
+    /// Timeouts are transient (udev or the hypervisor may just be slow); a bad id or a
+    /// device we are not allowed to read stays bad until someone changes something.
+    public var isTransient: Bool {
+        switch code {
+        case .deviceLinkTimeout, .deviceRemovalTimeout, .deviceWatchFailed:
+            return true
+        case .invalidVolumeId, .deviceUnreadable:
+            return false
+        }
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
