@@ -13,24 +13,18 @@ public enum ProcessRunner {
 
     /// Runs `arguments` (the first is the program, looked up on PATH when not a path) and
     /// returns its exit status and combined output.
+    ///
+    /// Output goes to a temporary file, not a pipe: a daemon the program leaves behind (as
+    /// `pg_ctl start` does) would otherwise hold the pipe open and the read would never end.
     @discardableResult
-    public static func run(_ arguments: [String], environment: [String: String]? = nil,
-                           currentDirectory: String? = nil, check: Bool = true) async throws -> Output {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try resolve(arguments[0]))
-        process.arguments = Array(arguments.dropFirst())
-        if let environment { process.environment = environment }
-        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        let data = (try? pipe.fileHandleForReading.readToEnd()) ?? Data()
+    public static func run(_ arguments: [String], check: Bool = true) async throws -> Output {
+        let outputPath = FileManager.default.temporaryDirectory
+            .appendingPathComponent("volumed-run-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let child = try ChildProcess(executable: URL(fileURLWithPath: try resolve(arguments[0])),
+                                     arguments: Array(arguments.dropFirst()), outputPath: outputPath)
+        let status = await child.waitForExit()
+        let data = FileManager.default.contents(atPath: outputPath) ?? Data()
         let output = Output(status: status, output: String(decoding: data, as: UTF8.self))
         if check && status != 0 {
             throw Failure(description: "\(arguments.joined(separator: " ")) exited with \(status): \(output.output)")

@@ -29,7 +29,7 @@ func expectRejected(_ db: TestDatabase, _ sql: String, constraint: String? = nil
         try await withDatabase { db in
             await expectRejected(db, "INSERT INTO volume_operations (type, volume_id) VALUES ('resize', '\(volumeA)')",
                                  constraint: "volume_operations_type_known")
-            await expectRejected(db, "INSERT INTO volume_operations (type) VALUES ('attach')",
+            await expectRejected(db, "INSERT INTO volume_operations (type) VALUES ('detach')",
                                  constraint: "volume_operations_volume_id_required")
             await expectRejected(db, "INSERT INTO volume_operations (type, volume_id) VALUES ('detach', 'vol-1; DROP TABLE x')",
                                  constraint: "volume_operations_volume_id_is_uuid")
@@ -40,7 +40,7 @@ func expectRejected(_ db: TestDatabase, _ sql: String, constraint: String? = nil
             await expectRejected(db, "INSERT INTO volume_operations (type, volume_id, request) VALUES ('detach', '\(volumeA)', '{bad json')",
                                  message: "invalid input syntax for type json")
             await expectRejected(db, "INSERT INTO volume_operations (type, volume_id, status) VALUES ('detach', '\(volumeA)', 'bogus')",
-                                 constraint: "volume_operations_status_known")
+                                 message: "must have status pending")
             await expectRejected(db, "INSERT INTO volume_operations (type, volume_id, status, claimed_by, lease_expires_at) VALUES ('detach', '\(volumeA)', 'executing', 'me', now())",
                                  message: "must have status pending")
             await expectRejected(db, "INSERT INTO volume_operations (type, volume_id, max_attempts) VALUES ('detach', '\(volumeA)', 0)",
@@ -68,6 +68,8 @@ func expectRejected(_ db: TestDatabase, _ sql: String, constraint: String? = nil
             let id = try await db.scalar("INSERT INTO volume_operations (type, volume_id) VALUES ('detach', '\(volumeA)') RETURNING id::text")!
             await expectRejected(db, "UPDATE volume_operations SET status = 'completed', completed_at = now() WHERE id = '\(id)'",
                                  message: "cannot go from pending to completed")
+            await expectRejected(db, "UPDATE volume_operations SET status = 'bogus' WHERE id = '\(id)'",
+                                 message: "cannot go from pending to bogus")
         }
     }
 
