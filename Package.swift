@@ -113,13 +113,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Shared test set-up: a throwaway PostgreSQL with a migrated template, worker harness.
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "Schema", "Worker", "DevServices",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "QueueTests",
-            dependencies: ["Schema", "Worker", "VolumeClient", "DevServices"]
+            dependencies: ["Schema", "Worker", "VolumeClient", "DevServices", "TestSupport"]
         ),
         .testTarget(
             name: "JobsTests",
-            dependencies: ["Jobs", "Worker", "Schema", "CloudStackSimulator", "DevServices", "VolumeClient"]
+            dependencies: ["Jobs", "Worker", "Schema", "CloudStackSimulator", "DevServices", "VolumeClient", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,12 +1,9 @@
 import Foundation
 import PostgresNIO
 import Schema
+import TestSupport
 import Testing
 
-let volumeA = "3f9c2a10-8b1e-4c6d-9f00-1a2b3c4d5e6f"
-let volumeB = "4a0d3b21-9c2f-4d7e-8011-2b3c4d5e6f70"
-let applianceVM = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
-let otherVM = "7b2c3d4e-5f60-4b7c-9d8e-1f2a3b4c5d6e"
 
 /// Expects `sql` to be rejected by the database, naming `constraint` (or with `message` in its text).
 func expectRejected(_ db: TestDatabase, _ sql: String, constraint: String? = nil, message: String? = nil,

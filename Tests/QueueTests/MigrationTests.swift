@@ -1,6 +1,7 @@
 import Foundation
 import PostgresNIO
 import Schema
+import TestSupport
 import Testing
 
 @Suite struct MigrationTests {

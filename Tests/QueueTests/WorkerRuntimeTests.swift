@@ -2,6 +2,7 @@ import Foundation
 import PostgresNIO
 import Schema
 import Synchronization
+import TestSupport
 import Testing
 import VolumeClient
 @testable import Worker

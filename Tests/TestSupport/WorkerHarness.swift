@@ -3,11 +3,10 @@ import Logging
 import PostgresNIO
 import Schema
 import Synchronization
-import Testing
-@testable import Worker
+import Worker
 
 /// Settings that make tests fast: short leases, polls and backoff.
-func fastConfiguration(name: String = "test-\(UUID().uuidString.prefix(6))", appliance: String? = nil,
+public func fastConfiguration(name: String = "test-\(UUID().uuidString.prefix(6))", appliance: String? = nil,
                        concurrency: Int = 4, batch: Int = 4) -> WorkerConfiguration {
     WorkerConfiguration(
         workerName: name, applianceVMId: appliance, concurrency: concurrency, claimBatchSize: batch,
@@ -17,17 +16,17 @@ func fastConfiguration(name: String = "test-\(UUID().uuidString.prefix(6))", app
 }
 
 /// A worker running in this process until `stop()`.
-struct RunningWorker: Sendable {
-    let worker: QueueWorker
-    let task: Task<Void, any Error>
+public struct RunningWorker: Sendable {
+    public let worker: QueueWorker
+    public let task: Task<Void, any Error>
 
-    func stop() async throws {
+    public func stop() async throws {
         worker.beginShutdown()
         try await task.value
     }
 }
 
-func startWorker(_ db: TestDatabase, handlers: [OperationType: any OperationHandler],
+public func startWorker(_ db: TestDatabase, handlers: [OperationType: any OperationHandler],
                  configuration: WorkerConfiguration = fastConfiguration()) -> RunningWorker {
     let worker = QueueWorker(client: db.client, database: db.url, handlers: handlers,
                              configuration: configuration, logger: testLogger)
@@ -35,49 +34,55 @@ func startWorker(_ db: TestDatabase, handlers: [OperationType: any OperationHand
 }
 
 /// Waits until `condition` holds, checking every 20 ms, up to `timeout`.
-func eventually(timeout: Duration = .seconds(20), _ what: String = "condition",
-                sourceLocation: SourceLocation = #_sourceLocation,
-                _ condition: @Sendable () async throws -> Bool) async throws {
+/// Throws `TimedOut` naming `what` when it does not.
+public func eventually(timeout: Duration = .seconds(20), _ what: String = "condition",
+                       _ condition: @Sendable () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return }
         try await Task.sleep(for: .milliseconds(20))
     }
-    Issue.record("timed out waiting for \(what)", sourceLocation: sourceLocation)
+    throw TimedOut(what: what)
+}
+
+public struct TimedOut: Error, CustomStringConvertible {
+    public let what: String
+    public var description: String { "timed out waiting for \(what)" }
 }
 
 /// Records what handlers saw, for assertions.
-final class Recorder: Sendable {
-    struct Run: Sendable {
-        let id: UUID
-        let volumeId: String?
-        let attempt: Int
-        let checkpoint: String?
-        let worker: String
+public final class Recorder: Sendable {
+    public struct Run: Sendable {
+        public let id: UUID
+        public let volumeId: String?
+        public let attempt: Int
+        public let checkpoint: String?
+        public let worker: String
     }
+    public init() {}
     private let runs = Mutex<[Run]>([])
 
-    func record(_ operation: ClaimedOperation) {
+    public func record(_ operation: ClaimedOperation) {
         runs.withLock { $0.append(Run(id: operation.id, volumeId: operation.volumeId, attempt: operation.attempts,
                                       checkpoint: operation.checkpoint, worker: operation.claimedBy)) }
     }
 
-    var all: [Run] { runs.withLock { $0 } }
-    func runs(of id: UUID) -> [Run] { all.filter { $0.id == id } }
+    public var all: [Run] { runs.withLock { $0 } }
+    public func runs(of id: UUID) -> [Run] { all.filter { $0.id == id } }
 }
 
 /// A handler made of a closure.
-struct ClosureHandler: OperationHandler {
+public struct ClosureHandler: OperationHandler {
     let body: @Sendable (ClaimedOperation, OperationContext) async throws -> OperationOutcome
-    init(_ body: @escaping @Sendable (ClaimedOperation, OperationContext) async throws -> OperationOutcome) {
+    public init(_ body: @escaping @Sendable (ClaimedOperation, OperationContext) async throws -> OperationOutcome) {
         self.body = body
     }
-    func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
+    public func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
         try await body(operation, context)
     }
 }
 
-func insertOperation(_ db: TestDatabase, type: String = "detach", volume: String? = volumeA, vm: String? = nil,
+public func insertOperation(_ db: TestDatabase, type: String = "detach", volume: String? = volumeA, vm: String? = nil,
                      request: String = "{}", maxAttempts: Int = 5) async throws -> UUID {
     let volumeSQL = volume.map { "'\($0)'" } ?? "NULL"
     let vmSQL = vm.map { "'\($0)'" } ?? "NULL"
@@ -88,8 +93,13 @@ func insertOperation(_ db: TestDatabase, type: String = "detach", volume: String
     return UUID(uuidString: id!)!
 }
 
-func status(_ db: TestDatabase, _ id: UUID) async throws -> String? {
+public func status(_ db: TestDatabase, _ id: UUID) async throws -> String? {
     try await db.scalar("SELECT status FROM volume_operations WHERE id = '\(id)'")
 }
 
-func randomVolumeId() -> String { UUID().uuidString.lowercased() }
+public func randomVolumeId() -> String { UUID().uuidString.lowercased() }
+
+public let volumeA = "3f9c2a10-8b1e-4c6d-9f00-1a2b3c4d5e6f"
+public let volumeB = "4a0d3b21-9c2f-4d7e-8011-2b3c4d5e6f70"
+public let applianceVM = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
+public let otherVM = "7b2c3d4e-5f60-4b7c-9d8e-1f2a3b4c5d6e"

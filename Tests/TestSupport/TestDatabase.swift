@@ -6,8 +6,8 @@ import Schema
 
 /// A PostgreSQL for tests: `DATABASE_URL` when set, else one throwaway cluster per test
 /// process. Each test gets a fresh database copied from a migrated template.
-actor TestCluster {
-    static let shared = TestCluster()
+public actor TestCluster {
+    public static let shared = TestCluster()
 
     struct Admin: Sendable {
         let url: String
@@ -25,7 +25,7 @@ actor TestCluster {
         return try await task.value
     }
 
-    var ephemeral: EphemeralPostgres? {
+    public var ephemeral: EphemeralPostgres? {
         get async throws { try await prepare().server }
     }
 
@@ -50,17 +50,17 @@ actor TestCluster {
     }
 
     /// A URL for `database` on the test cluster.
-    func url(database: String) async throws -> String {
+    public func url(database: String) async throws -> String {
         try await prepare().make(database)
     }
 
     /// Creates a fresh migrated database and returns its URL.
-    func freshDatabase() async throws -> String {
+    public func freshDatabase() async throws -> String {
         try await createDatabase(prefix: "test", template: "volumed_test_template")
     }
 
     /// A fresh empty (unmigrated) database.
-    func emptyDatabase() async throws -> String {
+    public func emptyDatabase() async throws -> String {
         try await createDatabase(prefix: "empty", template: nil)
     }
 
@@ -82,14 +82,14 @@ actor TestCluster {
     }
 }
 
-let testLogger: Logger = {
+public let testLogger: Logger = {
     var logger = Logger(label: "volumed-tests")
     logger.logLevel = ProcessInfo.processInfo.environment["VOLUMED_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
     return logger
 }()
 
 /// A migrated database of its own and a running pool on it, for one test.
-func withDatabase<Result: Sendable>(_ body: @Sendable (TestDatabase) async throws -> Result) async throws -> Result {
+public func withDatabase<Result: Sendable>(_ body: @Sendable (TestDatabase) async throws -> Result) async throws -> Result {
     let text = try await TestCluster.shared.freshDatabase()
     let url = try DatabaseURL(text)
     return try await PostgresClient.withRunning(url, maximumConnections: 30, logger: testLogger) { client in
@@ -97,14 +97,14 @@ func withDatabase<Result: Sendable>(_ body: @Sendable (TestDatabase) async throw
     }
 }
 
-struct TestDatabase: Sendable {
-    let urlText: String
-    let url: DatabaseURL
-    let client: PostgresClient
+public struct TestDatabase: Sendable {
+    public let urlText: String
+    public let url: DatabaseURL
+    public let client: PostgresClient
 
     /// Runs SQL and returns the first column of each row as text.
     @discardableResult
-    func query(_ sql: String) async throws -> [String?] {
+    public func query(_ sql: String) async throws -> [String?] {
         let rows = try await client.query(PostgresQuery(unsafeSQL: sql), logger: testLogger)
         var values: [String?] = []
         for try await row in rows {
@@ -114,11 +114,11 @@ struct TestDatabase: Sendable {
         return values
     }
 
-    func scalar(_ sql: String) async throws -> String? {
+    public func scalar(_ sql: String) async throws -> String? {
         try await query(sql).first ?? nil
     }
 
-    func count(_ sql: String) async throws -> Int {
+    public func count(_ sql: String) async throws -> Int {
         Int(try await scalar(sql) ?? "0") ?? -1
     }
 }
