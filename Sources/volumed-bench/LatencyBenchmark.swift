@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PostgresNIO
+import Schema
+import Synchronization
+
+/// `volumed-bench latency`: at a steady enqueue rate, the time from an enqueue's commit to
+/// the waiter receiving its `volume_operation_completed` notification.
+struct LatencyBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "latency", abstract: "Enqueue→completion-notification latency.")
+
+    @OptionGroup var database: DatabaseOption
+    @Option(help: "Operations enqueued per second.") var rate: Int = 200
+    @Option(help: "Seconds of steady load.") var seconds: Int = 10
+
+    func run() async throws {
+        let logger = benchLogger()
+        try await database.withDatabase(logger: logger) { url, client in
+            let workers = try await WorkerProcesses.start(count: 1, arguments: [
+                "--database-url", url, "--handler", "noop", "--batch", "16", "--concurrency", "32",
+            ])
+            let committed = Timestamps()
+            let notified = Timestamps()
+            let total = rate * seconds
+            let connection = try await PostgresConnection.connect(
+                configuration: try DatabaseURL(url).connectionConfiguration(), id: 1, logger: logger)
+            try await connection.listen(on: "volume_operation_completed") { notifications in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for try await notification in notifications {
+                            let now = ContinuousClock.now
+                            struct Payload: Decodable { let id: UUID }
+                            if let id = try? JSONDecoder().decode(Payload.self, from: Data(notification.payload.utf8)).id {
+                                let done = notified.map.withLock { $0[id] = now; return $0.count }
+                                if done == total { return }
+                            }
+                        }
+                    }
+                    let interval = Duration.seconds(1) / rate
+                    var next = ContinuousClock.now
+                    for _ in 0..<total {
+                        try await Task.sleep(until: next, clock: .continuous)
+                        next += interval
+                        let rows = try await client.query(
+                            "INSERT INTO volume_operations (type, volume_id) VALUES ('detach', gen_random_uuid()::text) RETURNING id",
+                            logger: logger)
+                        for try await id in rows.decode(UUID.self) {
+                            let now = ContinuousClock.now
+                            committed.map.withLock { $0[id] = now }
+                        }
+                    }
+                    try await group.next()
+                    group.cancelAll()
+                }
+            }
+            try await connection.close()
+            await workers.stop()
+            let starts = committed.map.withLock { $0 }
+            let ends = notified.map.withLock { $0 }
+            // A notification can arrive before the INSERT's reply is read; that counts as 0.
+            let latencies = starts.compactMap { id, start in ends[id].map { max(0, ($0 - start).milliseconds) } }.sorted()
+            guard !latencies.isEmpty else { throw BenchError("no latencies measured") }
+            func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
+            print(String(format: "operations %d at %d/s: enqueue→notification p50 %.2f ms, p99 %.2f ms, max %.2f ms",
+                         latencies.count, rate, percentile(0.5), percentile(0.99), latencies.last!))
+        }
+    }
+}
+
+extension Duration {
+    var milliseconds: Double {
+        let (seconds, atto) = components
+        return Double(seconds) * 1000 + Double(atto) / 1e15
+    }
+}
+
+final class Timestamps: Sendable {
+    let map = Mutex<[UUID: ContinuousClock.Instant]>([:])
+}
