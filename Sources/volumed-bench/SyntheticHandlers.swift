@@ -36,7 +36,7 @@ struct RecordingHandler: OperationHandler {
     func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
         try await context.database.query("""
             INSERT INTO handler_runs (operation_id, volume_id, worker, checkpoint_seen, started_at)
-            VALUES (\(operation.id), \(operation.volumeId), \(operation.claimedBy), \(operation.checkpoint), clock_timestamp())
+            VALUES (\(operation.id), \(operation.volumeId), \(operation.claimedBy), \(operation.checkpoint)::jsonb, clock_timestamp())
             """, logger: context.logger)
         // A little work, so runs of one volume would overlap if ordering were broken.
         try await Task.sleep(for: .milliseconds(Int.random(in: 0...2)))
@@ -54,7 +54,7 @@ struct CheckpointSleepHandler: OperationHandler {
     func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
         try await context.database.query("""
             INSERT INTO handler_runs (operation_id, volume_id, worker, checkpoint_seen, started_at)
-            VALUES (\(operation.id), \(operation.volumeId), \(operation.claimedBy), \(operation.checkpoint), clock_timestamp())
+            VALUES (\(operation.id), \(operation.volumeId), \(operation.claimedBy), \(operation.checkpoint)::jsonb, clock_timestamp())
             """, logger: context.logger)
         if let earlier = try context.checkpoint(as: Progress.self) {
             return try .completed(["resumed_from": earlier.by])
