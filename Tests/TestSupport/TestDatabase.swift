@@ -102,6 +102,12 @@ public struct TestDatabase: Sendable {
     public let url: DatabaseURL
     public let client: PostgresClient
 
+    public init(urlText: String, url: DatabaseURL, client: PostgresClient) {
+        self.urlText = urlText
+        self.url = url
+        self.client = client
+    }
+
     /// Runs SQL and returns the first column of each row as text.
     @discardableResult
     public func query(_ sql: String) async throws -> [String?] {

@@ -1,0 +1,148 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PostgresNIO
+import Schema
+import VolumeClient
+
+/// Runs `body` with a VolumeClient on the configured database.
+func withVolumeClient<T: Sendable>(_ database: DatabaseOptions, _ body: @Sendable (VolumeClient) async throws -> T) async throws -> T {
+    let logger = quietLogger("volumed.client")
+    let url = try DatabaseURL(try database.url().text)
+    return try await PostgresClient.withRunning(url, maximumConnections: 4, logger: logger) { client in
+        let volumes = VolumeClient(client: client, database: url, logger: logger)
+        defer { volumes.close() }
+        return try await body(volumes)
+    }
+}
+
+struct EnqueueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enqueue",
+        abstract: "Enqueue an operation; with --wait, wait for it and exit non-zero unless it completed.",
+        discussion: """
+            Examples:
+              volumed enqueue create --request '{"name":"disk1","size":10737418240,"disk_offering_id":"…","zone_id":"…"}' --wait
+              volumed enqueue attach --volume-id 3f9c… --vm-id 9a1b… --wait
+            """)
+
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "create | attach | detach | delete | export | unexport | cleanup") var type: String
+    @Option(help: "CloudStack volume UUID (all types but create).") var volumeId: String?
+    @Option(help: "CloudStack VM UUID (attach, export).") var vmId: String?
+    @Option(help: "The request as a JSON object.") var request: String = "{}"
+    @Option(help: "Idempotency key: the same key returns the same operation.") var idempotencyKey: String?
+    @Option(help: "Lower runs first.") var priority: Int16 = 0
+    @Option(help: "Attempts before a transient failure becomes final.") var maxAttempts: Int = 5
+    @Flag(help: "Wait for the operation to finish and print it.") var wait = false
+    @Option(help: "Seconds to wait with --wait.") var timeout: Int = 600
+
+    func validate() throws {
+        guard OperationType(rawValue: type) != nil else {
+            throw ValidationError("TYPE must be one of \(OperationType.allCases.map(\.rawValue).joined(separator: ", ")) (got \(type))")
+        }
+        guard let data = request.data(using: .utf8),
+              (try? JSONSerialization.jsonObject(with: data)) is [String: Any] else {
+            throw ValidationError("--request must be a JSON object, e.g. '{\"force\": true}' (got \(request))")
+        }
+        guard timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds") }
+    }
+
+    func run() async throws {
+        let enqueue = EnqueueRequest(type: OperationType(rawValue: type)!, volumeId: volumeId, vmId: vmId, request: request,
+                                     idempotencyKey: idempotencyKey, priority: priority, maxAttempts: maxAttempts)
+        let (wait, timeout) = (self.wait, self.timeout)
+        let record = try await withVolumeClient(database) { volumes -> OperationRecord? in
+            let id = try await volumes.enqueue(enqueue)
+            guard wait else {
+                print(id.uuidString.lowercased())
+                return nil
+            }
+            return try await volumes.waitForCompletion(id, timeout: .seconds(timeout))
+        }
+        if let record {
+            print(OperationPrinter.json(record))
+            if record.status != .completed { throw ExitCode(1) }
+        }
+    }
+}
+
+struct WaitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wait", abstract: "Wait for an operation to finish; exit 0 only if it completed.")
+
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "Operation id.") var id: String
+    @Option(help: "Seconds to wait.") var timeout: Int = 600
+
+    func run() async throws {
+        guard let uuid = UUID(uuidString: id) else { throw ValidationError("ID must be an operation UUID (got \(id))") }
+        let timeout = self.timeout
+        let record = try await withVolumeClient(database) { try await $0.waitForCompletion(uuid, timeout: .seconds(timeout)) }
+        print(OperationPrinter.json(record))
+        if record.status != .completed { throw ExitCode(1) }
+    }
+}
+
+struct OpsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ops", abstract: "List recent operations, newest first.")
+
+    @OptionGroup var database: DatabaseOptions
+    @Option(help: "Only this status.") var status: String?
+    @Option(help: "Only this type.") var type: String?
+    @Option(help: "Only this volume.") var volumeId: String?
+    @Option(help: "How many.") var limit: Int = 20
+    @Flag(help: "JSON lines instead of a table.") var json = false
+
+    func validate() throws {
+        if let status, OperationStatus(rawValue: status) == nil {
+            throw ValidationError("--status must be one of \(OperationStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let type, OperationType(rawValue: type) == nil {
+            throw ValidationError("--type must be one of \(OperationType.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard (1...1000).contains(limit) else { throw ValidationError("--limit must be between 1 and 1000") }
+    }
+
+    func run() async throws {
+        let filter = VolumeClient.Filter(type: type, status: status, volumeId: volumeId, limit: limit)
+        let records = try await withVolumeClient(database) { try await $0.operations(filter) }
+        if json {
+            for record in records { print(OperationPrinter.json(record, pretty: false)) }
+        } else {
+            print(OperationPrinter.table(records))
+        }
+    }
+}
+
+struct DeviceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "device", abstract: "Show where a volume is attached and its device.")
+
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "CloudStack volume UUID.") var volumeId: String
+
+    func run() async throws {
+        let volumeId = self.volumeId
+        let line = try await withVolumeClient(database) { volumes -> String? in
+            let rows = try await volumes.client.query("""
+                SELECT json_build_object('volume_id', volume_id, 'vm_id', vm_id, 'operation_mode', operation_mode,
+                       'cloudstack_device_id', cloudstack_device_id, 'by_id_path', by_id_path, 'device_path', device_path,
+                       'size_bytes', size_bytes, 'attached_at', attached_at, 'verified_at', verified_at)::text
+                FROM device_mappings WHERE volume_id = \(volumeId)
+                """)
+            for try await text in rows.decode(String.self) { return text }
+            return nil
+        }
+        guard let line else {
+            FileHandle.standardError.write(Data("no device mapping for volume \(volumeId): it is not attached through volumed\n".utf8))
+            throw ExitCode(1)
+        }
+        print(line)
+    }
+}
+
+func quietLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = .warning
+    return logger
+}
