@@ -141,8 +141,10 @@ struct DeviceCommand: AsyncParsableCommand {
     }
 }
 
+/// Errors only: the CLI's output is its result, and PostgresNIO warns (harmlessly) when the
+/// first query races the pool's start.
 func quietLogger(_ label: String) -> Logger {
     var logger = Logger(label: label)
-    logger.logLevel = .warning
+    logger.logLevel = .error
     return logger
 }
