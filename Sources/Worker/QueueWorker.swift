@@ -92,9 +92,15 @@ public final class QueueWorker: Service, Sendable {
 
     private func claimAndRun() async {
         await withDiscardingTaskGroup { handlersGroup in
+            // While the queue has more work than we take per claim, wait for half a batch of
+            // free slots: claiming one row per freed slot would cost a statement (and a commit)
+            // per operation. Half, not all, so one long operation cannot hold the rest back.
+            // Once a claim comes back short, any free slot is worth a claim.
+            let fullBatch = max(1, min(configuration.claimBatchSize, configuration.concurrency) / 2)
+            var lastClaimWasFull = false
             while isRunning {
                 let free = configuration.concurrency - registry.count
-                guard free > 0 else {
+                guard free > 0, free >= fullBatch || !lastClaimWasFull else {
                     await doorbell.wait() // rung when a slot frees or at shutdown
                     continue
                 }
@@ -115,6 +121,7 @@ public final class QueueWorker: Service, Sendable {
                     handlersGroup.addTask { await self.execute(operation, state: state) }
                 }
                 metrics.inFlight(registry.count)
+                lastClaimWasFull = claimed.count == limit
                 if claimed.count < limit {
                     await doorbell.wait(timeout: nextWakeUp())
                 }
