@@ -1,0 +1,47 @@
+import Schema
+import Worker
+
+/// `detach`: the volume comes off whatever VM holds it and its `device_mappings` row goes.
+///
+/// Idempotent: an already detached volume succeeds (and its stale mapping is removed).
+/// The detach job id is checkpointed before waiting; a retry or rescue waits on it. An
+/// exported volume is refused unless `force` (see `VolumeDetacher`).
+public struct DetachHandler: OperationHandler {
+    let environment: JobsEnvironment
+
+    public init(environment: JobsEnvironment) {
+        self.environment = environment
+    }
+
+    struct Request: Decodable {
+        var force: Bool?
+    }
+
+    struct Response: Encodable {
+        /// The VM the volume was detached from; null when it was already detached.
+        var vmId: String?
+
+        enum CodingKeys: String, CodingKey {
+            case vmId = "vm_id"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(vmId, forKey: .vmId)
+        }
+    }
+
+    public func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
+        let volumeId = try RequestDecoding.volumeId(of: operation)
+        let request = try RequestDecoding.decode(Request.self, from: operation)
+        let resume = try context.checkpoint(as: VolumeDetacher.Progress.self)
+
+        let vmId = try await VolumeDetacher(environment: environment).detach(
+            volumeId: volumeId, force: request.force ?? false, resume: resume, context: context,
+            save: { progress in try await context.saveCheckpoint(progress) })
+
+        return try .completed(Response(vmId: vmId)) { connection in
+            try await connection.query(MappingSQL.deleteMapping(volumeId: volumeId), logger: context.logger)
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import Worker
+
+/// Detaching a volume from whatever VM holds it: the step `detach` runs on its own and
+/// `delete` runs first when forced. Its progress is a value the caller stores in its own
+/// checkpoint, so both handlers resume it the same way.
+struct VolumeDetacher: Sendable {
+    let environment: JobsEnvironment
+
+    struct Progress: Codable, Sendable {
+        /// The detachVolume job, checkpointed before waiting on it.
+        var jobId: String?
+        /// The VM the volume was attached to: after the job CloudStack no longer says.
+        var vmId: String?
+
+        enum CodingKeys: String, CodingKey {
+            case jobId = "job_id"
+            case vmId = "vm_id"
+        }
+    }
+
+    /// Detaches `volumeId` and returns the VM it came off, or nil when it was not attached.
+    ///
+    /// Active NBD exports block the detach unless `force`, in which case the configured
+    /// `ExportRemover` takes them down first. `save` stores progress in the caller's checkpoint.
+    func detach(
+        volumeId: String, force: Bool, resume: Progress?, context: OperationContext,
+        save: @Sendable (Progress) async throws -> Void
+    ) async throws -> String? {
+        if let jobId = resume?.jobId, let vmId = resume?.vmId {
+            try await finish(volumeId: volumeId, vmId: vmId, jobId: jobId, context: context, save: save)
+            return vmId
+        }
+        try await clearExports(volumeId: volumeId, force: force, context: context)
+        guard let current = try await environment.cloudStack.volume(id: volumeId) else {
+            throw VolumeOperationFailure.volumeNotFound(volumeId)
+        }
+        guard let vmId = current.virtualmachineid else {
+            context.logger.debug("volume already detached")
+            return nil
+        }
+        try context.checkCancellation()
+        let jobId = try await environment.cloudStack.detachVolume(id: volumeId)
+        try await save(Progress(jobId: jobId, vmId: vmId))
+        try await finish(volumeId: volumeId, vmId: vmId, jobId: jobId, context: context, save: save)
+        return vmId
+    }
+
+    /// Waits on the detach job; a job that ended without success is accepted when the volume
+    /// is off `vmId` anyway, else forgotten (the retry detaches anew). Off the appliance, the
+    /// by-id link must be gone before the detach counts as done.
+    private func finish(
+        volumeId: String, vmId: String, jobId: String, context: OperationContext,
+        save: @Sendable (Progress) async throws -> Void
+    ) async throws {
+        if case .ended(let error) = try await environment.waitForJob(jobId) {
+            let now = try await environment.cloudStack.volume(id: volumeId)
+            if now?.virtualmachineid?.lowercased() == vmId.lowercased() {
+                try await save(Progress())
+                throw error
+            }
+            context.logger.notice("detach job failed but the volume is off the VM; accepting",
+                                  metadata: ["vm_id": "\(vmId)", "error": "\(error.code)"])
+        }
+        if environment.isAppliance(vmId) {
+            try await environment.resolver.waitForRemoval(volumeId: volumeId, timeout: environment.deviceWaitTimeout)
+        }
+    }
+
+    /// Refuses to detach an exported volume unless forced; forced, removes its exports.
+    private func clearExports(volumeId: String, force: Bool, context: OperationContext) async throws {
+        let exports = try await activeExports(volumeId: volumeId, context: context)
+        guard !exports.isEmpty else { return }
+        guard force else { throw VolumeOperationFailure.volumeExported(volumeId: volumeId, exports: exports) }
+        guard let remover = environment.exportRemover else {
+            throw VolumeOperationFailure.noExportRemover(volumeId: volumeId, exports: exports)
+        }
+        context.logger.notice("force: removing the volume's exports before detaching", metadata: ["exports": "\(exports)"])
+        try await remover.removeExports(volumeId: volumeId, context: context)
+        let remaining = try await activeExports(volumeId: volumeId, context: context)
+        guard remaining.isEmpty else { throw VolumeOperationFailure.exportsRemain(volumeId: volumeId, exports: remaining) }
+    }
+
+    private func activeExports(volumeId: String, context: OperationContext) async throws -> [String] {
+        let rows = try await context.database.query(MappingSQL.activeExports(volumeId: volumeId), logger: context.logger)
+        var names: [String] = []
+        for try await name in rows.decode(String.self) { names.append(name) }
+        return names
+    }
+}

@@ -1,0 +1,172 @@
+import CloudStackSimulator
+import Foundation
+import Jobs
+import TestSupport
+import Testing
+
+@Suite struct HandlerAttachTests {
+    static let customer = SimulatorConfiguration.customerVMID
+
+    @Test func attachToTheApplianceMapsTheByIdLinkTheSimulatorCreated() async throws {
+        try await HandlerHarness.with { h in
+            let volumeId = try await h.cloudVolume()
+            let worker = h.startWorker()
+            let id = try await h.enqueue("attach", volume: volumeId, vm: h.appliance)
+            let row = try await h.finished(id)
+            try await worker.stop()
+
+            #expect(row.status == "completed", "\(row.error ?? "")")
+            let link = try #require(h.simulator.byIDLinkPath(forVolumeID: volumeId))
+            let simulated = try #require(await h.simulator.state().volume(volumeId))
+            let mapping = try #require(try await h.mapping(volumeId))
+            #expect(mapping == MappingRow(
+                vmId: h.appliance, mode: "appliance", cloudStackDeviceId: simulated.deviceid.map(Int32.init),
+                byIdPath: link, devicePath: h.backingFile(volumeId), sizeBytes: GiB))
+            let response = try row.json()
+            #expect(response["device_path"] as? String == link)
+            #expect(response["real_device"] as? String == h.backingFile(volumeId))
+            #expect(response["operation_mode"] as? String == "appliance")
+            #expect(response["cloudstack_device_id"] as? Int == simulated.deviceid)
+            #expect(await h.sideEffects(volumeId).attachVolume == 1)
+        }
+    }
+
+    @Test func twoVolumesOnOneRemoteVMEachGetTheirOwnRow() async throws {
+        try await HandlerHarness.with { h in
+            let first = try await h.cloudVolume()
+            let second = try await h.cloudVolume()
+            let worker = h.startWorker()
+            let ids = [try await h.enqueue("attach", volume: first, vm: Self.customer),
+                       try await h.enqueue("attach", volume: second, vm: Self.customer)]
+            let rows = [try await h.finished(ids[0]), try await h.finished(ids[1])]
+            try await worker.stop()
+
+            #expect(rows.map(\.status) == ["completed", "completed"])
+            let mappings = [try await h.mapping(first), try await h.mapping(second)]
+            for mapping in mappings {
+                #expect(mapping?.vmId == Self.customer)
+                #expect(mapping?.mode == "remote")
+                #expect(mapping?.byIdPath == nil && mapping?.devicePath == nil)
+            }
+            #expect(mappings[0]?.cloudStackDeviceId != mappings[1]?.cloudStackDeviceId)
+            let response = try rows[0].json()
+            #expect(response["device_path"] is NSNull)
+            #expect(response["operation_mode"] as? String == "remote")
+        }
+    }
+
+    @Test func attachingAgainVerifiesWithoutAttachingAndFollowsARePointedLink() async throws {
+        try await HandlerHarness.with { h in
+            let volumeId = try await h.cloudVolume()
+            let worker = h.startWorker()
+            let first = try await h.finished(try await h.enqueue("attach", volume: volumeId, vm: h.appliance))
+            #expect(first.status == "completed")
+            #expect(try await h.mapping(volumeId)?.devicePath == h.backingFile(volumeId))
+
+            // After a reboot the kernel named the disk differently: udev re-points the link.
+            let moved = h.diskDirectory.appendingPathComponent("after-reboot.img")
+            #expect(FileManager.default.createFile(atPath: moved.path, contents: nil))
+            let handle = try FileHandle(forWritingTo: moved)
+            try handle.truncate(atOffset: UInt64(GiB))
+            try handle.close()
+            let link = try #require(h.simulator.byIDLinkPath(forVolumeID: volumeId))
+            try FileManager.default.removeItem(atPath: link)
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: moved.path)
+
+            let second = try await h.finished(try await h.enqueue("attach", volume: volumeId, vm: h.appliance))
+            try await worker.stop()
+            #expect(second.status == "completed", "\(second.error ?? "")")
+            #expect(try await h.mapping(volumeId)?.devicePath == realPath(moved.path))
+            #expect(try second.json()["real_device"] as? String == realPath(moved.path))
+            #expect(await h.sideEffects(volumeId).attachVolume == 1)
+        }
+    }
+
+    @Test func aVolumeAttachedElsewhereFailsNamingThatVM() async throws {
+        try await HandlerHarness.with { h in
+            let volumeId = try await h.cloudVolume()
+            try await h.cloudAttach(volumeId, to: Self.customer)
+            let worker = h.startWorker()
+            let row = try await h.finished(try await h.enqueue("attach", volume: volumeId, vm: h.appliance))
+            try await worker.stop()
+
+            #expect(row.status == "failed")
+            #expect(row.errorCode == "volume_attached_elsewhere")
+            #expect(row.error?.contains("attached to VM \(Self.customer), not \(h.appliance); detach it first") == true, "\(row.error ?? "")")
+            #expect(row.attempts == 1)
+            #expect(try await h.mapping(volumeId) == nil)
+        }
+    }
+
+    @Test func attachToAMissingVMFailsClearly() async throws {
+        try await HandlerHarness.with { h in
+            let volumeId = try await h.cloudVolume()
+            let missingVM = randomVolumeId()
+            let worker = h.startWorker()
+            let row = try await h.finished(try await h.enqueue("attach", volume: volumeId, vm: missingVM))
+            try await worker.stop()
+
+            #expect(row.status == "failed")
+            #expect(row.errorCode == "vm_not_found")
+            #expect(row.error?.contains("VM \(missingVM) does not exist") == true, "\(row.error ?? "")")
+            #expect(row.attempts == 1)
+            #expect(try await h.mapping(volumeId) == nil)
+        }
+    }
+
+    @Test func aLinkThatNeverAppearsFailsNamingThePath() async throws {
+        try await HandlerHarness.with(hotPlug: false, deviceWaitTimeout: .milliseconds(300)) { h in
+            let volumeId = try await h.cloudVolume()
+            let worker = h.startWorker()
+            let row = try await h.finished(try await h.enqueue("attach", volume: volumeId, vm: h.appliance, maxAttempts: 2))
+            try await worker.stop()
+
+            let expectedLink = try h.environment.resolver.candidateLinkPaths(volumeId: volumeId)[0]
+            #expect(row.status == "failed")
+            #expect(row.errorCode == "device_link_timeout")
+            #expect(row.error?.contains(expectedLink) == true, "\(row.error ?? "")")
+            #expect(row.attempts == 2)
+            // The retry verified the attachment CloudStack made; it did not attach again.
+            #expect(await h.sideEffects(volumeId).attachVolume == 1)
+            #expect(try await h.mapping(volumeId) == nil)
+        }
+    }
+
+    @Test func anAttachRescuedWithItsJobIdWaitsOnThatJob() async throws {
+        try await HandlerHarness.with(asyncDelay: .milliseconds(800)) { h in
+            let volumeId = try await h.cloudVolume()
+            // A worker sent attachVolume, checkpointed the job id, and died.
+            let jobId = try await h.client.attachVolume(id: volumeId, virtualMachineId: h.appliance)
+            let id = try await h.enqueue("attach", volume: volumeId, vm: h.appliance, checkpoint: #"{"job_id":"\#(jobId)"}"#)
+            let worker = h.startWorker()
+            let row = try await h.finished(id)
+            try await worker.stop()
+
+            #expect(row.status == "completed", "\(row.error ?? "")")
+            #expect(await h.sideEffects(volumeId).attachVolume == 1)
+            #expect(try await h.mapping(volumeId)?.byIdPath == h.simulator.byIDLinkPath(forVolumeID: volumeId))
+        }
+    }
+
+    @Test func aWorkerStoppedMidAttachHandsTheJobToTheNextWorker() async throws {
+        try await HandlerHarness.with(asyncDelay: .milliseconds(1500)) { h in
+            let volumeId = try await h.cloudVolume()
+            let first = h.startWorker { $0.shutdownGracePeriod = .milliseconds(50) }
+            let id = try await h.enqueue("attach", volume: volumeId, vm: h.appliance)
+            try await eventually("job id checkpointed") {
+                try await h.operation(id).checkpoint?.contains("job_id") == true
+            }
+            try await first.stop()
+            let released = try await h.operation(id)
+            #expect(released.status == "pending")
+
+            let second = h.startWorker()
+            let row = try await h.finished(id)
+            try await second.stop()
+            #expect(row.status == "completed", "\(row.error ?? "")")
+            #expect(row.claimedBy == second.worker.name)
+            #expect(await h.sideEffects(volumeId).attachVolume == 1)
+            #expect(try await h.mapping(volumeId)?.mode == "appliance")
+        }
+    }
+}
