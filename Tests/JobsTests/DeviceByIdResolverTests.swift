@@ -131,7 +131,7 @@ struct DeviceByIdResolverTests {
             try await resolver.waitForDevice(volumeId: Self.volumeId, timeout: .milliseconds(400))
         }
         let elapsed = ContinuousClock.now - start
-        #expect(error?.code == .deviceLinkTimeout)
+        #expect(error?.kind == .deviceLinkTimeout)
         #expect(error?.isTransient == true)
         #expect(error?.message.contains("no by-id link \(virtioLink) appeared within 0.4 s") == true)
         #expect(error?.message.contains(byId + "/scsi-0QEMU_QEMU_HARDDISK_" + Self.serial) == true)
@@ -148,7 +148,7 @@ struct DeviceByIdResolverTests {
         let error = await #expect(throws: DeviceError.self) {
             try await resolver.waitForDevice(volumeId: Self.volumeId, timeout: .milliseconds(300))
         }
-        #expect(error?.code == .deviceLinkTimeout)
+        #expect(error?.kind == .deviceLinkTimeout)
         #expect(error?.message.contains("\(virtioLink) appeared but its target \(target)") == true)
     }
 
@@ -174,7 +174,7 @@ struct DeviceByIdResolverTests {
         let error = await #expect(throws: DeviceError.self) {
             try await resolver.waitForRemoval(volumeId: Self.volumeId, timeout: .milliseconds(300))
         }
-        #expect(error?.code == .deviceRemovalTimeout)
+        #expect(error?.kind == .deviceRemovalTimeout)
         #expect(error?.message.contains("by-id link \(link) is still present after 0.3 s") == true)
 
         let start = ContinuousClock.now
@@ -192,7 +192,7 @@ struct DeviceByIdResolverTests {
         let directory = try scratch.makeDirectory("not-a-disk")
         try makeSymlink(virtioLink, to: directory)
         let error = #expect(throws: DeviceError.self) { try resolver.currentDevice(volumeId: Self.volumeId) }
-        #expect(error?.code == .deviceUnreadable)
+        #expect(error?.kind == .deviceUnreadable)
         #expect(error?.message.contains(directory) == true)
     }
 

@@ -32,7 +32,7 @@ struct DeviceSerialTests {
     )
     func invalidIds(volumeId: String) {
         let error = #expect(throws: DeviceError.self) { try DiskSerial.serial(forVolumeId: volumeId) }
-        #expect(error?.code == .invalidVolumeId)
+        #expect(error?.kind == .invalidVolumeId)
         #expect(error?.isTransient == false)
         #expect(error?.message.contains("listVolumes") == true)
     }

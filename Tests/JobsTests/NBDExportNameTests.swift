@@ -25,7 +25,7 @@ struct NBDExportNameTests {
     )
     func rejectsNonUUIDs(volumeId: String) {
         let error = #expect(throws: NBDExportError.self) { try ExportName.forVolume(volumeId) }
-        #expect(error?.code == .invalidVolumeId)
+        #expect(error?.kind == .invalidVolumeId)
         #expect(error?.isTransient == false)
         #expect(error?.message.contains("\n") == false)
     }
@@ -53,7 +53,7 @@ struct NBDExportNameTests {
     )
     func rejectsHostileNames(name: String, reason: String) {
         let error = #expect(throws: NBDExportError.self) { try ExportName.validate(name) }
-        #expect(error?.code == .invalidExportName)
+        #expect(error?.kind == .invalidExportName)
         #expect(error?.message.contains(reason) == true, "\(error?.message ?? "")")
         // The message quotes the name escaped: it never carries a raw newline or NUL.
         #expect(error?.message.contains("\n") == false)

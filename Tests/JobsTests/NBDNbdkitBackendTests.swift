@@ -41,7 +41,7 @@ struct NBDNbdkitBackendTests {
             try await NBDHandshake.check(host: "127.0.0.1", port: appliance.server.port, exportName: name)
         }
         await appliance.stop()
-        #expect(error?.code == .exportUnknown)
+        #expect(error?.kind == .exportUnknown)
         #expect(error?.message.contains("NBD server at 127.0.0.1:\(appliance.server.port) has no export named \(name)") == true)
         #expect(error?.message.contains("VOLUMED_NBD_EXPORT_DIR") == true)
     }
@@ -80,7 +80,7 @@ struct NBDNbdkitBackendTests {
             let unknown = await #expect(throws: NBDExportError.self) {
                 try await NBDHandshake.check(host: "127.0.0.1", port: appliance.server.port, exportName: nameA)
             }
-            #expect(unknown?.code == .exportUnknown)
+            #expect(unknown?.kind == .exportUnknown)
             #expect(try await appliance.readExport(nameB) == volumeB.bytes)
             #expect(try await appliance.backend.listExports().map(\.name) == [nameB])
 
@@ -131,16 +131,16 @@ struct NBDNbdkitBackendTests {
 
         for name in ["../x", "x]", "a\nb", "[generic]", ".hidden", "a/b"] {
             let error = await #expect(throws: NBDExportError.self) { try await backend.publish(exportName: name, devicePath: disk.path) }
-            #expect(error?.code == .invalidExportName)
+            #expect(error?.kind == .invalidExportName)
             let removeError = await #expect(throws: NBDExportError.self) { try await backend.remove(exportName: name) }
-            #expect(removeError?.code == .invalidExportName)
+            #expect(removeError?.kind == .invalidExportName)
         }
         let relative = await #expect(throws: NBDExportError.self) { try await backend.publish(exportName: "ok", devicePath: "disk") }
-        #expect(relative?.code == .invalidDevicePath)
+        #expect(relative?.kind == .invalidDevicePath)
         let newline = await #expect(throws: NBDExportError.self) { try await backend.publish(exportName: "ok", devicePath: disk.path + "\n[x]") }
-        #expect(newline?.code == .invalidDevicePath)
+        #expect(newline?.kind == .invalidDevicePath)
         let missing = await #expect(throws: NBDExportError.self) { try await backend.publish(exportName: "ok", devicePath: scratch.child("no-such-disk")) }
-        #expect(missing?.code == .exportTargetMissing)
+        #expect(missing?.kind == .exportTargetMissing)
         #expect(missing?.isTransient == true)
 
         #expect(try FileManager.default.contentsOfDirectory(atPath: exports).isEmpty)
@@ -156,12 +156,12 @@ struct NBDNbdkitBackendTests {
         let backend = NbdkitDirectoryBackend(exportDirectory: directory)
 
         let error = await #expect(throws: NBDExportError.self) { try await backend.publish(exportName: "migration-vol-x", devicePath: disk.path) }
-        #expect(error?.code == .exportDirectoryMissing)
+        #expect(error?.kind == .exportDirectoryMissing)
         #expect(error?.isTransient == false)
         #expect(error?.message.contains("export directory \(directory) does not exist") == true)
         #expect(error?.message.contains("VOLUMED_NBD_EXPORT_DIR") == true)
         let listError = await #expect(throws: NBDExportError.self) { try await backend.listExports() }
-        #expect(listError?.code == .exportDirectoryMissing)
+        #expect(listError?.kind == .exportDirectoryMissing)
     }
 
     @Test("an export directory the process may not write is a permanent error naming the fix")
@@ -183,7 +183,7 @@ struct NBDNbdkitBackendTests {
         }
         let backend = NbdkitDirectoryBackend(exportDirectory: directory)
         let error = await #expect(throws: NBDExportError.self) { try await backend.publish(exportName: "volumed-test-export", devicePath: disk.path) }
-        #expect(error?.code == .exportDirectoryUnwritable)
+        #expect(error?.kind == .exportDirectoryUnwritable)
         #expect(error?.isTransient == false)
         #expect(error?.message.contains("export directory \(directory)") == true)
         #expect(error?.message.contains("VOLUMED_NBD_EXPORT_DIR") == true)
@@ -198,7 +198,7 @@ struct NBDNbdkitBackendTests {
         let timeout = await #expect(throws: NBDExportError.self) {
             try await NBDHandshake.check(host: "127.0.0.1", port: silent.port, exportName: "migration-vol-x", timeout: .milliseconds(500))
         }
-        #expect(timeout?.code == .handshakeTimeout)
+        #expect(timeout?.kind == .handshakeTimeout)
         #expect(timeout?.message.contains("127.0.0.1:\(silent.port)") == true)
         #expect(ContinuousClock.now - start < .seconds(3))
 
@@ -206,7 +206,7 @@ struct NBDNbdkitBackendTests {
         let refused = await #expect(throws: NBDExportError.self) {
             try await NBDHandshake.check(host: "127.0.0.1", port: closedPort, exportName: "migration-vol-x", timeout: .seconds(2))
         }
-        #expect(refused?.code == .connectionFailed)
+        #expect(refused?.kind == .connectionFailed)
         #expect(refused?.isTransient == true)
         #expect(refused?.message.contains("cannot connect to the NBD server at 127.0.0.1:\(closedPort)") == true)
     }

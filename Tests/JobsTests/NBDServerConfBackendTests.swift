@@ -42,9 +42,9 @@ struct NBDServerConfBackendTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: confDir).isEmpty)
 
         let hostile = #expect(throws: NBDExportError.self) { try backend.writeExportFile(exportName: "x]\n[generic", devicePath: first.path) }
-        #expect(hostile?.code == .invalidExportName)
+        #expect(hostile?.kind == .invalidExportName)
         let injected = #expect(throws: NBDExportError.self) { try backend.writeExportFile(exportName: name, devicePath: first.path + "\nreadonly = true") }
-        #expect(injected?.code == .invalidDevicePath)
+        #expect(injected?.kind == .invalidDevicePath)
         #expect(try FileManager.default.contentsOfDirectory(atPath: confDir).isEmpty)
     }
 
@@ -109,7 +109,7 @@ struct NBDServerConfBackendTests {
     @Test("only 3.25 and later may be reloaded")
     func reloadThreshold() {
         let refused = #expect(throws: NBDExportError.self) { try NbdServerVersion.requireSafeReload(NbdServerVersion(major: 3, minor: 24)) }
-        #expect(refused?.code == .nbdServerVersionUnsupported)
+        #expect(refused?.kind == .nbdServerVersionUnsupported)
         #expect(throws: Never.self) { try NbdServerVersion.requireSafeReload(NbdServerVersion(major: 3, minor: 25)) }
         #expect(throws: Never.self) { try NbdServerVersion.requireSafeReload(NbdServerVersion(major: 4, minor: 0)) }
     }
@@ -127,7 +127,7 @@ struct NBDServerConfBackendTests {
         let error = await #expect(throws: NBDExportError.self) {
             try await backend.publish(exportName: try ExportName.forVolume(Self.volumeId), devicePath: disk.path)
         }
-        #expect(error?.code == .nbdServerVersionUnsupported)
+        #expect(error?.kind == .nbdServerVersionUnsupported)
         #expect(error?.isTransient == false)
         #expect(error?.message.contains("nbd-server \(installed) is installed") == true)
         #expect(error?.message.contains("append_new_servers") == true)
@@ -141,7 +141,7 @@ struct NBDServerConfBackendTests {
         let error = await #expect(throws: NBDExportError.self) {
             try await NbdServerVersion.installed(executable: "/nonexistent/nbd-server")
         }
-        #expect(error?.code == .nbdServerVersionUnknown)
+        #expect(error?.kind == .nbdServerVersionUnknown)
         #expect(error?.message.contains("VOLUMED_NBD_BACKEND=nbdkit") == true)
     }
 }

@@ -17,11 +17,12 @@ public struct DeviceError: Error, CustomStringConvertible, Sendable, Equatable {
         case deviceWatchFailed = "device_watch_failed"
     }
 
-    public let code: Code
+    /// The typed code; `code` (the `OperationFailure` witness, in Failures.swift) is its raw value.
+    public let kind: Code
     public let message: String
 
     public init(_ code: Code, _ message: String) {
-        self.code = code
+        self.kind = code
         self.message = message
     }
 
@@ -29,7 +30,7 @@ public struct DeviceError: Error, CustomStringConvertible, Sendable, Equatable {
     /// Timeouts are transient (udev or the hypervisor may just be slow); a bad id or a
     /// device we are not allowed to read stays bad until someone changes something.
     public var isTransient: Bool {
-        switch code {
+        switch kind {
         case .deviceLinkTimeout, .deviceRemovalTimeout, .deviceWatchFailed:
             return true
         case .invalidVolumeId, .deviceUnreadable:
@@ -37,5 +38,5 @@ public struct DeviceError: Error, CustomStringConvertible, Sendable, Equatable {
         }
     }
 
-    public var description: String { "\(code.rawValue): \(message)" }
+    public var description: String { "\(kind.rawValue): \(message)" }
 }

@@ -29,11 +29,12 @@ public struct NBDExportError: Error, CustomStringConvertible, Sendable, Equatabl
         case protocolError = "nbd_protocol_error"
     }
 
-    public let code: Code
+    /// The typed code; `code` (the `OperationFailure` witness, in Failures.swift) is its raw value.
+    public let kind: Code
     public let message: String
 
     public init(_ code: Code, _ message: String) {
-        self.code = code
+        self.kind = code
         self.message = message
     }
 
@@ -41,7 +42,7 @@ public struct NBDExportError: Error, CustomStringConvertible, Sendable, Equatabl
     /// device or server may come back; a bad name, a missing directory or an unsafe
     /// nbd-server stay wrong until someone fixes them.
     public var isTransient: Bool {
-        switch code {
+        switch kind {
         case .exportTargetMissing, .exportWriteFailed, .nbdServerNotRunning, .exportUnknown,
             .connectionFailed, .handshakeTimeout:
             return true
@@ -51,5 +52,5 @@ public struct NBDExportError: Error, CustomStringConvertible, Sendable, Equatabl
         }
     }
 
-    public var description: String { "\(code.rawValue): \(message)" }
+    public var description: String { "\(kind.rawValue): \(message)" }
 }
