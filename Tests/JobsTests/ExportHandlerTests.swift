@@ -78,6 +78,8 @@ struct ExportHandlerTests {
             try await world.attach(second)
             try #require(try await world.export(first, disk: 0).status == "completed")
 
+            // An entry an earlier attempt of the losing export may have left behind must go too.
+            try makeSymlink(world.appliance.exports + "/migration-vol-\(second)", to: world.appliance.byId + "/virtio-x")
             let clash = try await world.export(second, disk: 0)
             #expect(clash.status == "failed")
             #expect(clash.errorCode == "export_conflict")
@@ -150,6 +152,25 @@ struct ExportHandlerTests {
         }
     }
 
+    @Test("an export the NBD server does not answer for is withdrawn and not recorded")
+    func handshakeFailureWithdrawsTheEntry() async throws {
+        // The backend writes a directory nbdkit does not serve: publishing succeeds, only the
+        // handshake can tell that no client would ever reach the export.
+        try await ExportWorld.run(backend: { appliance in
+            NbdkitDirectoryBackend(exportDirectory: try appliance.scratch.makeDirectory("unserved"), port: appliance.server.port)
+        }) { world in
+            let volume = randomVolumeId()
+            try await world.attach(volume)
+            let result = try await world.export(volume)
+            #expect(result.status == "failed")
+            #expect(result.errorCode == "nbd_export_unknown")
+            #expect(result.error?.contains("gave up after 2 attempts") == true, "\(result)")
+            #expect(result.error?.contains("has no export named migration-vol-\(volume)") == true, "\(result)")
+            #expect(try await world.mapping("migration-vol-\(volume)") == nil)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: world.appliance.scratch.child("unserved")).isEmpty)
+        }
+    }
+
     @Test("a volume that is not attached to the appliance cannot be exported")
     func notOnAppliance() async throws {
         try await ExportWorld.run { world in
@@ -160,9 +181,13 @@ struct ExportHandlerTests {
             #expect(result.error?.contains("volume \(detached) is not attached to the appliance: it has no device mapping") == true, "\(result)")
             #expect(result.error?.contains("attach it to the appliance first") == true)
 
+            // Attached to another VM, with the by-id link of its appliance days still on record
+            // (and still resolving here): only operation_mode tells it is not a local disk now.
             let remote = randomVolumeId()
+            let stale = try world.appliance.attachVolume(remote, bytes: 4096)
             try await world.db.query("""
-                INSERT INTO device_mappings (volume_id, vm_id, operation_mode) VALUES ('\(remote)', '\(otherVM)', 'remote')
+                INSERT INTO device_mappings (volume_id, vm_id, operation_mode, by_id_path)
+                VALUES ('\(remote)', '\(otherVM)', 'remote', '\(stale.byIdPath)')
                 """)
             let remoteResult = try await world.export(remote)
             #expect(remoteResult.errorCode == "volume_not_on_appliance")
