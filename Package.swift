@@ -97,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "volumed",
             dependencies: [
-                "Schema", "Worker", "Jobs", "VolumeClient", "DevServices",
+                "Schema", "Worker", "Jobs", "VolumeClient", "DevServices", "CloudStackSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

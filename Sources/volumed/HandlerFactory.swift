@@ -1,17 +1,26 @@
 import Foundation
+import Jobs
 import Logging
 import Schema
 import Worker
 
-/// Builds the handlers a worker runs, and what they need (CloudStack client, by-id resolver,
-/// NBD export backend), from the settings.
-struct HandlerRuntime: Sendable {
-    let handlers: [OperationType: any OperationHandler]
-    let shutdown: @Sendable () -> Void
+/// The worker's handlers from the environment and flags.
+enum HandlerFactory {
+    static func make(options: WorkerOptions, configuration: WorkerConfiguration, logger: Logger) async throws -> WorkerHandlers {
+        let settings: WorkerHandlers.Settings
+        do {
+            settings = try WorkerHandlers.Settings.fromEnvironment(
+                options.environment, applianceVMId: configuration.applianceVMId,
+                byIdDirectory: options.value(options.byIdDir, "VOLUMED_BY_ID_DIR"),
+                apiURL: options.value(options.cloudstackApiUrl, "CLOUDSTACK_API_URL"))
+        } catch let failure as any OperationFailure {
+            throw ValidationErrorText(failure.message)
+        }
+        return try await WorkerHandlers.make(settings, logger: logger)
+    }
 }
 
-enum HandlerFactory {
-    static func make(options: WorkerOptions, configuration: WorkerConfiguration, logger: Logger) async throws -> HandlerRuntime {
-        HandlerRuntime(handlers: [:], shutdown: {})
-    }
+struct ValidationErrorText: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

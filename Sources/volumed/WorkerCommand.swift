@@ -23,7 +23,6 @@ struct WorkerCommand: AsyncParsableCommand {
         clientConfiguration.options.maximumConnections = configuration.concurrency + 8
         let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
         let runtime = try await HandlerFactory.make(options: options, configuration: configuration, logger: logger)
-        defer { runtime.shutdown() }
 
         let worker = QueueWorker(client: client, database: url, handlers: runtime.handlers,
                                  configuration: configuration, logger: logger)
@@ -32,7 +31,13 @@ struct WorkerCommand: AsyncParsableCommand {
             services: [.init(service: client), .init(service: checkSchema, successTerminationBehavior: .ignore),
                        .init(service: worker)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            await runtime.shutdown()
+            throw error
+        }
+        await runtime.shutdown()
     }
 }
 

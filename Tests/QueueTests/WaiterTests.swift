@@ -113,6 +113,20 @@ import Worker
     }
 }
 
+@Suite struct DemoTests {
+    @Test func theDemoRunsTheWholeReplicationFlowAndCleansUp() async throws {
+        let before = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [])
+        let result = try await ProcessRunner.run([CommandLineTests.volumed, "demo"])
+        for step in ["create × 3", "attach × 3", "export × 3", "detach × 3", "delete × 3", "volume_operation_stats"] {
+            #expect(result.output.contains(step), "\(result.output)")
+        }
+        // Bytes written through the by-id device came back over NBD from a real nbdkit.
+        #expect(result.output.components(separatedBy: ": \"volumed demo ").count == 4, "\(result.output)")
+        let after = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [])
+        #expect(after.subtracting(before).filter { $0.hasPrefix("volumed-demo") || $0.hasPrefix("volumed-pg") }.isEmpty)
+    }
+}
+
 /// A worker in this process on `url` while `body` runs.
 enum PostgresClientHarness {
     static func withWorker(url: String, _ body: @Sendable () async throws -> Void) async throws {

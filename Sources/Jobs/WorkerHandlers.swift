@@ -1,0 +1,68 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import Schema
+import Worker
+
+/// Every handler a production worker runs, built from the settings an operator gives
+/// (CONTRACT §7): the CloudStack client, the by-id resolver and the NBD export backend.
+public struct WorkerHandlers: Sendable {
+    public let handlers: [OperationType: any OperationHandler]
+    public let backend: any NBDExportBackend
+    public let resolver: ByIdResolver
+    let httpClient: HTTPClient
+
+    public struct Settings: Sendable {
+        public var cloudStack: CloudStackConfiguration
+        public var byIdDirectory: String
+        public var applianceVMId: String?
+        public var exports: ExportBackendSettings
+        public var deviceWaitTimeout: Duration
+
+        public init(cloudStack: CloudStackConfiguration, byIdDirectory: String, applianceVMId: String?,
+                    exports: ExportBackendSettings, deviceWaitTimeout: Duration = .seconds(60)) {
+            self.cloudStack = cloudStack
+            self.byIdDirectory = byIdDirectory
+            self.applianceVMId = applianceVMId
+            self.exports = exports
+            self.deviceWaitTimeout = deviceWaitTimeout
+        }
+
+        /// From the environment; names the missing variable.
+        public static func fromEnvironment(_ environment: [String: String], applianceVMId: String?, byIdDirectory: String?,
+                                           apiURL: String?) throws -> Settings {
+            func required(_ name: String, _ override: String? = nil) throws -> String {
+                if let override, !override.isEmpty { return override }
+                guard let value = environment[name], !value.isEmpty else {
+                    throw QueueFailure(code: "invalid_configuration",
+                                       message: "\(name) is not set; set it (see README, Configuration)", isTransient: false)
+                }
+                return value
+            }
+            let cloudStack = CloudStackConfiguration(
+                apiURL: try required("CLOUDSTACK_API_URL", apiURL), apiKey: try required("CLOUDSTACK_API_KEY"),
+                secretKey: try required("CLOUDSTACK_SECRET_KEY"))
+            return Settings(cloudStack: cloudStack,
+                            byIdDirectory: byIdDirectory ?? environment["VOLUMED_BY_ID_DIR"] ?? "/dev/disk/by-id",
+                            applianceVMId: applianceVMId, exports: try ExportBackendSettings(environment: environment))
+        }
+    }
+
+    public static func make(_ settings: Settings, logger: Logger) async throws -> WorkerHandlers {
+        let backend = try await ExportBackendFactory.makeBackend(settings.exports)
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        let resolver = ByIdResolver(directory: settings.byIdDirectory)
+        let environment = JobsEnvironment(
+            cloudStack: CloudStackClient(configuration: settings.cloudStack, httpClient: httpClient, logger: logger),
+            resolver: resolver, applianceVMId: settings.applianceVMId, deviceWaitTimeout: settings.deviceWaitTimeout,
+            exportRemover: BackendExportRemover(backend: backend), logger: logger)
+        var handlers = environment.handlers()
+        handlers[.export] = ExportHandler(backend: backend)
+        handlers[.unexport] = UnexportHandler(backend: backend)
+        return WorkerHandlers(handlers: handlers, backend: backend, resolver: resolver, httpClient: httpClient)
+    }
+
+    public func shutdown() async {
+        try? await httpClient.shutdown()
+    }
+}
