@@ -37,7 +37,7 @@ public final class EphemeralPostgres: Sendable {
     /// Settings for speed in tests: durability is irrelevant for a cluster thrown away.
     public static let testSettings: [String: String] = [
         "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
-        "max_connections": "300", "shared_buffers": "128MB",
+        "max_connections": "500", "shared_buffers": "128MB",
     ]
 
     public static func start(tcp: Bool = false, settings: [String: String] = testSettings) async throws -> EphemeralPostgres {

@@ -92,7 +92,7 @@ public let testLogger: Logger = {
 public func withDatabase<Result: Sendable>(_ body: @Sendable (TestDatabase) async throws -> Result) async throws -> Result {
     let text = try await TestCluster.shared.freshDatabase()
     let url = try DatabaseURL(text)
-    return try await PostgresClient.withRunning(url, maximumConnections: 30, logger: testLogger) { client in
+    return try await PostgresClient.withRunning(url, maximumConnections: 10, logger: testLogger) { client in
         try await body(TestDatabase(urlText: text, url: url, client: client))
     }
 }
