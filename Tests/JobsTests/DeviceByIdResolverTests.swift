@@ -104,7 +104,8 @@ struct DeviceByIdResolverTests {
 
         async let device = resolver.waitForDevice(volumeId: Self.volumeId, timeout: .seconds(10))
         try await Task.sleep(for: .milliseconds(300))
-        try Data(count: 8192).write(to: URL(fileURLWithPath: target))
+        // Atomically, as a device node appears whole (a plain write would expose an empty file first).
+        try Data(count: 8192).write(to: URL(fileURLWithPath: target), options: .atomic)
         let found = try await device
         #expect(found.devicePath == target)
         #expect(found.sizeBytes == 8192)
