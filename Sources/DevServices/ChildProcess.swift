@@ -19,7 +19,8 @@ public final class ChildProcess: Sendable {
 
     /// Starts `executable` with stdin from /dev/null and stdout and stderr appended to
     /// `outputPath` (or /dev/null).
-    public init(executable: URL, arguments: [String], outputPath: String? = nil) throws {
+    /// `environment` is added to (and overrides) this process's environment.
+    public init(executable: URL, arguments: [String], outputPath: String? = nil, environment: [String: String] = [:]) throws {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -41,7 +42,11 @@ public final class ChildProcess: Sendable {
         let argv: [UnsafeMutablePointer<CChar>?] = ([executable.path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child = pid_t()
-        let result = posix_spawn(&child, executable.path, &actions, &attributes, argv, environ)
+        var merged = ProcessInfo.processInfo.environment
+        merged.merge(environment) { _, new in new }
+        let envp: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { envp.forEach { free($0) } }
+        let result = posix_spawn(&child, executable.path, &actions, &attributes, argv, envp)
         guard result == 0 else {
             throw SpawnError(description: "cannot start \(executable.path): \(String(cString: strerror(result)))")
         }

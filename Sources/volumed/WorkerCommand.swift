@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Jobs
 import Logging
 import PostgresNIO
 import Schema
@@ -26,10 +27,11 @@ struct WorkerCommand: AsyncParsableCommand {
 
         let worker = QueueWorker(client: client, database: url, handlers: runtime.handlers,
                                  configuration: configuration, logger: logger)
-        let checkSchema = SchemaCheck(client: client, logger: logger)
+        let reconciler = ExportReconciler(backend: runtime.backend, resolver: runtime.resolver,
+                                          applianceVMId: configuration.applianceVMId, database: client, logger: logger)
+        let startup = StartupThenWork(client: client, worker: worker, reconciler: reconciler, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: client), .init(service: checkSchema, successTerminationBehavior: .ignore),
-                       .init(service: worker)],
+            services: [.init(service: client), .init(service: startup)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
@@ -41,13 +43,21 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 }
 
-/// Refuses to run on a schema this binary does not match (pending or changed migrations).
-/// It is a service so it runs once the pool is up; a failure stops the whole group.
-struct SchemaCheck: Service {
+/// Before claiming anything: refuse a schema this binary does not match (pending or changed
+/// migrations), then bring the NBD exports in line with the active mappings (entries without
+/// a mapping removed, missing ones recreated, old /dev/vdX rows rewritten to by-id), so an
+/// appliance reboot or a crash between an export and its row never leaves drift behind.
+struct StartupThenWork: Service {
     let client: PostgresClient
+    let worker: QueueWorker
+    let reconciler: ExportReconciler
     let logger: Logger
 
     func run() async throws {
         try await Migrator(logger: logger).checkUpToDate(client)
+        let report = try await reconciler.reconcile()
+        logger.info("export reconciliation", metadata: ["summary": "\(report)"])
+        for line in report.lines { logger.notice("\(line)") }
+        try await worker.run()
     }
 }

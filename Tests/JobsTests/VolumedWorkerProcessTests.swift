@@ -1,0 +1,68 @@
+import CloudStackSimulator
+import DevServices
+import Foundation
+import Jobs
+import Schema
+import TestSupport
+import Testing
+
+/// The real `volumed worker` executable, configured only through its environment, against
+/// the simulator, real PostgreSQL and a real nbdkit.
+@Suite struct VolumedWorkerProcessTests {
+    static var volumed: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("volumed").path
+    }
+
+    @Test func theWorkerReconcilesExportsAtStartThenAttachesAndExportsThroughTheQueue() async throws {
+        try await HandlerHarness.with { harness in
+            let exports = harness.byIDDirectory.deletingLastPathComponent().appendingPathComponent("exports")
+            try FileManager.default.createDirectory(at: exports, withIntermediateDirectories: true)
+            // A stray export left by a crash: no active mapping behind it.
+            let stray = exports.appendingPathComponent("migration-vol-\(UUID().uuidString.lowercased())")
+            try FileManager.default.createSymbolicLink(atPath: stray.path, withDestinationPath: "/dev/null")
+            let nbdkit = try await NbdkitServer.start(exportDirectory: exports.path)
+            let log = FileManager.default.temporaryDirectory.appendingPathComponent("volumed-worker-\(UUID().uuidString.prefix(6)).log").path
+            let worker = try ChildProcess(
+                executable: URL(fileURLWithPath: Self.volumed), arguments: ["worker"], outputPath: log,
+                environment: [
+                    "DATABASE_URL": harness.db.urlText,
+                    "CLOUDSTACK_API_URL": harness.simulator.apiURL,
+                    "CLOUDSTACK_API_KEY": HandlerHarness.apiKey, "CLOUDSTACK_SECRET_KEY": HandlerHarness.secretKey,
+                    "VOLUMED_APPLIANCE_VM_ID": harness.appliance, "VOLUMED_BY_ID_DIR": harness.byIDDirectory.path,
+                    "VOLUMED_NBD_EXPORT_DIR": exports.path, "VOLUMED_NBD_PORT": "\(nbdkit.port)",
+                ])
+            do {
+                try await eventually("the stray export to be removed at start") {
+                    !FileManager.default.fileExists(atPath: stray.path) && (try? FileManager.default.destinationOfSymbolicLink(atPath: stray.path)) == nil
+                }
+                let create = try await harness.db.scalar("""
+                    INSERT INTO volume_operations (type, request) VALUES ('create',
+                      '{"name": "p1", "size": 1073741824, "zone_id": "\(SimulatorConfiguration.zoneID)", "disk_offering_id": "\(SimulatorConfiguration.customDiskOfferingID)"}')
+                    RETURNING id::text
+                    """)!
+                try await eventually("create") { try await harness.db.scalar("SELECT status FROM volume_operations WHERE id = '\(create)'") == "completed" }
+                let volume = try await harness.db.scalar("SELECT volume_id FROM volume_operations WHERE id = '\(create)'")!
+                try await harness.db.query("INSERT INTO volume_operations (type, volume_id, vm_id) VALUES ('attach', '\(volume)', '\(harness.appliance)')")
+                try await harness.db.query("""
+                    INSERT INTO volume_operations (type, volume_id, vm_id, request)
+                    VALUES ('export', '\(volume)', '\(otherVM)', '{"job_id": "j", "vm_name": "vm", "disk_unit_number": 0}')
+                    """)
+                try await eventually("attach and export") {
+                    try await harness.db.count("SELECT count(*)::text FROM volume_operations WHERE status = 'completed'") == 3
+                }
+                #expect(try await harness.db.scalar("SELECT operation_mode FROM device_mappings WHERE volume_id = '\(volume)'") == "appliance")
+                let size = try await NBDHandshake.check(host: "127.0.0.1", port: nbdkit.port, exportName: "migration-vol-\(volume)")
+                #expect(size == 1 << 30)
+            } catch {
+                worker.send(SIGTERM)
+                _ = await worker.waitForExit()
+                await nbdkit.stop()
+                Issue.record("worker log: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+                throw error
+            }
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit() == 0)
+            await nbdkit.stop()
+        }
+    }
+}
