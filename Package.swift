@@ -106,7 +106,7 @@ let package = Package(
         .executableTarget(
             name: "volumed-bench",
             dependencies: [
-                "Schema", "Worker", "VolumeClient", "DevServices",
+                "Schema", "Worker", "VolumeClient", "DevServices", "Jobs", "CloudStackSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
