@@ -19,22 +19,14 @@ final class CompletionBatcher: Sendable {
     private let worker: String
     private let logger: Logger
     private let maximumBatch: Int
-    /// How many handlers are still running: while some are, a flush waits up to
-    /// `gatherWindow` for their completions, so a claimed batch usually finishes in one
-    /// commit instead of two or three (each a WAL flush and a notifying commit).
-    private let stillRunning: @Sendable () -> Int
-    private let gatherWindow: Duration
     private let buffer = Mutex<[Entry]>([])
     private let doorbell = Doorbell()
 
-    init(client: PostgresClient, worker: String, logger: Logger, maximumBatch: Int = 500,
-         gatherWindow: Duration = .milliseconds(2), stillRunning: @escaping @Sendable () -> Int) {
+    init(client: PostgresClient, worker: String, logger: Logger, maximumBatch: Int = 500) {
         self.client = client
         self.worker = worker
         self.logger = logger
         self.maximumBatch = maximumBatch
-        self.gatherWindow = gatherWindow
-        self.stillRunning = stillRunning
     }
 
     /// Completes `id` with `response`; true if this worker still held it (the row is now
@@ -49,12 +41,6 @@ final class CompletionBatcher: Sendable {
     /// The flush loop; runs until cancelled once nothing is left to flush.
     func run() async {
         while true {
-            if buffer.withLock({ !$0.isEmpty && $0.count < maximumBatch }) && stillRunning() > 0 {
-                let deadline = ContinuousClock.now + gatherWindow
-                while stillRunning() > 0 && ContinuousClock.now < deadline && !Task.isCancelled {
-                    await doorbell.wait(timeout: deadline - ContinuousClock.now)
-                }
-            }
             let batch = buffer.withLock { entries -> [Entry] in
                 let count = min(entries.count, maximumBatch)
                 let batch = Array(entries.prefix(count))

@@ -15,8 +15,5 @@ final class InFlightRegistry: Sendable {
 
     var count: Int { operations.withLock { $0.count } }
 
-    /// Operations whose handlers are still running (not yet writing their result).
-    var runningCount: Int { operations.withLock { $0.values.count { !$0.settling } } }
-
     func snapshot() -> [UUID: InFlightState] { operations.withLock { $0 } }
 }

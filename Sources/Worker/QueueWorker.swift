@@ -19,7 +19,7 @@ public final class QueueWorker: Service, Sendable {
     let configuration: WorkerConfiguration
     let logger: Logger
     let metrics = WorkerMetrics()
-    let registry: InFlightRegistry
+    let registry = InFlightRegistry()
     let doorbell = Doorbell()
     let completer: CompletionBatcher
     private let phase = Mutex(Phase.running)
@@ -43,10 +43,7 @@ public final class QueueWorker: Service, Sendable {
         var logger = logger
         logger[metadataKey: "worker"] = "\(configuration.workerName)"
         self.logger = logger
-        let registry = InFlightRegistry()
-        self.registry = registry
-        self.completer = CompletionBatcher(client: client, worker: configuration.workerName, logger: logger,
-                                           stillRunning: { registry.runningCount })
+        self.completer = CompletionBatcher(client: client, worker: configuration.workerName, logger: logger)
     }
 
     public var name: String { configuration.workerName }
