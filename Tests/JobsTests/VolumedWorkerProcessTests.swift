@@ -65,4 +65,39 @@ import Testing
             await nbdkit.stop()
         }
     }
+
+    @Test func aWorkerKilledDuringAnAttachJobIsResumedWithExactlyOneAttach() async throws {
+        // A 3 s attach job: long enough to kill the worker while it waits on it.
+        try await HandlerHarness.with(asyncDelay: .seconds(3)) { harness in
+            let volume = try await harness.cloudVolume()
+            let environment = [
+                "DATABASE_URL": harness.db.urlText, "CLOUDSTACK_API_URL": harness.simulator.apiURL,
+                "CLOUDSTACK_API_KEY": HandlerHarness.apiKey, "CLOUDSTACK_SECRET_KEY": HandlerHarness.secretKey,
+                "VOLUMED_APPLIANCE_VM_ID": harness.appliance, "VOLUMED_BY_ID_DIR": harness.byIDDirectory.path,
+                "VOLUMED_NBD_EXPORT_DIR": harness.byIDDirectory.path,
+            ]
+            func startWorker(_ name: String) throws -> ChildProcess {
+                try ChildProcess(executable: URL(fileURLWithPath: Self.volumed), arguments: ["worker", "--lease-seconds", "5"],
+                                 outputPath: FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(6)).log").path,
+                                 environment: environment)
+            }
+            let doomed = try startWorker("doomed")
+            let id = try await harness.db.scalar(
+                "INSERT INTO volume_operations (type, volume_id, vm_id) VALUES ('attach', '\(volume)', '\(harness.appliance)') RETURNING id::text")!
+            try await eventually("the attach job id in the checkpoint") {
+                try await harness.db.scalar("SELECT checkpoint::text FROM volume_operations WHERE id = '\(id)'")?.contains("job") == true
+            }
+            doomed.send(SIGKILL)
+            _ = await doomed.waitForExit()
+            let survivor = try startWorker("survivor")
+            try await eventually(timeout: .seconds(40), "the rescued attach to complete") {
+                try await harness.db.scalar("SELECT status FROM volume_operations WHERE id = '\(id)'") == "completed"
+            }
+            survivor.send(SIGTERM)
+            #expect(await survivor.waitForExit() == 0)
+            #expect(await harness.simulator.state().sideEffects(for: volume).attachVolume == 1)
+            #expect(try await harness.db.scalar("SELECT attempts::text FROM volume_operations WHERE id = '\(id)'") == "2")
+            #expect(try await harness.db.scalar("SELECT operation_mode FROM device_mappings WHERE volume_id = '\(volume)'") == "appliance")
+        }
+    }
 }
