@@ -62,9 +62,10 @@ public struct ByIdResolver: Sendable {
                     continue
                 }
                 lastDangling = scan.dangling
-                if try watch.waitForChange(until: deadline, cancellation: cancellation) == .timedOut {
+                if ContinuousClock.now >= deadline {
                     throw Self.linkTimeout(links: links, dangling: scan.dangling, directory: directory, timeout: timeout)
                 }
+                _ = try watch.waitForChange(until: Self.nextLook(deadline), cancellation: cancellation)
             }
         }
     }
@@ -84,7 +85,8 @@ public struct ByIdResolver: Sendable {
                 try watch.watchDirectoryOrAncestor(directory)
                 let present = Self.presentLinks(among: links)
                 if present.isEmpty { return }
-                if try watch.waitForChange(until: deadline, cancellation: cancellation) == .timedOut {
+                if try watch.waitForChange(until: Self.nextLook(deadline), cancellation: cancellation) == .timedOut,
+                   ContinuousClock.now >= deadline {
                     throw DeviceError(
                         .deviceRemovalTimeout,
                         "by-id link \(present.joined(separator: ", ")) is still present after \(secondsText(timeout)); "
@@ -94,6 +96,14 @@ public struct ByIdResolver: Sendable {
                 }
             }
         }
+    }
+
+    /// inotify wakes the wait; a look at least once a second as well is the safety net for
+    /// an event that raced a watch being re-armed (a directory tree created in quick
+    /// succession was seen to slip through, rarely, under load), as the queue keeps a
+    /// fallback poll beside LISTEN.
+    private static func nextLook(_ deadline: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        min(deadline, ContinuousClock.now + .seconds(1))
     }
 
     // MARK: - Scanning
