@@ -8,7 +8,7 @@ import VolumeClient
 /// Runs `body` with a VolumeClient on the configured database.
 func withVolumeClient<T: Sendable>(_ database: DatabaseOptions, _ body: @Sendable (VolumeClient) async throws -> T) async throws -> T {
     let logger = quietLogger("volumed.client")
-    let url = try DatabaseURL(try database.url().text)
+    let url = try database.url()
     return try await PostgresClient.withRunning(url, maximumConnections: 4, logger: logger) { client in
         let volumes = VolumeClient(client: client, database: url, logger: logger)
         defer { volumes.close() }

@@ -13,7 +13,7 @@ struct MigrateCommand: AsyncParsableCommand {
     func run() async throws {
         Volumed.bootstrapLogging()
         let logger = Logger(label: "volumed.migrate")
-        let url = try DatabaseURL(try database.url().text)
+        let url = try database.url()
         let report = try await PostgresClient.withRunning(url, logger: logger) { client in
             try await Migrator(logger: logger).migrate(client)
         }

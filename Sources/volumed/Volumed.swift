@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Schema
 
 @main
 struct Volumed: AsyncParsableCommand {
@@ -28,16 +29,11 @@ struct DatabaseOptions: ParsableArguments {
     @Option(name: .customLong("database-url"), help: "libpq URL (default: $DATABASE_URL).")
     var databaseURL: String?
 
-    func url() throws -> DatabaseURLText {
-        if let databaseURL, !databaseURL.isEmpty { return DatabaseURLText(databaseURL) }
+    func url() throws -> DatabaseURL {
+        if let databaseURL, !databaseURL.isEmpty { return try DatabaseURL(databaseURL) }
         guard let text = ProcessInfo.processInfo.environment["DATABASE_URL"], !text.isEmpty else {
             throw ValidationError("DATABASE_URL is not set: pass --database-url postgres://user:password@host:5432/database or set DATABASE_URL")
         }
-        return DatabaseURLText(text)
+        return try DatabaseURL(text)
     }
-}
-
-struct DatabaseURLText {
-    let text: String
-    init(_ text: String) { self.text = text }
 }

@@ -18,7 +18,7 @@ struct WorkerCommand: AsyncParsableCommand {
     func run() async throws {
         Volumed.bootstrapLogging()
         let logger = Logger(label: "volumed")
-        let url = try DatabaseURL(try database.url().text)
+        let url = try database.url()
         let configuration = try options.workerConfiguration()
         var clientConfiguration = try url.clientConfiguration()
         clientConfiguration.options.maximumConnections = configuration.concurrency + 8
