@@ -14,10 +14,12 @@ struct EmbedMigrations: BuildToolPlugin {
         let output = context.pluginWorkDirectoryURL.appending(path: "EmbeddedMigrations.swift")
         return [
             .buildCommand(
-                displayName: "Embedding \(sqlFiles.count) migrations",
+                displayName: "Embedding migrations from \(migrationsDirectory.lastPathComponent)/",
                 executable: try context.tool(named: "EmbedMigrationsTool").url,
-                arguments: [output.path()] + sqlFiles.map { $0.path() },
-                inputFiles: sqlFiles,
+                arguments: [output.path(), migrationsDirectory.path()],
+                // The directory itself too: adding a file changes it, and re-runs the tool,
+                // which lists the directory again.
+                inputFiles: [migrationsDirectory] + sqlFiles,
                 outputFiles: [output]
             )
         ]

@@ -7,52 +7,15 @@ import PostgresNIO
 /// `status = 'executing' AND claimed_by = <this worker>`: a worker that lost its lease
 /// changes nothing, and zero rows back means "lost the lease", never success.
 public enum QueueSQL {
-    /// Claims up to `limit` operations for `worker` in one statement.
-    ///
-    /// - only `pending` rows whose `run_after` has come;
-    /// - only the oldest unfinished operation of each volume, and none while one executes
-    ///   (so a batch never holds two rows of one volume);
-    /// - operations that need the local block device (an attach to a registered appliance VM;
-    ///   anything on a volume mapped to an appliance) only on that appliance's worker;
-    /// - by priority, then creation order; the CTE with LIMIT … SKIP LOCKED is the
-    ///   optimisation fence that keeps the UPDATE to exactly the locked rows.
+    /// Claims up to `limit` operations for `worker` in one statement: the oldest claimable
+    /// operation of each volume, by priority then creation order, honouring `run_after` and
+    /// appliance routing. The statement itself is `volume_operations_claim` in
+    /// migrations/0005_claim_plan.sql, a function so that it carries the planner settings
+    /// that keep its cost independent of how many rows are pending.
     public static func claim(worker: String, applianceVMId: String?, limit: Int, leaseMilliseconds: Int) -> PostgresQuery {
         """
-        WITH next AS (
-            SELECT o.id
-            FROM volume_operations o
-            WHERE o.status = 'pending'
-              AND o.run_after <= now()
-              AND NOT EXISTS (
-                  SELECT 1 FROM volume_operations b
-                  WHERE b.volume_id = o.volume_id
-                    AND b.status IN ('pending', 'executing')
-                    AND (b.seq < o.seq OR b.status = 'executing'))
-              AND CASE o.type
-                  WHEN 'create' THEN true
-                  WHEN 'attach' THEN NOT EXISTS (
-                      SELECT 1 FROM volumed_appliances a
-                      WHERE a.vm_id = o.vm_id AND a.vm_id IS DISTINCT FROM \(applianceVMId))
-                  ELSE NOT EXISTS (
-                      SELECT 1 FROM device_mappings m
-                      WHERE m.volume_id = o.volume_id AND m.operation_mode = 'appliance'
-                        AND m.vm_id IS DISTINCT FROM \(applianceVMId))
-                  END
-            ORDER BY o.priority, o.seq
-            LIMIT \(limit)
-            FOR UPDATE SKIP LOCKED
-        )
-        UPDATE volume_operations o
-           SET status = 'executing',
-               claimed_by = \(worker),
-               lease_expires_at = now() + \(leaseMilliseconds)::float8 * interval '1 millisecond',
-               attempts = o.attempts + 1,
-               started_at = coalesce(o.started_at, now()),
-               updated_at = now()
-          FROM next
-         WHERE o.id = next.id
-        RETURNING o.id, o.type, o.volume_id, o.vm_id, o.request::text, o.checkpoint::text,
-                  o.attempts, o.max_attempts, o.claimed_by, o.created_at
+        SELECT \(unescaped: ClaimedOperation.columns)
+        FROM volume_operations_claim(\(worker), \(applianceVMId), \(limit), \(Double(leaseMilliseconds)))
         """
     }
 

@@ -44,12 +44,16 @@ struct DrainBenchmark: AsyncParsableCommand {
             SELECT 'detach', gen_random_uuid()::text FROM generate_series(1, \(count))
             """, logger: logger)
         let start = ContinuousClock.now
+        // Polled every 10 ms through the two partial indexes (a count over the table would
+        // cost the database more than a claim and slow down what is being measured).
         while true {
-            let rows = try await client.query(
-                "SELECT count(*)::int FROM volume_operations WHERE status IN ('pending', 'executing')", logger: logger)
-            var left = 0
-            for try await value in rows.decode(Int.self) { left = value }
-            if left == 0 { break }
+            let rows = try await client.query("""
+                SELECT EXISTS (SELECT 1 FROM volume_operations WHERE status = 'pending')
+                    OR EXISTS (SELECT 1 FROM volume_operations WHERE status = 'executing')
+                """, logger: logger)
+            var busy = false
+            for try await value in rows.decode(Bool.self) { busy = value }
+            if !busy { break }
             try await Task.sleep(for: .milliseconds(10))
         }
         let elapsed = (ContinuousClock.now - start)
