@@ -35,34 +35,6 @@ struct DrainBenchmark: AsyncParsableCommand {
                            logger: Logger) async throws -> Double {
         try await client.query("TRUNCATE volume_operations, volume_operation_events", logger: logger)
         try await client.query("VACUUM ANALYZE volume_operations", logger: logger)
-        let workers = try await WorkerProcesses.start(count: processes, arguments: [
-            "--database-url", url, "--handler", "noop", "--batch", "\(batch)", "--concurrency", "\(max(2, batch * 2))",
-        ])
-        defer { Task { await workers.stop() } }
-        try await client.query("""
-            INSERT INTO volume_operations (type, volume_id)
-            SELECT 'detach', gen_random_uuid()::text FROM generate_series(1, \(count))
-            """, logger: logger)
-        let start = ContinuousClock.now
-        // Polled every 10 ms through the two partial indexes (a count over the table would
-        // cost the database more than a claim and slow down what is being measured).
-        while true {
-            let rows = try await client.query("""
-                SELECT EXISTS (SELECT 1 FROM volume_operations WHERE status = 'pending')
-                    OR EXISTS (SELECT 1 FROM volume_operations WHERE status = 'executing')
-                """, logger: logger)
-            var busy = false
-            for try await value in rows.decode(Bool.self) { busy = value }
-            if !busy { break }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        let elapsed = (ContinuousClock.now - start)
-        await workers.stop()
-        let failed = try await client.query("SELECT count(*)::int FROM volume_operations WHERE status <> 'completed'", logger: logger)
-        for try await value in failed.decode(Int.self) where value != 0 {
-            throw BenchError("\(value) operations did not complete")
-        }
-        let (seconds, atto) = elapsed.components
-        return Double(seconds) + Double(atto) / 1e18
+        return try await measureDrain(url: url, client: client, processes: processes, batch: batch, count: count, logger: logger)
     }
 }
