@@ -12,12 +12,15 @@ enum SyntheticHandler: String, CaseIterable, Sendable {
     /// Saves a checkpoint naming this worker, records the run with the checkpoint it found,
     /// then sleeps long enough to be killed; a run that finds a checkpoint completes at once.
     case checkpointSleep = "checkpoint-sleep"
+    /// Stays in flight for 10 seconds, then completes: holds many operations at once.
+    case hold
 
     func handler() -> any OperationHandler {
         switch self {
         case .noop: return NoopHandler()
         case .record: return RecordingHandler()
         case .checkpointSleep: return CheckpointSleepHandler()
+        case .hold: return HoldHandler()
         }
     }
 
@@ -29,6 +32,13 @@ enum SyntheticHandler: String, CaseIterable, Sendable {
 struct NoopHandler: OperationHandler {
     func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
         OperationOutcome(response: "{}")
+    }
+}
+
+struct HoldHandler: OperationHandler {
+    func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
+        try await Task.sleep(for: .seconds(10))
+        return OperationOutcome(response: "{}")
     }
 }
 
