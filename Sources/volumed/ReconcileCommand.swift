@@ -15,8 +15,9 @@ struct ReconcileCommand: AsyncParsableCommand {
             follows it; export entries are brought in line with vm_export_mappings. Everything else is reported.
             Volumes with a pending or executing operation are left alone. Configured like `volumed worker`.
 
-            Exit status: 0 nothing needs attention (volumes skipped as busy do not count); 1 reconcile could not run;
-            2 unresolved findings remain for an operator; 3 (--dry-run only) no findings, but repairs are planned.
+            Exit status: 0 nothing needs attention (volumes skipped as busy do not count); 1 reconcile could not run
+            (database or CloudStack unreachable, another reconcile running; 64 for bad flags or settings); 2 unresolved
+            findings remain for an operator; 3 (--dry-run only) no findings, but repairs are planned.
             """)
 
     @OptionGroup var database: DatabaseOptions
