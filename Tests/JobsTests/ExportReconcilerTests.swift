@@ -43,9 +43,7 @@ struct ExportReconcilerTests {
                 """)
             try await insertActiveMapping(world, volume: foreign, disk: 4, devicePath: "/dev/disk/by-id/virtio-elsewhere")
 
-            let reconciler = ExportReconciler(
-                backend: world.backend, resolver: ByIdResolver(directory: world.appliance.byId),
-                applianceVMId: applianceVM, database: world.db.client, logger: testLogger)
+            let reconciler = exportReconciler(world, applianceVMId: applianceVM)
             let report = try await reconciler.reconcile()
 
             #expect(report.failures.isEmpty, "\(report.lines)")
@@ -87,9 +85,7 @@ struct ExportReconcilerTests {
             let gone = randomVolumeId()
             try await insertActiveMapping(world, volume: gone, disk: 1, devicePath: world.appliance.byId + "/virtio-missing")
 
-            let reconciler = ExportReconciler(
-                backend: world.backend, resolver: ByIdResolver(directory: world.appliance.byId),
-                applianceVMId: nil, database: world.db.client, logger: testLogger)
+            let reconciler = exportReconciler(world, applianceVMId: nil)
             let report = try await reconciler.reconcile()
 
             #expect(report.rewritten == ["migration-vol-\(volume)"])
@@ -118,9 +114,7 @@ struct ExportReconcilerTests {
                 UPDATE volume_operations SET status = 'executing', claimed_by = 'another-worker',
                        lease_expires_at = now() + interval '1 hour' WHERE id = '\(id)'
                 """)
-            let reconciler = ExportReconciler(
-                backend: world.backend, resolver: ByIdResolver(directory: world.appliance.byId),
-                applianceVMId: applianceVM, database: world.db.client, logger: testLogger)
+            let reconciler = exportReconciler(world, applianceVMId: applianceVM)
 
             let busy = try await reconciler.reconcile()
             #expect(busy.busy == [volume])
@@ -148,9 +142,7 @@ struct ExportReconcilerTests {
             try await insertActiveMapping(world, volume: legacy, disk: 1, devicePath: "/dev/vdb")
             let stray = randomVolumeId()
             try makeSymlink(world.appliance.exports + "/migration-vol-\(stray)", to: lostDisk.byIdPath)
-            let reconciler = ExportReconciler(
-                backend: world.backend, resolver: ByIdResolver(directory: world.appliance.byId),
-                applianceVMId: applianceVM, database: world.db.client, logger: testLogger)
+            let reconciler = exportReconciler(world, applianceVMId: applianceVM)
 
             let plan = try await reconciler.reconcile(dryRun: true)
 
@@ -165,6 +157,13 @@ struct ExportReconcilerTests {
             let run = try await reconciler.reconcile()
             #expect(run.removed == plan.removed && Set(run.recreated) == Set(plan.recreated) && run.rewritten == plan.rewritten)
         }
+    }
+
+    /// The reconciler of the appliance `applianceVMId` (nil: every row is this host's).
+    private func exportReconciler(_ world: ExportWorld, applianceVMId: String?) -> ExportReconciler {
+        ExportReconciler(
+            backend: world.backend, resolver: ByIdResolver(directory: world.appliance.byId),
+            applianceVMId: applianceVMId, database: world.db.client, logger: testLogger)
     }
 
     private func insertActiveMapping(

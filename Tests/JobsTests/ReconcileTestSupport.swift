@@ -123,7 +123,7 @@ extension ReconcileReport {
         actions.map { "\($0.kind.rawValue) \($0.volumeId ?? "-")" }.sorted()
     }
 
-    func findings(_ kind: ReconcileFinding.Kind) -> [ReconcileFinding] {
+    func findings(_ kind: ReconcileFindingKind) -> [ReconcileFinding] {
         unresolved.filter { $0.kind == kind }
     }
 }

@@ -75,29 +75,14 @@ public struct ReconcileReport: Codable, Sendable {
     }
 }
 
-/// One repair: what reconcile changes (or, in a dry run, would change) and why.
-public struct ReconcileAction: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable, CaseIterable {
-        /// CloudStack shows the volume detached: its `device_mappings` row (and its active
-        /// exports) are removed.
-        case removeStaleMapping = "remove_stale_mapping"
-        /// Attached to the appliance outside volumed: an `appliance` mapping (and a
-        /// `volumes` row if missing) is written.
-        case adoptVolume = "adopt_volume"
-        /// The by-id link resolves to another device than recorded: `device_path` follows it.
-        case updateDevicePath = "update_device_path"
-        /// An NBD export entry without an active `vm_export_mappings` row: withdrawn.
-        case removeExport = "remove_export"
-        /// An active export whose entry is missing or points at the wrong device: published again.
-        case recreateExport = "recreate_export"
-        /// An active export row holding a kernel name (`/dev/vdX`): rewritten to the by-id path.
-        case rewriteExportPath = "rewrite_export_path"
-    }
-
+/// One line of a report: what kind of repair or finding, the volume, and a sentence.
+/// `ReconcileAction` and `ReconcileFinding` are this with their own kinds.
+public struct ReconcileItem<Kind: RawRepresentable & Codable & Sendable & Equatable>: Codable, Sendable, Equatable
+where Kind.RawValue == String {
     public var kind: Kind
-    /// Nil only for an export entry whose name names no volume.
+    /// Nil only for an export entry whose name names no volume, or a failure of the whole export step.
     public var volumeId: String?
-    /// A sentence saying what is wrong and what the repair does.
+    /// A sentence saying what is wrong and what the repair does (or what a human should do).
     public var message: String
 
     public init(kind: Kind, volumeId: String?, message: String) {
@@ -112,6 +97,7 @@ public struct ReconcileAction: Codable, Sendable, Equatable {
         case message
     }
 
+    /// `volume_id` is written out when null, so readers always find every key.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(kind, forKey: .kind)
@@ -120,54 +106,51 @@ public struct ReconcileAction: Codable, Sendable, Equatable {
     }
 }
 
+/// One repair: what reconcile changes (or, in a dry run, would change) and why.
+public typealias ReconcileAction = ReconcileItem<ReconcileActionKind>
+
 /// Something reconcile saw but does not repair on its own: a human (or a queued operation)
 /// has to decide. The message names the cause and what to do.
-public struct ReconcileFinding: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable, CaseIterable {
-        /// A pending or executing operation holds the volume; reconcile left it alone.
-        case busy
-        /// `volumes` lists the volume, CloudStack no longer knows it.
-        case volumeUnknownToCloudStack = "volume_unknown_to_cloudstack"
-        /// `device_mappings` has a row for a volume CloudStack no longer knows.
-        case mappingOfUnknownVolume = "mapping_of_unknown_volume"
-        /// CloudStack shows the volume attached to another VM than `device_mappings` records.
-        case attachedToOtherVM = "attached_to_other_vm"
-        /// Attached to this appliance per CloudStack, but no by-id link resolves.
-        case byIdLinkMissing = "by_id_link_missing"
-        /// The device behind the by-id link is not the size CloudStack reports: not adopted.
-        case sizeMismatch = "size_mismatch"
-        /// The mapping says `remote` although the VM is this appliance.
-        case modeMismatch = "mode_mismatch"
-        /// CloudStack or the by-id directory could not be read for this volume.
-        case checkFailed = "check_failed"
-        /// A planned repair did not commit: the volume's state changed after reconcile looked.
-        case changedDuringReconcile = "changed_during_reconcile"
-        /// A planned repair failed; the message says why.
-        case repairFailed = "repair_failed"
-    }
+public typealias ReconcileFinding = ReconcileItem<ReconcileFindingKind>
 
-    public var kind: Kind
-    public var volumeId: String?
-    public var message: String
+public enum ReconcileActionKind: String, Codable, Sendable, CaseIterable {
+    /// CloudStack shows the volume detached: its `device_mappings` row (and its active
+    /// exports) are removed.
+    case removeStaleMapping = "remove_stale_mapping"
+    /// Attached to the appliance outside volumed: an `appliance` mapping (and a
+    /// `volumes` row if missing) is written.
+    case adoptVolume = "adopt_volume"
+    /// The by-id link resolves to another device than recorded: `device_path` follows it.
+    case updateDevicePath = "update_device_path"
+    /// An NBD export entry without an active `vm_export_mappings` row: withdrawn.
+    case removeExport = "remove_export"
+    /// An active export whose entry is missing or points at the wrong device: published again.
+    case recreateExport = "recreate_export"
+    /// An active export row holding a kernel name (`/dev/vdX`): rewritten to the by-id path.
+    case rewriteExportPath = "rewrite_export_path"
+}
 
-    public init(kind: Kind, volumeId: String?, message: String) {
-        self.kind = kind
-        self.volumeId = volumeId
-        self.message = message
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case kind
-        case volumeId = "volume_id"
-        case message
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(kind, forKey: .kind)
-        try container.encode(volumeId, forKey: .volumeId)
-        try container.encode(message, forKey: .message)
-    }
+public enum ReconcileFindingKind: String, Codable, Sendable, CaseIterable {
+    /// A pending or executing operation holds the volume; reconcile left it alone.
+    case busy
+    /// `volumes` lists the volume, CloudStack no longer knows it.
+    case volumeUnknownToCloudStack = "volume_unknown_to_cloudstack"
+    /// `device_mappings` has a row for a volume CloudStack no longer knows.
+    case mappingOfUnknownVolume = "mapping_of_unknown_volume"
+    /// CloudStack shows the volume attached to another VM than `device_mappings` records.
+    case attachedToOtherVM = "attached_to_other_vm"
+    /// Attached to this appliance per CloudStack, but no by-id link resolves.
+    case byIdLinkMissing = "by_id_link_missing"
+    /// The device behind the by-id link is not the size CloudStack reports: not adopted.
+    case sizeMismatch = "size_mismatch"
+    /// The mapping says `remote` although the VM is this appliance.
+    case modeMismatch = "mode_mismatch"
+    /// CloudStack or the by-id directory could not be read for this volume.
+    case checkFailed = "check_failed"
+    /// A planned repair did not commit: the volume's state changed after reconcile looked.
+    case changedDuringReconcile = "changed_during_reconcile"
+    /// A planned repair failed; the message says why.
+    case repairFailed = "repair_failed"
 }
 
 /// Another reconcile (the periodic one on some worker, a CLI run or a force-sync) holds the

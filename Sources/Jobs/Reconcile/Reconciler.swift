@@ -104,7 +104,7 @@ public struct Reconciler: Sendable {
 }
 
 extension ExportChange.Kind {
-    var actionKind: ReconcileAction.Kind {
+    var actionKind: ReconcileActionKind {
         switch self {
         case .removed: .removeExport
         case .recreated: .recreateExport
