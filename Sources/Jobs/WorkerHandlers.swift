@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import PostgresNIO
 import Schema
 import Worker
 
@@ -10,6 +11,8 @@ public struct WorkerHandlers: Sendable {
     public let handlers: [OperationType: any OperationHandler]
     public let backend: any NBDExportBackend
     public let resolver: ByIdResolver
+    /// What the handlers were built from (CloudStack client, resolver, appliance), for the reconciler.
+    public let environment: JobsEnvironment
     let httpClient: HTTPClient
 
     public struct Settings: Sendable {
@@ -59,7 +62,12 @@ public struct WorkerHandlers: Sendable {
         var handlers = environment.handlers()
         handlers[.export] = ExportHandler(backend: backend)
         handlers[.unexport] = UnexportHandler(backend: backend)
-        return WorkerHandlers(handlers: handlers, backend: backend, resolver: resolver, httpClient: httpClient)
+        return WorkerHandlers(handlers: handlers, backend: backend, resolver: resolver, environment: environment, httpClient: httpClient)
+    }
+
+    /// The reconciler for `volumed reconcile`, the periodic pass and `POST /admin/force-sync`.
+    public func reconciler(database: PostgresClient, logger: Logger) -> Reconciler {
+        Reconciler(environment: environment, database: database, exportBackend: backend, logger: logger)
     }
 
     public func shutdown() async {

@@ -11,7 +11,7 @@ struct Volumed: AsyncParsableCommand {
         discussion: "Configuration comes from the environment (DATABASE_URL, CLOUDSTACK_*, VOLUMED_*); flags override it.",
         subcommands: [
             MigrateCommand.self, WorkerCommand.self, EnqueueCommand.self, WaitCommand.self,
-            OpsCommand.self, DeviceCommand.self, DemoCommand.self,
+            OpsCommand.self, DeviceCommand.self, ReconcileCommand.self, PruneCommand.self, DemoCommand.self,
         ])
 
     static func bootstrapLogging() {

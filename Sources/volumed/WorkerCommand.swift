@@ -14,6 +14,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var options: WorkerOptions
+    @OptionGroup var periodicReconcile: PeriodicReconcileOptions
 
     func run() async throws {
         Volumed.bootstrapLogging()
@@ -31,7 +32,8 @@ struct WorkerCommand: AsyncParsableCommand {
                                           applianceVMId: configuration.applianceVMId, database: client, logger: logger)
         let startup = StartupThenWork(client: client, worker: worker, reconciler: reconciler, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: client), .init(service: startup)],
+            services: [.init(service: client), .init(service: startup)]
+                + periodicReconcile.services(runtime: runtime, database: client, logger: logger),
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()

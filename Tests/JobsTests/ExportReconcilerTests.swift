@@ -43,9 +43,7 @@ struct ExportReconcilerTests {
                 """)
             try await insertActiveMapping(world, volume: foreign, disk: 4, devicePath: "/dev/disk/by-id/virtio-elsewhere")
 
-            let reconciler = ExportReconciler(
-                backend: world.backend, resolver: ByIdResolver(directory: world.appliance.byId),
-                applianceVMId: applianceVM, database: world.db.client, logger: testLogger)
+            let reconciler = exportReconciler(world, applianceVMId: applianceVM)
             let report = try await reconciler.reconcile()
 
             #expect(report.failures.isEmpty, "\(report.lines)")
@@ -87,9 +85,7 @@ struct ExportReconcilerTests {
             let gone = randomVolumeId()
             try await insertActiveMapping(world, volume: gone, disk: 1, devicePath: world.appliance.byId + "/virtio-missing")
 
-            let reconciler = ExportReconciler(
-                backend: world.backend, resolver: ByIdResolver(directory: world.appliance.byId),
-                applianceVMId: nil, database: world.db.client, logger: testLogger)
+            let reconciler = exportReconciler(world, applianceVMId: nil)
             let report = try await reconciler.reconcile()
 
             #expect(report.rewritten == ["migration-vol-\(volume)"])
@@ -100,6 +96,74 @@ struct ExportReconcilerTests {
             #expect(try await world.appliance.readExport("migration-vol-\(volume)") == disk.bytes)
             #expect(try world.exportDirectoryEntries() == ["migration-vol-\(volume)"])
         }
+    }
+
+    @Test("an entry of a volume with an executing operation is left alone until the operation is over")
+    func leavesTheExportsOfABusyVolumeAlone() async throws {
+        try await ExportWorld.run { world in
+            // An export being published: the entry exists, its row commits when the operation finishes.
+            let volume = randomVolumeId()
+            let disk = try await world.attach(volume)
+            try makeSymlink(world.appliance.exports + "/migration-vol-\(volume)", to: disk.byIdPath)
+            // Not claimable by the test's worker (run_after in an hour); executing as another worker's.
+            let id = try await world.db.scalar("""
+                INSERT INTO volume_operations (type, volume_id, vm_id, request, run_after)
+                VALUES ('export', '\(volume)', '\(otherVM)', '{}', now() + interval '1 hour') RETURNING id::text
+                """)!
+            try await world.db.query("""
+                UPDATE volume_operations SET status = 'executing', claimed_by = 'another-worker',
+                       lease_expires_at = now() + interval '1 hour' WHERE id = '\(id)'
+                """)
+            let reconciler = exportReconciler(world, applianceVMId: applianceVM)
+
+            let busy = try await reconciler.reconcile()
+            #expect(busy.busy == [volume])
+            #expect(busy.removed.isEmpty && busy.changes.isEmpty, "\(busy.lines)")
+            #expect(try world.exportDirectoryEntries() == ["migration-vol-\(volume)"])
+
+            // The operation failed without a row: now the entry is a stray.
+            try await world.db.query("""
+                UPDATE volume_operations SET status = 'failed', error = 'x', error_code = 'x' WHERE id = '\(id)'
+                """)
+            let after = try await reconciler.reconcile()
+            #expect(after.removed == ["migration-vol-\(volume)"])
+            #expect(try world.exportDirectoryEntries().isEmpty)
+        }
+    }
+
+    @Test("a dry run reports what it would change and changes nothing")
+    func aDryRunChangesNothing() async throws {
+        try await ExportWorld.run { world in
+            let lost = randomVolumeId()
+            let lostDisk = try await world.attach(lost)
+            try await insertActiveMapping(world, volume: lost, disk: 0, devicePath: lostDisk.byIdPath)
+            let legacy = randomVolumeId()
+            try await world.attach(legacy)
+            try await insertActiveMapping(world, volume: legacy, disk: 1, devicePath: "/dev/vdb")
+            let stray = randomVolumeId()
+            try makeSymlink(world.appliance.exports + "/migration-vol-\(stray)", to: lostDisk.byIdPath)
+            let reconciler = exportReconciler(world, applianceVMId: applianceVM)
+
+            let plan = try await reconciler.reconcile(dryRun: true)
+
+            #expect(plan.dryRun)
+            #expect(plan.removed == ["migration-vol-\(stray)"])
+            #expect(Set(plan.recreated) == ["migration-vol-\(lost)", "migration-vol-\(legacy)"])
+            #expect(plan.rewritten == ["migration-vol-\(legacy)"])
+            #expect(plan.lines.allSatisfy { $0.hasPrefix("would ") }, "\(plan.lines)")
+            #expect(try world.exportDirectoryEntries() == ["migration-vol-\(stray)"])
+            #expect(try await world.mapping("migration-vol-\(legacy)")?.devicePath == "/dev/vdb")
+
+            let run = try await reconciler.reconcile()
+            #expect(run.removed == plan.removed && Set(run.recreated) == Set(plan.recreated) && run.rewritten == plan.rewritten)
+        }
+    }
+
+    /// The reconciler of the appliance `applianceVMId` (nil: every row is this host's).
+    private func exportReconciler(_ world: ExportWorld, applianceVMId: String?) -> ExportReconciler {
+        ExportReconciler(
+            backend: world.backend, resolver: ByIdResolver(directory: world.appliance.byId),
+            applianceVMId: applianceVMId, database: world.db.client, logger: testLogger)
     }
 
     private func insertActiveMapping(

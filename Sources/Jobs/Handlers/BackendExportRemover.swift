@@ -3,8 +3,9 @@ import Logging
 import PostgresNIO
 import Worker
 
-/// Takes a volume's NBD exports down before a forced detach or delete: removes each active
-/// export's backend entry, then marks the rows `removed`.
+/// Takes a volume's NBD exports down before a forced detach or delete (and when reconcile
+/// removes the mapping of a volume CloudStack shows detached): removes each active export's
+/// backend entry, then marks the rows `removed`.
 ///
 /// The canonical entry `migration-vol-<volume_id>` is removed even without an active row: it
 /// would otherwise keep pointing at a device that is about to disappear. Entries go first and
@@ -18,8 +19,19 @@ public struct BackendExportRemover: ExportRemover {
     }
 
     public func removeExports(volumeId: String, context: OperationContext) async throws {
-        let logger = context.logger
-        let rows = try await context.database.decodedRows(ExportMappingSQL.activeByVolume(volumeId), logger: logger, ExportMapping.init)
+        try await context.database.withConnection { connection in
+            _ = try await removeExports(volumeId: volumeId, connection: connection, logger: context.logger)
+        }
+    }
+
+    /// The same on `connection`, so a caller can make the row updates part of its own
+    /// transaction. Returns the names of the rows marked removed.
+    @discardableResult
+    public func removeExports(volumeId: String, connection: PostgresConnection, logger: Logger) async throws -> [String] {
+        var rows: [ExportMapping] = []
+        for try await row in try await connection.query(ExportMappingSQL.activeByVolume(volumeId), logger: logger) {
+            rows.append(try ExportMapping(row: row))
+        }
         var names = rows.map(\.exportName)
         if let canonical = try? ExportName.forVolume(volumeId), !names.contains(canonical) {
             names.append(canonical)
@@ -28,12 +40,13 @@ public struct BackendExportRemover: ExportRemover {
             try await backend.remove(exportName: name)
         }
         for row in rows {
-            try await context.database.query(ExportMappingSQL.markRemoved(exportName: row.exportName), logger: logger)
+            try await connection.query(ExportMappingSQL.markRemoved(exportName: row.exportName), logger: logger)
         }
         if !rows.isEmpty {
-            logger.notice("removed exports before detaching", metadata: [
+            logger.notice("removed exports", metadata: [
                 "volume": "\(volumeId)", "exports": "\(rows.map(\.exportName).joined(separator: ","))",
             ])
         }
+        return rows.map(\.exportName)
     }
 }

@@ -105,6 +105,11 @@ enum ExportMappingSQL {
         "UPDATE vm_export_mappings SET status = 'removed', updated_at = now() WHERE export_name = \(exportName) AND status = 'active'"
     }
 
+    /// Volumes an operation is running on right now: the reconciler leaves their exports alone.
+    static func volumesWithExecutingOperations() -> PostgresQuery {
+        "SELECT volume_id FROM volume_operations WHERE status = 'executing' AND volume_id IS NOT NULL"
+    }
+
     static func rewriteDevicePath(id: Int64, devicePath: String) -> PostgresQuery {
         "UPDATE vm_export_mappings SET device_path = \(devicePath), updated_at = now() WHERE id = \(id) AND status = 'active'"
     }

@@ -14,6 +14,12 @@ import PostgresNIO
 /// With `applianceVMId` set, only rows whose volume is attached to that appliance are this
 /// host's; the others belong to other appliances (or to detached volumes) and are left to them.
 /// One failing export never stops the others: failures are reported, not thrown.
+///
+/// Never races a worker: volumes with an executing operation (and any in `skipping`) are left
+/// alone, and the entries are listed before the rows and the busy volumes are read. An entry
+/// in the listing was published by an operation that had started by then, so when the rows
+/// are read that operation is either still executing (left alone) or finished (its row is
+/// active, or it never will be and the entry is a real stray).
 public struct ExportReconciler: Sendable {
     public let backend: any NBDExportBackend
     public let resolver: ByIdResolver
@@ -34,8 +40,14 @@ public struct ExportReconciler: Sendable {
         let device: VolumeDeviceMapping?
     }
 
-    public func reconcile() async throws -> ExportReconcileReport {
-        var report = ExportReconcileReport()
+    /// - Parameters:
+    ///   - dryRun: decide and report, change nothing (no entry, no row).
+    ///   - skipping: volumes to leave alone besides those with an executing operation
+    ///     (reconcile passes those with pending operations too).
+    public func reconcile(dryRun: Bool = false, skipping: Set<String> = []) async throws -> ExportReconcileReport {
+        var report = ExportReconcileReport(dryRun: dryRun)
+        let entries = try await backend.listExports()
+        let busy = try await executingVolumes().union(skipping)
         let rows = try await database.decodedRows(ExportMappingSQL.activeWithDeviceMappings(), logger: logger) { row in
             let cells = row.makeRandomAccess()
             let vmId = try cells[10].decode(String?.self)
@@ -46,34 +58,38 @@ public struct ExportReconciler: Sendable {
                 device: vmId.map { VolumeDeviceMapping(vmId: $0, operationMode: mode ?? "", byIdPath: byId) })
         }
         var ours: [ExportMapping] = []
+        var leftAlone: Set<String> = []
         for row in rows {
-            if isOurs(row) {
+            if busy.contains(row.mapping.volumeId) {
+                leftAlone.insert(row.mapping.exportName)
+                report.skipBusy(row.mapping.volumeId, exportName: row.mapping.exportName)
+            } else if isOurs(row) {
                 ours.append(try await withByIdPath(row, report: &report))
             } else if row.device == nil {
                 report.note("skipped \(row.mapping.exportName): volume \(row.mapping.volumeId) has no device mapping (detached?); unexport it")
             }
         }
 
-        let entries = try await backend.listExports()
         let wanted = Dictionary(ours.map { ($0.exportName, $0) }, uniquingKeysWith: { first, _ in first })
-        for entry in entries where wanted[entry.name] == nil {
-            do {
+        for entry in entries where wanted[entry.name] == nil && !leftAlone.contains(entry.name) {
+            let volumeId = ExportName.volumeId(inExportName: entry.name)
+            if let volumeId, busy.contains(volumeId) {
+                report.skipBusy(volumeId, exportName: entry.name)
+                continue
+            }
+            let reason = "\(entry.name) (→ \(entry.targetPath)): no active export mapping"
+            await report.record(.removed, entry.name, volumeId: volumeId, done: "removed \(reason)", planned: "would remove \(reason)",
+                                failed: "could not remove stray entry \(entry.name)") {
                 try await backend.remove(exportName: entry.name)
-                report.removed.append(entry.name)
-                report.note("removed \(entry.name) (→ \(entry.targetPath)): no active export mapping")
-            } catch {
-                report.fail("could not remove stray entry \(entry.name): \(error)")
             }
         }
         let present = Dictionary(entries.map { ($0.name, $0.targetPath) }, uniquingKeysWith: { first, _ in first })
         for mapping in ours where present[mapping.exportName] != mapping.devicePath {
-            do {
+            let before = present[mapping.exportName].map { "was → \($0)" } ?? "was missing"
+            let what = "\(mapping.exportName) → \(mapping.devicePath)"
+            await report.record(.recreated, mapping.exportName, volumeId: mapping.volumeId, done: "recreated \(what) (\(before))",
+                                planned: "would recreate \(what) (\(before))", failed: "could not recreate \(what)") {
                 try await backend.publish(exportName: mapping.exportName, devicePath: mapping.devicePath)
-                report.recreated.append(mapping.exportName)
-                let before = present[mapping.exportName].map { "was → \($0)" } ?? "was missing"
-                report.note("recreated \(mapping.exportName) → \(mapping.devicePath) (\(before))")
-            } catch {
-                report.fail("could not recreate \(mapping.exportName) → \(mapping.devicePath): \(error)")
             }
         }
         for line in report.lines { logger.notice("export reconcile: \(line)") }
@@ -84,6 +100,10 @@ public struct ExportReconciler: Sendable {
         guard let applianceVMId else { return true }
         guard let device = row.device else { return false }
         return device.operationMode == "appliance" && device.vmId == applianceVMId
+    }
+
+    private func executingVolumes() async throws -> Set<String> {
+        Set(try await database.decodedRows(ExportMappingSQL.volumesWithExecutingOperations(), logger: logger) { try $0.decode(String.self) })
     }
 
     /// The row itself when it already holds a by-id path; otherwise the row rewritten to the
@@ -99,13 +119,16 @@ public struct ExportReconciler: Sendable {
                 byIdPath = try resolver.currentDevice(volumeId: mapping.volumeId)?.byIdPath
                     ?? resolver.candidateLinkPaths(volumeId: mapping.volumeId)[0]
             } catch {
-                report.fail("could not derive a by-id path for \(mapping.exportName) (volume \(mapping.volumeId)): \(error)")
+                report.fail(.rewritten, mapping.exportName, volumeId: mapping.volumeId,
+                            "could not derive a by-id path for \(mapping.exportName) (volume \(mapping.volumeId)): \(error)")
                 return mapping
             }
         }
-        try await database.query(ExportMappingSQL.rewriteDevicePath(id: mapping.id, devicePath: byIdPath), logger: logger)
-        report.rewritten.append(mapping.exportName)
-        report.note("rewrote \(mapping.exportName) device_path \(mapping.devicePath) → \(byIdPath)")
+        let what = "\(mapping.exportName) device_path \(mapping.devicePath) → \(byIdPath)"
+        await report.record(.rewritten, mapping.exportName, volumeId: mapping.volumeId, done: "rewrote \(what)",
+                            planned: "would rewrite \(what)", failed: "could not rewrite \(what)") {
+            try await database.query(ExportMappingSQL.rewriteDevicePath(id: mapping.id, devicePath: byIdPath), logger: logger)
+        }
         return mapping.with(devicePath: byIdPath)
     }
 
@@ -116,8 +139,30 @@ public struct ExportReconciler: Sendable {
     }
 }
 
+/// One export the reconciler changed (or, in a dry run, would change), or failed to.
+public struct ExportChange: Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        /// An entry without an active row, withdrawn.
+        case removed
+        /// An active row whose entry was missing or pointed elsewhere, published again.
+        case recreated
+        /// An active row's kernel-name device path rewritten to the by-id path.
+        case rewritten
+    }
+
+    public let kind: Kind
+    public let exportName: String
+    /// The volume the export belongs to; nil for an entry whose name names no volume.
+    public let volumeId: String?
+    public let message: String
+    /// Why it could not be done; nil when it was done (or, in a dry run, planned).
+    public let error: String?
+}
+
 /// What a reconciliation did, for logs, `volumed reconcile` and `POST /admin/force-sync`.
 public struct ExportReconcileReport: Sendable, CustomStringConvertible {
+    /// Nothing was changed; the names below are what a real run would change.
+    public var dryRun: Bool
     /// Entries without an active row, removed.
     public var removed: [String] = []
     /// Active rows whose entry was missing or pointed elsewhere, published again.
@@ -126,20 +171,62 @@ public struct ExportReconcileReport: Sendable, CustomStringConvertible {
     public var rewritten: [String] = []
     /// What could not be done; each line names the export and the cause.
     public var failures: [String] = []
+    /// Every change and failure, with its volume.
+    public var changes: [ExportChange] = []
+    /// Volumes left alone because an operation was running on them (or the caller said so).
+    public var busy: [String] = []
     /// Every action and failure as one human-readable line, in order.
     public var lines: [String] = []
 
-    public init() {}
+    public init(dryRun: Bool = false) {
+        self.dryRun = dryRun
+    }
 
     mutating func note(_ line: String) { lines.append(line) }
 
-    mutating func fail(_ line: String) {
+    mutating func skipBusy(_ volumeId: String, exportName: String) {
+        if !busy.contains(volumeId) { busy.append(volumeId) }
+        note("left \(exportName) alone: volume \(volumeId) has an operation running")
+    }
+
+    /// Runs `change` unless this is a dry run, and records it as done, planned or failed.
+    mutating func record(
+        _ kind: ExportChange.Kind, _ exportName: String, volumeId: String?, done: String, planned: String, failed: String,
+        _ change: () async throws -> Void
+    ) async {
+        if dryRun {
+            changes.append(ExportChange(kind: kind, exportName: exportName, volumeId: volumeId, message: planned, error: nil))
+            append(kind, exportName)
+            note(planned)
+            return
+        }
+        do {
+            try await change()
+            changes.append(ExportChange(kind: kind, exportName: exportName, volumeId: volumeId, message: done, error: nil))
+            append(kind, exportName)
+            note(done)
+        } catch {
+            fail(kind, exportName, volumeId: volumeId, "\(failed): \(error)")
+        }
+    }
+
+    mutating func fail(_ kind: ExportChange.Kind, _ exportName: String, volumeId: String?, _ line: String) {
+        changes.append(ExportChange(kind: kind, exportName: exportName, volumeId: volumeId, message: line, error: line))
         failures.append(line)
         lines.append("FAILED: " + line)
     }
 
+    private mutating func append(_ kind: ExportChange.Kind, _ exportName: String) {
+        switch kind {
+        case .removed: removed.append(exportName)
+        case .recreated: recreated.append(exportName)
+        case .rewritten: rewritten.append(exportName)
+        }
+    }
+
     public var description: String {
-        "exports: \(removed.count) removed, \(recreated.count) recreated, \(rewritten.count) rewritten to by-id, \(failures.count) failed"
+        (dryRun ? "exports (dry run, nothing changed): " : "exports: ")
+            + "\(removed.count) removed, \(recreated.count) recreated, \(rewritten.count) rewritten to by-id, \(failures.count) failed"
     }
 }
 

@@ -1,0 +1,125 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// A `device_mappings` row as reconcile read it; repairs only change a row still equal to this.
+struct MappedVolume: Sendable, Equatable {
+    let volumeId: String
+    let vmId: String
+    let mode: String
+    let cloudStackDeviceId: Int?
+    let byIdPath: String?
+    let devicePath: String?
+}
+
+/// A `volumes` row volumed still considers alive (not marked `Deleted`).
+struct RecordedVolume: Sendable, Equatable {
+    let volumeId: String
+    let name: String
+    let state: String
+}
+
+/// What CloudStack says about one volume.
+enum CloudStackLookup: Sendable {
+    case found(CloudStackVolume)
+    /// `listVolumes` lists nothing for the id (deleted and expunged), or CloudStack does not
+    /// know the id at all.
+    case unknown
+    /// Could not be asked (a permanent error for this id only); the message says why.
+    case failed(String)
+}
+
+/// What the by-id directory says about one volume.
+enum DeviceLookup: Sendable {
+    case resolved(ResolvedDevice)
+    /// No candidate link resolves; `expected` is the virtio link udev would create.
+    case missing(expected: String)
+    case failed(String)
+}
+
+/// Everything one reconcile pass compares, read once before any repair: the tables, the
+/// volumes with unfinished operations, CloudStack's view and the by-id directory.
+struct ReconcileSnapshot: Sendable {
+    /// The database clock before CloudStack was read. An operation on a volume that finished
+    /// after this may have changed what CloudStack showed us, so repairs skip such volumes.
+    var since: Date
+    var mappings: [MappedVolume] = []
+    var recorded: [RecordedVolume] = []
+    /// Volumes with a pending or executing operation: never touched by reconcile.
+    var busy: Set<String> = []
+    var cloudStack: [String: CloudStackLookup] = [:]
+    /// Data disks CloudStack shows attached to the appliance (its ROOT disk excluded).
+    var onAppliance: [CloudStackVolume] = []
+    var devices: [String: DeviceLookup] = [:]
+
+    /// Every volume id the pass looked at.
+    var volumeIds: Set<String> {
+        Set(mappings.map(\.volumeId)).union(recorded.map(\.volumeId)).union(onAppliance.map(\.id))
+    }
+}
+
+extension Reconciler {
+    /// Reads the tables first (after noting `since`), then CloudStack, then the by-id links.
+    /// Busy volumes are not looked up: nothing will be done to them.
+    func takeSnapshot() async throws -> ReconcileSnapshot {
+        var snapshot = ReconcileSnapshot(since: try await databaseNow())
+        snapshot.mappings = try await database.decodedRows(ReconcileSQL.mappings(), logger: logger) { row in
+            let (volumeId, vmId, mode, deviceId, byId, device) = try row.decode((String, String, String, Int32?, String?, String?).self)
+            return MappedVolume(volumeId: volumeId, vmId: vmId, mode: mode, cloudStackDeviceId: deviceId.map(Int.init),
+                                byIdPath: byId, devicePath: device)
+        }
+        snapshot.recorded = try await database.decodedRows(ReconcileSQL.liveVolumes(), logger: logger) { row in
+            let (volumeId, name, state) = try row.decode((String, String, String).self)
+            return RecordedVolume(volumeId: volumeId, name: name, state: state)
+        }
+        snapshot.busy = Set(try await database.decodedRows(ReconcileSQL.busyVolumes(), logger: logger) { try $0.decode(String.self) })
+
+        let wanted = Set(snapshot.mappings.map(\.volumeId)).union(snapshot.recorded.map(\.volumeId)).subtracting(snapshot.busy)
+        for volumeId in wanted.sorted() {
+            snapshot.cloudStack[volumeId] = try await lookUp(volumeId)
+        }
+        if let appliance = environment.applianceVMId {
+            snapshot.onAppliance = try await environment.cloudStack.listVolumes(virtualMachineId: appliance)
+                .filter { $0.type.uppercased() != "ROOT" && $0.virtualmachineid?.lowercased() == appliance.lowercased() }
+            for volume in snapshot.onAppliance where snapshot.cloudStack[volume.id] == nil {
+                snapshot.cloudStack[volume.id] = .found(volume)
+            }
+            let local = snapshot.mappings.filter { environment.isAppliance($0.vmId) }.map(\.volumeId)
+                + snapshot.onAppliance.map(\.id)
+            for volumeId in Set(local).subtracting(snapshot.busy).sorted() {
+                snapshot.devices[volumeId] = lookUpDevice(volumeId)
+            }
+        }
+        return snapshot
+    }
+
+    /// CloudStack answers an unknown id with 431 "…entity does not exist…"
+    /// (apache/cloudstack server/src/main/java/com/cloud/api/dispatch/ParamProcessWorker.java,
+    /// `translateUuidToInternalId`, which searches removed entities too), and a removed one
+    /// with an empty list. Both mean CloudStack no longer has the volume. Transient errors
+    /// end the pass: a half-seen cloud must not drive repairs.
+    private func lookUp(_ volumeId: String) async throws -> CloudStackLookup {
+        do {
+            guard let volume = try await environment.cloudStack.volume(id: volumeId) else { return .unknown }
+            return .found(volume)
+        } catch let error as CloudStackError where error.code == "cloudstack_not_found" {
+            return .unknown
+        } catch let error as CloudStackError where !error.isTransient {
+            return .failed(error.message)
+        }
+    }
+
+    private func lookUpDevice(_ volumeId: String) -> DeviceLookup {
+        do {
+            if let device = try environment.resolver.currentDevice(volumeId: volumeId) { return .resolved(device) }
+            return .missing(expected: try environment.resolver.candidateLinkPaths(volumeId: volumeId)[0])
+        } catch {
+            return .failed(error.message)
+        }
+    }
+
+    private func databaseNow() async throws -> Date {
+        let rows = try await database.decodedRows("SELECT clock_timestamp()", logger: logger) { try $0.decode(Date.self) }
+        return rows.first ?? Date()
+    }
+}
