@@ -141,3 +141,11 @@ DROP INDEX volume_operations_unfinished_by_volume;
 DROP INDEX volume_operations_by_volume;
 CREATE INDEX volume_operations_by_volume ON volume_operations (volume_id, seq);
 DROP INDEX volume_operation_events_at;
+
+-- volume_operation_cancel runs with its owner's rights, so an orchestrator role needs only
+-- EXECUTE on it (and UPDATE of status, for the plain-SQL cancel), not UPDATE on the
+-- bookkeeping columns it stamps (deploy/grants.sql). search_path is pinned (0001), as a
+-- SECURITY DEFINER function's must be, and PUBLIC loses the EXECUTE every new function
+-- gets: only roles granted it may cancel.
+ALTER FUNCTION volume_operation_cancel(uuid) SECURITY DEFINER;
+REVOKE EXECUTE ON FUNCTION volume_operation_cancel(uuid) FROM PUBLIC;

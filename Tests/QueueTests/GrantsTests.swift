@@ -1,0 +1,107 @@
+import DevServices
+import Foundation
+import PostgresNIO
+import Schema
+import TestSupport
+import Testing
+import Worker
+
+/// deploy/grants.sql, applied with psql as docs/operations.md says, gives each role what it
+/// needs and nothing more: an orchestrator enqueues, cancels and reads; a worker runs the
+/// queue; a dashboard only reads.
+@Suite struct GrantsTests {
+    static let grantsFile = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("deploy/grants.sql").path
+
+    @Test func eachRoleCanDoItsJobAndNoMore() async throws {
+        try await withDatabase { db in
+            let suffix = UUID().uuidString.prefix(8).lowercased()
+            let roles = (orchestrator: "orch_\(suffix)", worker: "worker_\(suffix)", dashboard: "dash_\(suffix)")
+            for role in [roles.orchestrator, roles.worker, roles.dashboard] {
+                try await db.query("CREATE ROLE \(role) LOGIN")
+            }
+            defer {
+                Task { [db] in
+                    for role in [roles.orchestrator, roles.worker, roles.dashboard] {
+                        _ = try? await db.query("DROP OWNED BY \(role); DROP ROLE \(role)")
+                    }
+                }
+            }
+            try await ProcessRunner.run([
+                "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "orchestrator=\(roles.orchestrator)",
+                "-v", "worker=\(roles.worker)", "-v", "dashboard=\(roles.dashboard)",
+                "-f", Self.grantsFile, db.urlText,
+            ])
+
+            // The orchestrator: enqueue (plain INSERT and the function), cancel both ways, read.
+            let pendingId = try await Self.asRole(roles.orchestrator, db) { orchestrator in
+                try await orchestrator.query("INSERT INTO volume_operations (type, volume_id) VALUES ('detach', gen_random_uuid()::text)")
+                let cancelled = try await orchestrator.scalar(
+                    "SELECT volume_operation_cancel(volume_operation_enqueue('detach', gen_random_uuid()::text, NULL))")
+                #expect(cancelled == "cancelled")
+                let toCancel = try await orchestrator.scalar(
+                    "SELECT volume_operation_enqueue('detach', gen_random_uuid()::text, NULL)::text")
+                let plainCancel = try await orchestrator.scalar(
+                    "UPDATE volume_operations SET status = 'cancelled' WHERE id = '\(toCancel ?? "")' RETURNING status")
+                #expect(plainCancel == "cancelled")
+                #expect(try await orchestrator.count("SELECT count(*)::text FROM volume_operation_stats") > 0)
+                _ = try await orchestrator.query("SELECT count(*) FROM volume_inventory")
+                await Self.expectDenied {
+                    try await orchestrator.query("UPDATE volume_operations SET request = '{}'")
+                }
+                await Self.expectDenied { try await orchestrator.query("DELETE FROM volume_operations") }
+                await Self.expectDenied { try await orchestrator.query("DELETE FROM device_mappings") }
+                return try await orchestrator.scalar(
+                    "SELECT id::text FROM volume_operations WHERE status = 'pending' LIMIT 1")
+            }
+
+            // The worker: its whole runtime (schema check, claim, heartbeat, rescuer, completion).
+            try await Self.asRole(roles.worker, db) { worker in
+                try await Migrator(logger: testLogger).checkUpToDate(worker.client)
+                let running = startWorker(worker, handlers: [.detach: ClosureHandler { _, _ in try .completed(["ok": true]) }])
+                try await eventually("the orchestrator's operation completed") {
+                    try await worker.scalar("SELECT status FROM volume_operations WHERE id = '\(pendingId ?? "")'") == "completed"
+                }
+                try await running.stop()
+                await Self.expectDenied { try await worker.query("DROP TABLE volume_operations") }
+            }
+
+            // The dashboard: reads only.
+            try await Self.asRole(roles.dashboard, db) { dashboard in
+                #expect(try await dashboard.count("SELECT count(*)::text FROM volume_operations_stuck") == 0)
+                _ = try await dashboard.query("SELECT count(*) FROM volume_inventory")
+                await Self.expectDenied {
+                    try await dashboard.query("INSERT INTO volume_operations (type, volume_id) VALUES ('detach', gen_random_uuid()::text)")
+                }
+                await Self.expectDenied { try await dashboard.query("SELECT volume_operation_cancel(gen_random_uuid())") }
+            }
+        }
+    }
+
+    /// `body` fails for lack of a privilege (SQLSTATE 42501), not for any other reason.
+    static func expectDenied(_ body: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async {
+        do {
+            try await body()
+            Issue.record("expected permission denied, but the statement succeeded", sourceLocation: sourceLocation)
+        } catch let error as PSQLError {
+            #expect(error.serverInfo?[.sqlState] == "42501", "\(String(reflecting: error))", sourceLocation: sourceLocation)
+        } catch {
+            Issue.record("expected permission denied, got \(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// `body` with a pool connected to the test database as `role` (trust authentication
+    /// on the throwaway cluster).
+    static func asRole<T: Sendable>(_ role: String, _ db: TestDatabase,
+                                    _ body: @Sendable (TestDatabase) async throws -> T) async throws -> T {
+        var components = try #require(URLComponents(string: db.urlText))
+        components.user = role
+        components.password = nil
+        let text = components.string ?? db.urlText
+        let url = try DatabaseURL(text)
+        return try await PostgresClient.withRunning(url, maximumConnections: 6, logger: testLogger) { client in
+            try await body(TestDatabase(urlText: text, url: url, client: client))
+        }
+    }
+}
