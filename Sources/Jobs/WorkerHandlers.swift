@@ -10,6 +10,8 @@ public struct WorkerHandlers: Sendable {
     public let handlers: [OperationType: any OperationHandler]
     public let backend: any NBDExportBackend
     public let resolver: ByIdResolver
+    /// The client the handlers use, for read-only callers (the HTTP API's volume view and health).
+    public let cloudStack: CloudStackClient
     let httpClient: HTTPClient
 
     public struct Settings: Sendable {
@@ -52,14 +54,15 @@ public struct WorkerHandlers: Sendable {
         let backend = try await ExportBackendFactory.makeBackend(settings.exports)
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
         let resolver = ByIdResolver(directory: settings.byIdDirectory)
+        let cloudStack = CloudStackClient(configuration: settings.cloudStack, httpClient: httpClient, logger: logger)
         let environment = JobsEnvironment(
-            cloudStack: CloudStackClient(configuration: settings.cloudStack, httpClient: httpClient, logger: logger),
+            cloudStack: cloudStack,
             resolver: resolver, applianceVMId: settings.applianceVMId, deviceWaitTimeout: settings.deviceWaitTimeout,
             exportRemover: BackendExportRemover(backend: backend), logger: logger)
         var handlers = environment.handlers()
         handlers[.export] = ExportHandler(backend: backend)
         handlers[.unexport] = UnexportHandler(backend: backend)
-        return WorkerHandlers(handlers: handlers, backend: backend, resolver: resolver, httpClient: httpClient)
+        return WorkerHandlers(handlers: handlers, backend: backend, resolver: resolver, cloudStack: cloudStack, httpClient: httpClient)
     }
 
     public func shutdown() async {

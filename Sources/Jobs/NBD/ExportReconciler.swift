@@ -117,7 +117,7 @@ public struct ExportReconciler: Sendable {
 }
 
 /// What a reconciliation did, for logs, `volumed reconcile` and `POST /admin/force-sync`.
-public struct ExportReconcileReport: Sendable, CustomStringConvertible {
+public struct ExportReconcileReport: Sendable, CustomStringConvertible, Encodable {
     /// Entries without an active row, removed.
     public var removed: [String] = []
     /// Active rows whose entry was missing or pointed elsewhere, published again.
