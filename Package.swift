@@ -158,7 +158,8 @@ let package = Package(
             dependencies: [
                 "HTTPAPI", "Daemon", "Jobs", "Worker", "Schema", "CloudStackSimulator", "DevServices", "VolumeClient", "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .testTarget(
