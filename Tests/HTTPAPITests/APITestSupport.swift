@@ -44,17 +44,10 @@ struct APIWorld: Sendable {
         _ body: @escaping @Sendable (APIWorld) async throws -> Void
     ) async throws {
         try await withDatabase { db in
-            let root = FileManager.default.temporaryDirectory.appendingPathComponent("api-tests-\(UUID().uuidString)")
-            let byID = root.appendingPathComponent("by-id"), disks = root.appendingPathComponent("disks"),
-                exports = root.appendingPathComponent("exports")
-            for folder in [byID, disks, exports] { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
-            defer { try? FileManager.default.removeItem(at: root) }
-            var simLogger = Logger(label: "cloudstack-sim-api-test")
-            simLogger.logLevel = .warning
-            let simulator = try await CloudStackSimulator.start(
-                SimulatorConfiguration(apiKey: apiKey, secretKey: secretKey, byIDDirectory: byID, diskDirectory: disks,
-                                       asyncDelay: asyncDelay),
-                logger: simLogger)
+            let scratch = try Scratch()
+            defer { scratch.remove() }
+            let (byID, disks, exports) = (scratch.byID, scratch.disks, scratch.exports)
+            let simulator = try await scratch.startSimulator(asyncDelay: asyncDelay)
             let settings = HTTPSettings(host: "127.0.0.1", port: 0, token: token)
             let (ports, portSink) = AsyncStream<Int>.makeStream()
             let onListening: @Sendable (Int) async -> Void = { port in
@@ -210,6 +203,29 @@ struct APIWorld: Sendable {
             INSERT INTO device_mappings (volume_id, vm_id, operation_mode, cloudstack_device_id, by_id_path, device_path, size_bytes)
             VALUES ('\(volumeId)', '\(vm)', '\(mode)', 5, \(sql(byIdPath)), \(sql(devicePath)), \(size))
             """)
+    }
+}
+
+/// Scratch by-id, disk and export directories, and a simulator hot-plugging into them.
+struct Scratch: Sendable {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("api-tests-\(UUID().uuidString)")
+    var byID: URL { root.appendingPathComponent("by-id") }
+    var disks: URL { root.appendingPathComponent("disks") }
+    var exports: URL { root.appendingPathComponent("exports") }
+
+    init() throws {
+        for folder in [byID, disks, exports] { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
+    }
+
+    func remove() { try? FileManager.default.removeItem(at: root) }
+
+    func startSimulator(asyncDelay: Duration = .milliseconds(10)) async throws -> CloudStackSimulator {
+        var logger = Logger(label: "cloudstack-sim-api-test")
+        logger.logLevel = .warning
+        return try await CloudStackSimulator.start(
+            SimulatorConfiguration(apiKey: APIWorld.apiKey, secretKey: APIWorld.secretKey, byIDDirectory: byID,
+                                   diskDirectory: disks, asyncDelay: asyncDelay),
+            logger: logger)
     }
 }
 

@@ -16,18 +16,14 @@ import Testing
 
     @Test func volumedServeAnswersRunsAnOperationAndStopsOnSIGTERM() async throws {
         try await withDatabase { db in
-            let root = FileManager.default.temporaryDirectory.appendingPathComponent("serve-process-\(UUID().uuidString.prefix(8))")
-            let byID = root.appendingPathComponent("by-id"), disks = root.appendingPathComponent("disks"),
-                exports = root.appendingPathComponent("exports")
-            for folder in [byID, disks, exports] { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
-            defer { try? FileManager.default.removeItem(at: root) }
-            let simulator = try await CloudStackSimulator.start(SimulatorConfiguration(
-                apiKey: APIWorld.apiKey, secretKey: APIWorld.secretKey, byIDDirectory: byID, diskDirectory: disks,
-                asyncDelay: .milliseconds(10)))
+            let scratch = try Scratch()
+            defer { scratch.remove() }
+            let (byID, exports) = (scratch.byID, scratch.exports)
+            let simulator = try await scratch.startSimulator()
             let nbdkit = try await NbdkitServer.start(exportDirectory: exports.path)
             let port = try NbdkitServer.freeLoopbackPort()
             let token = "process-token"
-            let log = root.appendingPathComponent("serve.log").path
+            let log = scratch.root.appendingPathComponent("serve.log").path
             let serve = try ChildProcess(
                 executable: URL(fileURLWithPath: Self.volumed), arguments: ["serve"], outputPath: log,
                 environment: [

@@ -38,7 +38,3 @@ enum DeviceShape {
         return device == nil ? "missing" : "detected"
     }
 }
-
-extension JSONValue: ExpressibleByStringLiteral {
-    public init(stringLiteral value: String) { self = .string(value) }
-}
