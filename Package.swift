@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Migrations: numbered SQL files in migrations/ are embedded into Schema at build time.
@@ -95,10 +96,36 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
+        // HTTPAPI: the original Volume Daemon's REST API (CONTRACT §8) and the Prometheus endpoint.
+        .target(
+            name: "HTTPAPI",
+            dependencies: [
+                "Schema", "Worker", "Jobs", "VolumeClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // Daemon: the long-running services of `volumed worker` and `volumed serve`, composed once.
+        .target(
+            name: "Daemon",
+            dependencies: [
+                "Schema", "Worker", "Jobs", "HTTPAPI", "VolumeClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "volumed",
             dependencies: [
-                "Schema", "Worker", "Jobs", "VolumeClient", "DevServices", "CloudStackSimulator",
+                "Schema", "Worker", "Jobs", "VolumeClient", "DevServices", "CloudStackSimulator", "Daemon", "HTTPAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -126,6 +153,15 @@ let package = Package(
         .testTarget(
             name: "QueueTests",
             dependencies: ["Schema", "Worker", "VolumeClient", "DevServices", "TestSupport"]
+        ),
+        .testTarget(
+            name: "HTTPAPITests",
+            dependencies: [
+                "HTTPAPI", "Daemon", "Jobs", "Worker", "Schema", "CloudStackSimulator", "DevServices", "VolumeClient", "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "JobsTests",

@@ -15,6 +15,9 @@ public struct WorkerHandlers: Sendable {
     public let environment: JobsEnvironment
     let httpClient: HTTPClient
 
+    /// The client the handlers use, for read-only callers (the HTTP API's volume view and health).
+    public var cloudStack: CloudStackClient { environment.cloudStack }
+
     public struct Settings: Sendable {
         public var cloudStack: CloudStackConfiguration
         public var byIdDirectory: String
@@ -55,8 +58,9 @@ public struct WorkerHandlers: Sendable {
         let backend = try await ExportBackendFactory.makeBackend(settings.exports)
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
         let resolver = ByIdResolver(directory: settings.byIdDirectory)
+        let cloudStack = CloudStackClient(configuration: settings.cloudStack, httpClient: httpClient, logger: logger)
         let environment = JobsEnvironment(
-            cloudStack: CloudStackClient(configuration: settings.cloudStack, httpClient: httpClient, logger: logger),
+            cloudStack: cloudStack,
             resolver: resolver, applianceVMId: settings.applianceVMId, deviceWaitTimeout: settings.deviceWaitTimeout,
             exportRemover: BackendExportRemover(backend: backend), logger: logger)
         var handlers = environment.handlers()

@@ -141,6 +141,13 @@ public enum QueueSQL {
         """
     }
 
+    /// Pending and executing rows across the queue, read from the partial index of unfinished
+    /// rows (history never enters it), for the queue-depth gauge.
+    public static let depth: PostgresQuery = """
+        SELECT count(*) FILTER (WHERE status = 'pending')::int8, count(*) FILTER (WHERE status = 'executing')::int8
+        FROM volume_operations WHERE status IN ('pending', 'executing')
+        """
+
     public static func registerAppliance(vmId: String) -> PostgresQuery {
         """
         INSERT INTO volumed_appliances (vm_id) VALUES (\(vmId))

@@ -24,7 +24,7 @@ public struct EnqueueRequest: Sendable {
 }
 
 public struct VolumeClientError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case rejected, notFound, timeout }
+    public enum Kind: Sendable { case rejected, conflict, notFound, timeout }
     public let kind: Kind
     public let message: String
     public var description: String { message }

@@ -24,7 +24,8 @@ public final class VolumeClient: Sendable {
     public func close() { watcher.stop() }
 
     /// Enqueues through `volume_operation_enqueue`; a repeated idempotency key returns the
-    /// first operation's id. A rejected row throws `VolumeClientError.rejected` naming the field.
+    /// first operation's id. A rejected row throws `VolumeClientError.rejected` naming the field;
+    /// a key already used for different parameters throws `.conflict`.
     public func enqueue(_ request: EnqueueRequest) async throws -> UUID {
         do {
             let rows = try await client.query("""
@@ -35,7 +36,9 @@ public final class VolumeClient: Sendable {
             for try await id in rows.decode(UUID.self) { return id }
             throw VolumeClientError(kind: .rejected, message: "volume_operation_enqueue returned no id")
         } catch let error as PSQLError {
-            throw VolumeClientError(kind: .rejected, message: "operation rejected: \(ConstraintMessages.explain(error))")
+            // unique_violation: the idempotency key already names another operation.
+            let kind: VolumeClientError.Kind = databaseSQLState(error) == "23505" ? .conflict : .rejected
+            throw VolumeClientError(kind: kind, message: "operation rejected: \(ConstraintMessages.explain(error))")
         }
     }
 

@@ -26,6 +26,7 @@ public final class QueueWorker: Service, Sendable {
     /// The earliest `run_after` this worker set on a retry, to wake up for it.
     private let nextRetryAt = Mutex<ContinuousClock.Instant?>(nil)
     private let released = Mutex<[UUID]>([])
+    private let started = Mutex(false)
 
     enum Phase: Sendable { case running, draining, stopping }
 
@@ -50,6 +51,7 @@ public final class QueueWorker: Service, Sendable {
 
     public func run() async throws {
         try configuration.validate()
+        started.withLock { $0 = true }
         if let vmId = configuration.applianceVMId {
             try await client.query(QueueSQL.registerAppliance(vmId: vmId), logger: logger)
         }
@@ -83,6 +85,21 @@ public final class QueueWorker: Service, Sendable {
     public func beginShutdown() {
         phase.withLock { if $0 == .running { $0 = .draining } }
         doorbell.ring()
+    }
+
+    /// What this worker is doing now, for health checks.
+    public var status: WorkerStatus {
+        let phase: String
+        if !started.withLock({ $0 }) {
+            phase = "starting"
+        } else {
+            switch self.phase.withLock({ $0 }) {
+            case .running: phase = "running"
+            case .draining, .stopping: phase = "stopping"
+            }
+        }
+        return WorkerStatus(name: configuration.workerName, phase: phase, inFlight: registry.count,
+                            concurrency: configuration.concurrency)
     }
 
     var isRunning: Bool { phase.withLock { $0 == .running } }

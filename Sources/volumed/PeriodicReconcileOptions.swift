@@ -2,8 +2,6 @@ import ArgumentParser
 import Foundation
 import Jobs
 import Logging
-import PostgresNIO
-import ServiceLifecycle
 
 /// `--reconcile-interval` / `VOLUMED_RECONCILE_INTERVAL`: how often a worker offers to run a
 /// reconcile pass (one worker at a time runs it). 0 turns the periodic pass off.
@@ -37,11 +35,9 @@ struct PeriodicReconcileOptions: ParsableArguments {
         return value
     }
 
-    /// The periodic reconciler for the worker's ServiceGroup; none when turned off. (A bad
-    /// value never gets here: `validate()` refused it while parsing.)
-    func services(runtime: WorkerHandlers, database: PostgresClient, logger: Logger) -> [ServiceGroupConfiguration.ServiceConfiguration] {
-        guard let seconds = try? seconds(), seconds > 0 else { return [] }
-        let reconciler = runtime.reconciler(database: database, logger: logger)
-        return [.init(service: PeriodicReconciler(reconciler: reconciler, interval: .seconds(seconds), logger: logger))]
+    /// The interval of the worker's periodic pass; nil when turned off.
+    func interval() throws -> Duration? {
+        let seconds = try seconds()
+        return seconds > 0 ? .seconds(seconds) : nil
     }
 }

@@ -29,7 +29,7 @@ struct ReconcileCommand: AsyncParsableCommand {
         let logger = quietLogger("volumed.reconcile")
         let url = try database.url()
         let configuration = try options.workerConfiguration()
-        let runtime = try await HandlerFactory.make(options: options, configuration: configuration, logger: logger)
+        let runtime = try await WorkerHandlers.make(try HandlerFactory.settings(options: options, configuration: configuration), logger: logger)
         let dryRun = self.dryRun
         let report: ReconcileReport
         do {

@@ -10,7 +10,7 @@ struct Volumed: AsyncParsableCommand {
         abstract: "CloudStack volume operations from a PostgreSQL job queue.",
         discussion: "Configuration comes from the environment (DATABASE_URL, CLOUDSTACK_*, VOLUMED_*); flags override it.",
         subcommands: [
-            MigrateCommand.self, WorkerCommand.self, EnqueueCommand.self, WaitCommand.self,
+            MigrateCommand.self, WorkerCommand.self, ServeCommand.self, EnqueueCommand.self, WaitCommand.self,
             OpsCommand.self, DeviceCommand.self, ReconcileCommand.self, PruneCommand.self, DemoCommand.self,
         ])
 

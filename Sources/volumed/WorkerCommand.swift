@@ -1,16 +1,13 @@
 import ArgumentParser
-import Foundation
-import Jobs
+import Daemon
 import Logging
-import PostgresNIO
-import Schema
 import ServiceLifecycle
-import Worker
 
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Claim and run operations until SIGTERM/SIGINT (then finish or release in-flight work).")
+        abstract: "Claim and run operations until SIGTERM/SIGINT (then finish or release in-flight work).",
+        discussion: "Records no metrics (nothing to scrape them from); `volumed serve` runs the same worker with the HTTP API and /metrics.")
 
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var options: WorkerOptions
@@ -19,47 +16,20 @@ struct WorkerCommand: AsyncParsableCommand {
     func run() async throws {
         Volumed.bootstrapLogging()
         let logger = Logger(label: "volumed")
-        let url = try database.url()
-        let configuration = try options.workerConfiguration()
-        var clientConfiguration = try url.clientConfiguration()
-        clientConfiguration.options.maximumConnections = configuration.concurrency + 8
-        let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
-        let runtime = try await HandlerFactory.make(options: options, configuration: configuration, logger: logger)
-
-        let worker = QueueWorker(client: client, database: url, handlers: runtime.handlers,
-                                 configuration: configuration, logger: logger)
-        let reconciler = ExportReconciler(backend: runtime.backend, resolver: runtime.resolver,
-                                          applianceVMId: configuration.applianceVMId, database: client, logger: logger)
-        let startup = StartupThenWork(client: client, worker: worker, reconciler: reconciler, logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: client), .init(service: startup)]
-                + periodicReconcile.services(runtime: runtime, database: client, logger: logger),
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            await runtime.shutdown()
-            throw error
-        }
-        await runtime.shutdown()
+        let services = try await options.workerServices(database: database, periodicReconcile: periodicReconcile, logger: logger)
+        try await services.run(ServiceGroup(configuration: .init(
+            services: services.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)))
     }
 }
 
-/// Before claiming anything: refuse a schema this binary does not match (pending or changed
-/// migrations), then bring the NBD exports in line with the active mappings (entries without
-/// a mapping removed, missing ones recreated, old /dev/vdX rows rewritten to by-id), so an
-/// appliance reboot or a crash between an export and its row never leaves drift behind.
-struct StartupThenWork: Service {
-    let client: PostgresClient
-    let worker: QueueWorker
-    let reconciler: ExportReconciler
-    let logger: Logger
-
-    func run() async throws {
-        try await Migrator(logger: logger).checkUpToDate(client)
-        let report = try await reconciler.reconcile()
-        logger.info("export reconciliation", metadata: ["summary": "\(report)"])
-        for line in report.lines { logger.notice("\(line)") }
-        try await worker.run()
+extension WorkerOptions {
+    /// The worker's services from flags and environment: what `worker` and `serve` share.
+    func workerServices(database: DatabaseOptions, periodicReconcile: PeriodicReconcileOptions,
+                        logger: Logger) async throws -> WorkerServices {
+        let configuration = try workerConfiguration()
+        return try await WorkerServices.make(
+            database: try database.url(), configuration: configuration,
+            handlers: try HandlerFactory.settings(options: self, configuration: configuration),
+            reconcileInterval: try periodicReconcile.interval(), logger: logger)
     }
 }

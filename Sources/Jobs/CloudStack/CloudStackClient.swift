@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import Worker
 
 /// A CloudStack API client for the volume operations volumed performs.
 ///
@@ -18,6 +19,7 @@ public final class CloudStackClient: Sendable {
     private let httpClient: HTTPClient
     private let logger: Logger
     private let signer: CloudStackSigner
+    private let metrics = WorkerMetrics()
 
     /// Largest reply accepted; list replies for a whole cloud stay well below this.
     private static let maximumResponseBytes = 32 * 1024 * 1024
@@ -150,7 +152,7 @@ public final class CloudStackClient: Sendable {
                 case .succeeded:
                     return result
                 case .failed:
-                    throw CloudStackError.fromAPIError(
+                    let error = CloudStackError.fromAPIError(
                         command: Self.commandName(fromJavaClass: result.command),
                         httpStatus: nil,
                         errorCode: result.errorCode ?? result.resultCode,
@@ -158,6 +160,8 @@ public final class CloudStackClient: Sendable {
                         errorText: result.errorText ?? "no error text",
                         jobId: jobId
                     )
+                    metrics.cloudStackError(command: error.command ?? "asyncJob", code: error.code)
+                    throw error
                 case .cancelled:
                     throw CloudStackError(
                         code: "cloudstack_job_cancelled",
@@ -208,9 +212,27 @@ public final class CloudStackClient: Sendable {
         try await call(command, parameters, method: .get, as: ListBody<Item>.self).items
     }
 
+    /// Sends one command and records its latency and, when it fails, its error code
+    /// (`volumed_cloudstack_request_duration_seconds`, `volumed_cloudstack_errors_total`).
+    private func call<Body: Decodable>(
+        _ command: String,
+        _ parameters: [(name: String, value: String)],
+        method: Method,
+        as: Body.Type
+    ) async throws -> Body {
+        let started = ContinuousClock.now
+        defer { metrics.cloudStackCall(command: command, seconds: Self.seconds(ContinuousClock.now - started)) }
+        do {
+            return try await exchange(command, parameters, method: method, as: Body.self)
+        } catch let error as CloudStackError {
+            metrics.cloudStackError(command: command, code: error.code)
+            throw error
+        }
+    }
+
     /// Signs and sends one command, maps error envelopes and transport failures to
     /// `CloudStackError`, and decodes the body under the single top-level key.
-    private func call<Body: Decodable>(
+    private func exchange<Body: Decodable>(
         _ command: String,
         _ parameters: [(name: String, value: String)],
         method: Method,

@@ -1,3 +1,5 @@
+import Worker
+
 /// Finds a CloudStack volume as a local block device through its stable
 /// `/dev/disk/by-id` link, and waits for that link to appear or disappear.
 ///
@@ -7,6 +9,9 @@
 public struct ByIdResolver: Sendable {
     /// The directory holding the links (`VOLUMED_BY_ID_DIR`).
     public let directory: String
+    /// The waits in progress, shared by every copy of this resolver (for health checks).
+    public let activity = ByIdWaitActivity()
+    private let metrics = WorkerMetrics()
 
     public init(directory: String = "/dev/disk/by-id") {
         // Trailing slashes would double up in every path and error message.
@@ -38,6 +43,10 @@ public struct ByIdResolver: Sendable {
     /// Throws `device_link_timeout` naming the paths it waited for, `CancellationError`
     /// when the task is cancelled.
     public func waitForDevice(volumeId: String, timeout: Duration) async throws -> ResolvedDevice {
+        try await measured(kind: "appear") { try await untimedWaitForDevice(volumeId: volumeId, timeout: timeout) }
+    }
+
+    private func untimedWaitForDevice(volumeId: String, timeout: Duration) async throws -> ResolvedDevice {
         let links = try candidateLinkPaths(volumeId: volumeId)
         if let device = try Self.firstResolved(among: links).device { return device }
 
@@ -74,6 +83,10 @@ public struct ByIdResolver: Sendable {
     ///
     /// Throws `device_removal_timeout` naming the link still present.
     public func waitForRemoval(volumeId: String, timeout: Duration) async throws {
+        try await measured(kind: "removal") { try await untimedWaitForRemoval(volumeId: volumeId, timeout: timeout) }
+    }
+
+    private func untimedWaitForRemoval(volumeId: String, timeout: Duration) async throws {
         let links = try candidateLinkPaths(volumeId: volumeId)
         if Self.presentLinks(among: links).isEmpty { return }
 
@@ -95,6 +108,32 @@ public struct ByIdResolver: Sendable {
                     )
                 }
             }
+        }
+    }
+
+    /// Counts the wait as in progress and records how long it took and how it ended
+    /// (`volumed_by_id_wait_seconds`).
+    private func measured<T: Sendable>(kind: String, _ wait: () async throws -> T) async throws -> T {
+        let started = ContinuousClock.now
+        activity.begin()
+        defer { activity.end() }
+        func record(_ outcome: String) {
+            let (seconds, attoseconds) = (ContinuousClock.now - started).components
+            metrics.byIdWait(kind: kind, outcome: outcome, seconds: Double(seconds) + Double(attoseconds) / 1e18)
+        }
+        do {
+            let value = try await wait()
+            record("found")
+            return value
+        } catch let error as DeviceError where error.kind == .deviceLinkTimeout || error.kind == .deviceRemovalTimeout {
+            record("timeout")
+            throw error
+        } catch is CancellationError {
+            record("cancelled")
+            throw CancellationError()
+        } catch {
+            record("error")
+            throw error
         }
     }
 

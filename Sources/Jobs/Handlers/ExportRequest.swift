@@ -8,7 +8,9 @@ import Worker
 /// name), but they end up in logs, dashboards and API responses, so they must be one
 /// readable line of bounded length.
 struct ExportRequest: Decodable, Sendable {
-    let jobId: String
+    /// The orchestrator's replication job, when it names one (the original daemon's export
+    /// API had none, so its clients send none).
+    let jobId: String?
     let vmName: String
     let diskUnitNumber: Int
 
@@ -22,7 +24,7 @@ struct ExportRequest: Decodable, Sendable {
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        jobId = try container.decode(String.self, forKey: .jobId)
+        jobId = try container.decodeIfPresent(String.self, forKey: .jobId)
         vmName = try container.decode(String.self, forKey: .vmName)
         diskUnitNumber = try Self.decodeDiskUnitNumber(container)
     }
@@ -46,7 +48,7 @@ struct ExportRequest: Decodable, Sendable {
     /// field), value errors as `invalid_request` naming the field.
     static func parse(_ operation: ClaimedOperation) throws -> ExportRequest {
         let request = try JSONDecoder().decode(ExportRequest.self, from: Data(operation.request.utf8))
-        try validateText(request.jobId, field: "job_id")
+        if let jobId = request.jobId { try validateText(jobId, field: "job_id") }
         try validateText(request.vmName, field: "vm_name")
         // The column is a PostgreSQL integer; a larger number would fail only at commit.
         guard (0...Int(Int32.max)).contains(request.diskUnitNumber) else {

@@ -86,7 +86,7 @@ enum ExportMappingSQL {
     /// left `removed` (export names are unique across all rows, one per volume).
     static func upsertActive(
         vmId: String, diskUnitNumber: Int, volumeId: String, exportName: String, devicePath: String,
-        nbdPort: Int, jobId: String, vmName: String
+        nbdPort: Int, jobId: String?, vmName: String
     ) -> PostgresQuery {
         """
         INSERT INTO vm_export_mappings (vm_id, disk_unit_number, volume_id, export_name, device_path, nbd_port, job_id, vm_name, status)

@@ -190,9 +190,9 @@ struct InboundReader {
 }
 
 /// Runs `body`, cancelling it and throwing `timeoutError` when `timeout` passes first.
-func withDeadline<T: Sendable>(
+public func withDeadline<T: Sendable>(
     _ timeout: Duration,
-    onTimeout timeoutError: NBDExportError,
+    onTimeout timeoutError: any Error & Sendable,
     _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     try await withThrowingTaskGroup(of: T?.self) { group in

@@ -1,0 +1,35 @@
+import Crypto
+import Hummingbird
+
+/// `VOLUMED_HTTP_TOKEN`: when set, every request but the root liveness check (`GET /health`)
+/// must carry `Authorization: Bearer <token>`; anything else is answered 401 before a route runs.
+struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// SHA-256 of the token: comparing digests takes the same time whatever the length or
+    /// content of what was sent, so timing tells an attacker nothing about the token.
+    private let expected: SHA256.Digest
+
+    init(token: String) {
+        expected = SHA256.hash(data: Array(token.utf8))
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.uri.path == "/health" { return try await next(request, context) }
+        guard let header = request.headers[.authorization] else {
+            throw APIError(status: .unauthorized, code: "UNAUTHORIZED",
+                           message: "this volumed requires a bearer token: send Authorization: Bearer <VOLUMED_HTTP_TOKEN>")
+        }
+        let prefix = "Bearer "
+        let sent = header.hasPrefix(prefix) ? String(header.dropFirst(prefix.count)) : ""
+        guard Self.constantTimeEqual(SHA256.hash(data: Array(sent.utf8)), expected) else {
+            throw APIError(status: .unauthorized, code: "UNAUTHORIZED",
+                           message: "the bearer token is wrong; send Authorization: Bearer <VOLUMED_HTTP_TOKEN> with the token volumed was started with")
+        }
+        return try await next(request, context)
+    }
+
+    private static func constantTimeEqual(_ left: SHA256.Digest, _ right: SHA256.Digest) -> Bool {
+        var difference: UInt8 = 0
+        for (a, b) in zip(left, right) { difference |= a ^ b }
+        return difference == 0
+    }
+}

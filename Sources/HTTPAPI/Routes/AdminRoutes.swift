@@ -1,0 +1,24 @@
+import Foundation
+import Hummingbird
+
+/// `POST /admin/force-sync`: runs reconciliation now and answers with its report.
+struct AdminRoutes {
+    let forceSync: APIDependencies.ForceSync?
+
+    func add(to api: RouterGroup<BasicRequestContext>) {
+        api.post("admin/force-sync") { _, _ in
+            guard let forceSync else {
+                throw APIError.unavailable("reconciliation is not available in this process; run `volumed serve`, which wires it")
+            }
+            let started = ContinuousClock.now
+            let report = try await forceSync()
+            let (seconds, attoseconds) = (ContinuousClock.now - started).components
+            return JSONResponse.make(.object([
+                "message": "Force sync completed",
+                "timestamp": .time(Date()),
+                "duration_ms": .double((Double(seconds) + Double(attoseconds) / 1e18) * 1000),
+                "report": try JSONValue(encoding: report),
+            ]))
+        }
+    }
+}

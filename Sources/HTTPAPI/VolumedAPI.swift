@@ -1,0 +1,57 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Schema
+
+/// The HTTP API of `volumed serve`: the original Volume Daemon's routes under `/api/v1`
+/// (CONTRACT §8), Prometheus text at `/metrics`, liveness at `/health`.
+public enum VolumedAPI {
+    /// Every route, behind the error shape, the body limit and (when a token is set) auth.
+    public static func router(_ dependencies: APIDependencies, settings: HTTPSettings) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: ErrorMiddleware(logger: dependencies.logger, bodyLimit: settings.bodyLimit))
+        if let token = settings.token {
+            router.add(middleware: BearerAuthMiddleware(token: token))
+        }
+        router.add(middleware: BodyLimitMiddleware(limit: settings.bodyLimit))
+
+        let api = router.group("api/v1")
+        let reads = ReadSQL(client: dependencies.database, logger: dependencies.logger)
+        let enqueuer = OperationEnqueuer(volumes: dependencies.volumes)
+        VolumeWriteRoutes(enqueuer: enqueuer, bodyLimit: settings.bodyLimit).add(to: api)
+        VolumeReadRoutes(reads: reads, cloudStack: dependencies.cloudStack, resolver: dependencies.resolver,
+                         logger: dependencies.logger).add(to: api)
+        DeviceRoutes(reads: reads, resolver: dependencies.resolver).add(to: api)
+        OperationRoutes(volumes: dependencies.volumes).add(to: api)
+        ExportRoutes(enqueuer: enqueuer, reads: reads, bodyLimit: settings.bodyLimit).add(to: api)
+        CleanupRoutes(enqueuer: enqueuer, bodyLimit: settings.bodyLimit).add(to: api)
+        AdminRoutes(forceSync: dependencies.forceSync).add(to: api)
+        HealthRoutes(probe: HealthProbe(dependencies: dependencies)).add(to: api, root: router)
+        MetricsRoutes(reads: reads, registry: dependencies.registry, startedAt: Date(), logger: dependencies.logger)
+            .add(to: api, root: router)
+        return router
+    }
+
+    /// The server, a `Service` for a ServiceGroup. `onListening` gets the bound port once the
+    /// socket is listening (the real one when `settings.port` is 0).
+    public static func application(
+        _ dependencies: APIDependencies, settings: HTTPSettings,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> Application<RouterResponder<BasicRequestContext>> {
+        var httpLogger = dependencies.logger
+        httpLogger[metadataKey: "component"] = "http"
+        let logger = httpLogger
+        return Application(
+            router: router(dependencies, settings: settings),
+            configuration: ApplicationConfiguration(address: .hostname(settings.host, port: settings.port), serverName: "volumed"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? settings.port
+                logger.info("HTTP API listening", metadata: [
+                    "address": "\(settings.host):\(port)", "auth": "\(settings.token == nil ? "none" : "bearer token")",
+                ])
+                await onListening(port)
+            },
+            logger: logger)
+    }
+}
