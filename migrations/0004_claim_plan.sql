@@ -1,4 +1,4 @@
--- volumed 0005: a claim whose cost does not depend on how many rows are pending.
+-- volumed 0004: a claim whose cost does not depend on how many rows are pending.
 --
 -- The claim used to be one statement sent by the worker. Its plan depended on the table's
 -- statistics: after a burst of inserts into a queue analysed while nearly empty (the
