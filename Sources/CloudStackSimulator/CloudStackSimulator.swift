@@ -75,6 +75,13 @@ public final class CloudStackSimulator: Sendable {
         }
         var ports = boundPorts.makeAsyncIterator()
         guard let port = await ports.next() else {
+            if Task.isCancelled {
+                // The caller gave up (the stream ends at once for a cancelled task): take the
+                // server down rather than leave it running unowned.
+                serverTask.cancel()
+                _ = try? await serverTask.value
+                throw CancellationError()
+            }
             // The server ended before binding: surface why.
             try await serverTask.value
             throw SimulatorStartError(message: "cloudstack-sim stopped before listening on \(configuration.host):\(configuration.port)")

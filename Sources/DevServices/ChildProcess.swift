@@ -21,6 +21,39 @@ public final class ChildProcess: Sendable {
     /// `outputPath` (or /dev/null).
     /// `environment` is added to (and overrides) this process's environment.
     public init(executable: URL, arguments: [String], outputPath: String? = nil, environment: [String: String] = [:]) throws {
+        let pid = try Self.spawn(executable: executable, arguments: arguments, outputPath: outputPath, environment: environment)
+        self.pid = pid
+        let reaped = ReapedFlag()
+        self.reaped = reaped
+        // waitpid blocks, so it gets a thread of its own rather than a pool thread.
+        exit = Task {
+            await withCheckedContinuation { continuation in
+                Thread {
+                    var status: Int32 = 0
+                    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                    reaped.value.withLock { $0 = true }
+                    let signal = status & 0x7F
+                    continuation.resume(returning: signal == 0 ? (status >> 8) & 0xFF : 128 + signal)
+                }.start()
+            }
+        }
+    }
+
+    /// Runs a program to its end on the calling thread, for the few places that cannot
+    /// await, such as an `atexit` handler (where Foundation's `Process` can deadlock: its
+    /// exit monitoring needs threads that are being torn down). Returns the exit status,
+    /// or nil when the program could not be started.
+    @discardableResult
+    public static func runToCompletion(executable: URL, arguments: [String]) -> Int32? {
+        guard let pid = try? spawn(executable: executable, arguments: arguments, outputPath: nil, environment: [:]) else {
+            return nil
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status >> 8) & 0xFF
+    }
+
+    private static func spawn(executable: URL, arguments: [String], outputPath: String?, environment: [String: String]) throws -> pid_t {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -50,22 +83,7 @@ public final class ChildProcess: Sendable {
         guard result == 0 else {
             throw SpawnError(description: "cannot start \(executable.path): \(String(cString: strerror(result)))")
         }
-        let pid = child
-        self.pid = pid
-        let reaped = ReapedFlag()
-        self.reaped = reaped
-        // waitpid blocks, so it gets a thread of its own rather than a pool thread.
-        exit = Task {
-            await withCheckedContinuation { continuation in
-                Thread {
-                    var status: Int32 = 0
-                    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                    reaped.value.withLock { $0 = true }
-                    let signal = status & 0x7F
-                    continuation.resume(returning: signal == 0 ? (status >> 8) & 0xFF : 128 + signal)
-                }.start()
-            }
-        }
+        return child
     }
 
     public var hasExited: Bool { reaped.value.withLock { $0 } }

@@ -50,8 +50,19 @@ public final class EphemeralPostgres: Sendable {
         let port = tcp ? try FreePort.find() : 5432
         let server = EphemeralPostgres(root: root, port: port, tcp: tcp, binDirectory: binDirectory)
         EphemeralPostgres.registerForExit(server)
-        try await server.runAsPostgres(["\(binDirectory)/initdb", "-D", server.dataDirectory, "-U", "postgres",
-                                        "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
+        do {
+            try await server.initializeAndStart(settings: settings)
+        } catch {
+            // Cancelled or failed half-way (a server may be running already): leave nothing.
+            server.stop()
+            throw error
+        }
+        return server
+    }
+
+    private func initializeAndStart(settings: [String: String]) async throws {
+        try await runAsPostgres(["\(binDirectory)/initdb", "-D", dataDirectory, "-U", "postgres",
+                                 "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
         var lines = [
             "listen_addresses = '\(tcp ? "127.0.0.1" : "")'",
             "port = \(port)",
@@ -59,12 +70,11 @@ public final class EphemeralPostgres: Sendable {
         ]
         for (name, value) in settings.sorted(by: { $0.key < $1.key }) { lines.append("\(name) = '\(value)'") }
         let configuration = lines.joined(separator: "\n") + "\n"
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: server.dataDirectory + "/postgresql.conf"))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: dataDirectory + "/postgresql.conf"))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(configuration.utf8))
         try handle.close()
-        try await server.startServer()
-        return server
+        try await startServer()
     }
 
     func startServer() async throws {
@@ -142,18 +152,13 @@ public final class EphemeralPostgres: Sendable {
 
     /// Synchronous on purpose: it also runs from `atexit`.
     private static func stopNow(dataDirectory: String, root: String, binDirectory: String) {
-        let process = Process()
         let arguments = ["\(binDirectory)/pg_ctl", "-D", dataDirectory, "-m", "immediate", "-w", "stop"]
         if isRoot {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            process.arguments = ["-u", "postgres", "--"] + arguments
+            ChildProcess.runToCompletion(executable: URL(fileURLWithPath: "/usr/sbin/runuser"),
+                                         arguments: ["-u", "postgres", "--"] + arguments)
         } else {
-            process.executableURL = URL(fileURLWithPath: arguments[0])
-            process.arguments = Array(arguments.dropFirst())
+            ChildProcess.runToCompletion(executable: URL(fileURLWithPath: arguments[0]), arguments: Array(arguments.dropFirst()))
         }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        if (try? process.run()) != nil { process.waitUntilExit() }
         try? FileManager.default.removeItem(atPath: root)
     }
 }

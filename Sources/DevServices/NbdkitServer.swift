@@ -83,7 +83,12 @@ public actor NbdkitServer {
                 return server
             }
             if process.hasExited { break }
-            try await Task.sleep(for: .milliseconds(20))
+            do {
+                try await Task.sleep(for: .milliseconds(20))
+            } catch {
+                await server.stop() // cancelled while waiting: leave no nbdkit behind
+                throw error
+            }
         }
         let output = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
         await server.stop()

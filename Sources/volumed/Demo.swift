@@ -5,6 +5,7 @@ import Jobs
 import Logging
 import PostgresNIO
 import Schema
+import Synchronization
 import VolumeClient
 import Worker
 
@@ -12,6 +13,8 @@ import Worker
 /// on this machine; a replication volume flow through the queue; nothing left behind.
 struct Demo {
     let volumes = 3
+    /// Set on Ctrl-C: the demo stops at its next step and cleans up as after any failure.
+    let interruption: DemoInterruption
 
     func run() async throws {
         let logger = quietLogger("volumed-demo")
@@ -23,27 +26,29 @@ struct Demo {
 
         let total = ContinuousClock.now
         var step = ContinuousClock.now
-        func done(_ what: String) {
+        func done(_ what: String) throws {
             print("  ✓ \(what) (\(elapsed(since: step)))")
             step = ContinuousClock.now
+            try interruption.check()
         }
         print("volumed demo")
         let postgres = try await EphemeralPostgres.start()
         defer { postgres.stop() }
-        done("throwaway PostgreSQL on \(postgres.socketDirectory)")
+        try done("throwaway PostgreSQL on \(postgres.socketDirectory)")
         let appliance = UUID().uuidString.lowercased()
         let simulator = try await CloudStackSimulator.start(SimulatorConfiguration(
             apiKey: "demo-key", secretKey: "demo-secret", applianceVMID: appliance,
             byIDDirectory: byId, diskDirectory: disks, asyncDelay: .milliseconds(100)), logger: logger)
-        done("cloudstack-sim at \(simulator.apiURL) (appliance VM \(appliance))")
+        try done("cloudstack-sim at \(simulator.apiURL) (appliance VM \(appliance))")
         let nbdkit = try await NbdkitServer.start(exportDirectory: exports.path, logger: logger)
-        done("nbdkit serving \(exports.path) on 127.0.0.1:\(nbdkit.port)")
+        try done("nbdkit serving \(exports.path) on 127.0.0.1:\(nbdkit.port)")
 
         let url = try DatabaseURL(postgres.url())
         do {
             try await PostgresClient.withRunning(url, logger: logger) { client in
                 let report = try await Migrator(logger: logger).migrate(client)
                 print("  ✓ migrated: \(report.applied.map(\.fileName).joined(separator: ", "))")
+                try interruption.check()
                 let handlers = try await WorkerHandlers.make(WorkerHandlers.Settings(
                     cloudStack: CloudStackConfiguration(apiURL: simulator.apiURL, apiKey: "demo-key", secretKey: "demo-secret"),
                     byIdDirectory: byId.path, applianceVMId: appliance,
@@ -79,6 +84,7 @@ struct Demo {
 
     private func flow(queue: VolumeClient, client: PostgresClient, appliance: String, nbdPort: Int) async throws {
         func run(_ label: String, _ requests: [EnqueueRequest]) async throws -> [OperationRecord] {
+            try interruption.check()
             let start = ContinuousClock.now
             let ids = try await requests.asyncMap { try await queue.enqueue($0) }
             var records: [OperationRecord] = []
@@ -116,6 +122,7 @@ struct Demo {
         })
         let start = ContinuousClock.now
         for record in exported {
+            try interruption.check()
             guard let name = jsonField(record.response, "export_name") else { continue }
             let bytes = try await readOverNBD(port: nbdPort, export: name, count: 21)
             print("    read nbd://127.0.0.1:\(nbdPort)/\(name): \"\(bytes)\"")
@@ -147,6 +154,22 @@ struct Demo {
             let columns = type.padding(toLength: 10, withPad: " ", startingAt: 0) + " " + status.padding(toLength: 11, withPad: " ", startingAt: 0)
             print("  " + columns + String(format: " %10d  %6.3f  %6.3f", count, p50, p95))
         }
+    }
+}
+
+/// Ctrl-C, as the demo sees it: checked between steps, so the worker, the pool and the
+/// services it started are stopped in order rather than torn down mid-write.
+final class DemoInterruption: Sendable {
+    struct Interrupted: Error, CustomStringConvertible {
+        var description: String { "interrupted" }
+    }
+
+    private let requested = Mutex(false)
+
+    func request() { requested.withLock { $0 = true } }
+
+    func check() throws {
+        if requested.withLock({ $0 }) { throw Interrupted() }
     }
 }
 

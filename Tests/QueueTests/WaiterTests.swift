@@ -125,6 +125,33 @@ import Worker
         let after = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [])
         #expect(after.subtracting(before).filter { $0.hasPrefix("volumed-demo") }.isEmpty)
     }
+
+    /// Ctrl-C in the middle of the flow (volumes attached: their by-id links exist) stops the
+    /// demo with status 130 and removes its PostgreSQL, nbdkit and folders.
+    @Test func ctrlCStopsTheDemoAndLeavesNothingBehind() async throws {
+        let temporary = NSTemporaryDirectory()
+        @Sendable func ours(_ prefix: String) -> Set<String> {
+            Set(((try? FileManager.default.contentsOfDirectory(atPath: temporary)) ?? []).filter { $0.hasPrefix(prefix) })
+        }
+        let before = ours("volumed-demo-").union(ours("volumed-pg-"))
+        let log = temporary + "/demo-interrupt-test-\(UUID().uuidString.prefix(8)).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let demo = try ChildProcess(executable: URL(fileURLWithPath: CommandLineTests.volumed), arguments: ["demo"], outputPath: log)
+        try await eventually(timeout: .seconds(60), "the demo's volumes attached (by-id links present)") {
+            ours("volumed-demo-").subtracting(before).contains { folder in
+                let links = (try? FileManager.default.contentsOfDirectory(atPath: temporary + "/" + folder + "/by-id")) ?? []
+                return links.count == 3
+            }
+        }
+        let started = ours("volumed-demo-").union(ours("volumed-pg-")).subtracting(before)
+        #expect(started.count == 2, "the demo's folder and its PostgreSQL's: \(started)")
+        demo.send(SIGINT)
+        let status = await demo.waitForExit()
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(status == 130, "\(output)")
+        #expect(output.contains("stopped; PostgreSQL, simulator, nbdkit and temp files removed"), "\(output)")
+        #expect(ours("volumed-demo-").union(ours("volumed-pg-")).intersection(started).isEmpty, "left behind: \(started)")
+    }
 }
 
 /// A worker in this process on `url` while `body` runs.
