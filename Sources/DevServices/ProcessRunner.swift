@@ -12,17 +12,17 @@ public enum ProcessRunner {
     }
 
     /// Runs `arguments` (the first is the program, looked up on PATH when not a path) and
-    /// returns its exit status and combined output.
+    /// returns its exit status and combined output. `environment` is added to this process's.
     ///
     /// Output goes to a temporary file, not a pipe: a daemon the program leaves behind (as
     /// `pg_ctl start` does) would otherwise hold the pipe open and the read would never end.
     @discardableResult
-    public static func run(_ arguments: [String], check: Bool = true) async throws -> Output {
+    public static func run(_ arguments: [String], check: Bool = true, environment: [String: String] = [:]) async throws -> Output {
         let outputPath = FileManager.default.temporaryDirectory
             .appendingPathComponent("volumed-run-\(UUID().uuidString).log").path
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
         let child = try ChildProcess(executable: URL(fileURLWithPath: try resolve(arguments[0])),
-                                     arguments: Array(arguments.dropFirst()), outputPath: outputPath)
+                                     arguments: Array(arguments.dropFirst()), outputPath: outputPath, environment: environment)
         let status = await child.waitForExit()
         let data = FileManager.default.contents(atPath: outputPath) ?? Data()
         let output = Output(status: status, output: String(decoding: data, as: UTF8.self))

@@ -1,0 +1,209 @@
+import DevServices
+import Foundation
+import NIOHTTP1
+import PostgresNIO
+import TestSupport
+import Testing
+
+/// Malformed input through every door — SQL, the command line, configuration, HTTP — while a
+/// real worker (the `volumed serve` services) runs. Each gets a clear error naming what is
+/// wrong (and, where there is one, the fix); none leaves a row it should not; the worker
+/// survives them all and still completes good work afterwards.
+@Suite struct BadInputTests {
+    /// One malformed input: what it is, how it is sent, and words its error must contain.
+    struct Case: Sendable {
+        enum Door: String, Sendable { case sql, cli, configuration, http }
+        let door: Door
+        let name: String
+        let expected: [String]
+        /// Sends the input; returns the error text it got back.
+        let send: @Sendable (APIWorld) async throws -> String
+    }
+
+    static let volume = "3f9c2a10-8b1e-4c6d-9f00-1a2b3c4d5e6f"
+    static let vm = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
+
+    static var volumed: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("volumed").path
+    }
+
+    /// The database's refusal of `sql`, as a client sees it (message and hint).
+    static func sqlError(_ sql: String) -> @Sendable (APIWorld) async throws -> String {
+        { world in
+            do {
+                try await world.db.query(sql)
+                return "accepted"
+            } catch let error as PSQLError {
+                return [error.serverInfo?[.message], error.serverInfo?[.hint], error.serverInfo?[.detail]]
+                    .compactMap { $0 }.joined(separator: " | ")
+            }
+        }
+    }
+
+    /// A `volumed` command's output; it must fail.
+    static func command(_ arguments: [String], environment: [String: String] = [:], database: Bool = true)
+        -> @Sendable (APIWorld) async throws -> String {
+        { world in
+            // A command that accepted its input might run for ever (a worker): 20 s at most.
+            let log = FileManager.default.temporaryDirectory.appendingPathComponent("bad-input-\(UUID().uuidString.prefix(8)).log").path
+            defer { try? FileManager.default.removeItem(atPath: log) }
+            let child = try ChildProcess(executable: URL(fileURLWithPath: volumed),
+                                         arguments: arguments + (database ? ["--database-url", world.db.urlText] : []),
+                                         outputPath: log, environment: environment)
+            let deadline = ContinuousClock.now + .seconds(20)
+            while !child.hasExited && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            let stillRunning = !child.hasExited
+            if stillRunning { child.send(SIGKILL) }
+            let status = await child.waitForExit()
+            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            return stillRunning || status == 0 ? "accepted: \(output)" : output
+        }
+    }
+
+    /// An HTTP request's `{error, code, details}` answer; it must be a 4xx.
+    static func http(_ method: HTTPMethodName, _ path: String, _ body: String? = nil) -> @Sendable (APIWorld) async throws -> String {
+        { world in
+            let answer = try await world.send(method.nio, path, json: body)
+            guard (400..<500).contains(answer.status) else { return "answered \(answer.status): \(answer.text)" }
+            let (message, code, _) = try answer.apiError()
+            return "\(answer.status) \(code): \(message)"
+        }
+    }
+
+    enum HTTPMethodName: Sendable {
+        case get, post
+        var nio: HTTPMethod { self == .get ? .GET : .POST }
+    }
+
+    static let cases: [Case] = [
+        // SQL, as any orchestrator sends it
+        Case(door: .sql, name: "unknown type", expected: ["volume_operations_type_known"],
+             send: sqlError("INSERT INTO volume_operations (type, volume_id) VALUES ('resize', '\(volume)')")),
+        Case(door: .sql, name: "detach without volume_id", expected: ["volume_operations_volume_id_required"],
+             send: sqlError("INSERT INTO volume_operations (type) VALUES ('detach')")),
+        Case(door: .sql, name: "volume_id not a UUID", expected: ["volume_operations_volume_id_is_uuid"],
+             send: sqlError("INSERT INTO volume_operations (type, volume_id) VALUES ('detach', 'vol-1')")),
+        Case(door: .sql, name: "attach without vm_id", expected: ["volume_operations_vm_id_required"],
+             send: sqlError("INSERT INTO volume_operations (type, volume_id) VALUES ('attach', '\(volume)')")),
+        Case(door: .sql, name: "request is an array", expected: ["volume_operations_request_is_object"],
+             send: sqlError("INSERT INTO volume_operations (type, volume_id, request) VALUES ('detach', '\(volume)', '[1, 2]')")),
+        Case(door: .sql, name: "request over 64 KiB", expected: ["volume_operations_request_size"],
+             send: sqlError("INSERT INTO volume_operations (type, volume_id, request) VALUES ('detach', '\(volume)', jsonb_build_object('pad', repeat('x', 70000)))")),
+        Case(door: .sql, name: "unknown status", expected: ["must have status pending (got done)"],
+             send: sqlError("INSERT INTO volume_operations (type, volume_id, status) VALUES ('detach', '\(volume)', 'done')")),
+        Case(door: .sql, name: "inserted already completed", expected: ["must have status pending", "leave status"],
+             send: sqlError("INSERT INTO volume_operations (type, volume_id, status, completed_at) VALUES ('detach', '\(volume)', 'completed', now())")),
+        Case(door: .sql, name: "max_attempts 0", expected: ["volume_operations_attempts_valid"],
+             send: sqlError("INSERT INTO volume_operations (type, volume_id, max_attempts) VALUES ('detach', '\(volume)', 0)")),
+        Case(door: .sql, name: "injection in volume_id", expected: ["volume_operations_volume_id_is_uuid"],
+             send: sqlError("INSERT INTO volume_operations (type, volume_id) VALUES ('detach', $$x'); DROP TABLE volume_operations; --$$)")),
+        Case(door: .sql, name: "idempotency key reused for another operation", expected: ["different parameters", "new idempotency key"],
+             send: { world in
+                 _ = try await world.db.query("SELECT volume_operation_enqueue('detach', '\(volume)', NULL, '{}', 'bad-input-key')")
+                 return try await sqlError("SELECT volume_operation_enqueue('delete', '\(volume)', NULL, '{}', 'bad-input-key')")(world)
+             }),
+        Case(door: .sql, name: "a terminal row changed again", expected: ["already cancelled", "enqueue a new operation"],
+             send: { world in
+                 let id = try await world.db.scalar("SELECT volume_operation_enqueue('delete', '\(vm)', NULL)::text") ?? ""
+                 _ = try await world.db.query("SELECT volume_operation_cancel('\(id)')")
+                 return try await sqlError("UPDATE volume_operations SET status = 'pending' WHERE id = '\(id)'")(world)
+             }),
+
+        // The command line
+        Case(door: .cli, name: "enqueue of an unknown type", expected: ["resize"],
+             send: command(["enqueue", "resize", "--volume-id", volume])),
+        Case(door: .cli, name: "enqueue with a non-UUID volume id", expected: ["volume", "UUID"],
+             send: command(["enqueue", "detach", "--volume-id", "vol-1"])),
+        Case(door: .cli, name: "enqueue with unparsable request JSON", expected: ["--request", "JSON"],
+             send: command(["enqueue", "detach", "--volume-id", volume, "--request", "{bad json"])),
+        Case(door: .cli, name: "wait for a non-UUID id", expected: ["not-an-id"],
+             send: command(["wait", "not-an-id", "--timeout", "1"])),
+        Case(door: .cli, name: "prune with a bad duration", expected: ["--older-than", "30d"],
+             send: command(["prune", "--older-than", "5x"])),
+        Case(door: .cli, name: "ops with an unknown status", expected: ["--status must be one of"],
+             send: command(["ops", "--status", "done"])),
+
+        // Configuration (environment variables, as systemd's EnvironmentFile gives them)
+        Case(door: .configuration, name: "DATABASE_URL of another database", expected: ["postgres"],
+             send: command(["migrate"], environment: ["DATABASE_URL": "mysql://root@localhost/volumed"], database: false)),
+        Case(door: .configuration, name: "appliance id not a UUID", expected: ["VOLUMED_APPLIANCE_VM_ID", "UUID"],
+             send: command(["worker"], environment: ["VOLUMED_APPLIANCE_VM_ID": "appliance-1"])),
+        Case(door: .configuration, name: "concurrency not a number", expected: ["VOLUMED_CONCURRENCY", "whole number"],
+             send: command(["worker"], environment: ["VOLUMED_CONCURRENCY": "lots"])),
+        Case(door: .configuration, name: "CloudStack endpoint missing", expected: ["CLOUDSTACK_API_URL", "not set"],
+             send: command(["worker"], environment: ["CLOUDSTACK_API_URL": "", "CLOUDSTACK_API_KEY": "k", "CLOUDSTACK_SECRET_KEY": "s"])),
+        Case(door: .configuration, name: "unknown NBD backend", expected: ["VOLUMED_NBD_BACKEND", "nbdkit"],
+             send: command(["worker"], environment: ["CLOUDSTACK_API_URL": "http://127.0.0.1:1/client/api", "CLOUDSTACK_API_KEY": "k",
+                                                     "CLOUDSTACK_SECRET_KEY": "s", "VOLUMED_NBD_BACKEND": "qemu-nbd"])),
+        Case(door: .configuration, name: "HTTP address without a port", expected: ["VOLUMED_HTTP_ADDR", "host:port"],
+             send: command(["serve"], environment: ["VOLUMED_HTTP_ADDR": "localhost"])),
+        Case(door: .configuration, name: "negative reconcile interval", expected: ["VOLUMED_RECONCILE_INTERVAL"],
+             send: command(["worker"], environment: ["VOLUMED_RECONCILE_INTERVAL": "-5"])),
+
+        // HTTP bodies and paths
+        Case(door: .http, name: "create with a negative size", expected: ["400 INVALID_REQUEST", "size"],
+             send: http(.post, "/api/v1/volumes", #"{"name":"d","size":-1,"disk_offering_id":"\#(vm)","zone_id":"\#(vm)"}"#)),
+        Case(door: .http, name: "create without a name", expected: ["400 INVALID_REQUEST", "name"],
+             send: http(.post, "/api/v1/volumes", #"{"size":1073741824,"disk_offering_id":"\#(vm)","zone_id":"\#(vm)"}"#)),
+        Case(door: .http, name: "create with metadata as a string", expected: ["400 INVALID_REQUEST", "metadata"],
+             send: http(.post, "/api/v1/volumes", #"{"name":"d","size":1073741824,"disk_offering_id":"\#(vm)","zone_id":"\#(vm)","metadata":"x"}"#)),
+        Case(door: .http, name: "attach with vm_id a number", expected: ["400 INVALID_REQUEST", "vm_id"],
+             send: http(.post, "/api/v1/volumes/\(volume)/attach", #"{"vm_id":42}"#)),
+        Case(door: .http, name: "injection in the volume id of the path", expected: ["400 INVALID_REQUEST", "UUID"],
+             send: http(.post, "/api/v1/volumes/1%27%3BDROP%20TABLE%20volumes%3B--/attach", #"{"vm_id":"\#(vm)"}"#)),
+        Case(door: .http, name: "export with disk_number a string", expected: ["400 INVALID_REQUEST", "disk_number"],
+             send: http(.post, "/api/v1/exports", #"{"volume_id":"\#(volume)","vm_id":"\#(vm)","vm_name":"src","disk_number":"one"}"#)),
+        Case(door: .http, name: "body over 64 KiB", expected: ["413 INVALID_REQUEST"],
+             send: http(.post, "/api/v1/volumes", #"{"name":"\#(String(repeating: "x", count: 70_000))"}"#)),
+        Case(door: .http, name: "body that is not JSON", expected: ["400 INVALID_REQUEST"],
+             send: http(.post, "/api/v1/volumes/\(volume)/attach", "vm_id=\(vm)")),
+        Case(door: .http, name: "operations filtered by an unknown status", expected: ["400 INVALID_REQUEST", "status"],
+             send: http(.get, "/api/v1/operations?status=done")),
+    ]
+
+    @Test func everyMalformedInputGetsAClearErrorAndLosesNothing() async throws {
+        #expect(Self.cases.count >= 25)
+        try await APIWorld.with(.serve) { world in
+            try await eventually("the worker running") {
+                (try await world.get("/api/v1/health").object()["details"] as? [String: Any])?["worker"] as? String == "running"
+            }
+            for input in Self.cases {
+                let before = try await world.operationCount()
+                let error = try await input.send(world)
+                if ProcessInfo.processInfo.environment["BAD_INPUT_PRINT"] != nil { print("[\(input.door)] \(input.name): \(error)") }
+                #expect(!error.hasPrefix("accepted") && !error.hasPrefix("answered"),
+                        "\(input.door) \(input.name) was not refused: \(error)")
+                for word in input.expected {
+                    #expect(error.contains(word), "\(input.door) \(input.name): \"\(word)\" missing from: \(error)")
+                }
+                // Only the cases that enqueue a good operation on purpose add a row.
+                let added = try await world.operationCount() - before
+                #expect(added == (input.name.contains("idempotency") || input.name.contains("terminal") ? 1 : 0),
+                        "\(input.door) \(input.name) left \(added) rows")
+            }
+            #expect(try await world.db.count("SELECT count(*)::text FROM pg_tables WHERE tablename IN ('volume_operations', 'volumes')") == 2)
+
+            // A row the database accepts but the handler cannot use fails, naming the field.
+            let badShape = try await world.db.scalar("""
+                SELECT volume_operation_enqueue('create', NULL, NULL, '{"name": "d", "size": "big", "zone_id": "z", "disk_offering_id": "o"}')::text
+                """) ?? ""
+            #expect(try await world.finished(badShape) == "failed")
+            #expect(try await world.db.scalar("SELECT error_code FROM volume_operations WHERE id = '\(badShape)'") == "invalid_request")
+            let message = try await world.db.scalar("SELECT error FROM volume_operations WHERE id = '\(badShape)'") ?? ""
+            #expect(message.contains("size"), "\(message)")
+
+            // An attach to a VM CloudStack does not know fails clearly, and maps nothing.
+            let volume = try await world.cloudVolume()
+            let unknownVM = try await world.db.scalar(
+                "SELECT volume_operation_enqueue('attach', '\(volume)', '\(UUID().uuidString.lowercased())')::text") ?? ""
+            #expect(try await world.finished(unknownVM) == "failed")
+            let unknownMessage = try await world.db.scalar("SELECT error FROM volume_operations WHERE id = '\(unknownVM)'") ?? ""
+            #expect(unknownMessage.lowercased().contains("vm") || unknownMessage.lowercased().contains("virtual machine"), "\(unknownMessage)")
+            #expect(try await world.db.count("SELECT count(*)::text FROM device_mappings") == 0)
+
+            // The worker survived all of it and still does good work.
+            let good = try await world.db.scalar("SELECT volume_operation_enqueue('attach', '\(volume)', '\(world.appliance)')::text") ?? ""
+            #expect(try await world.finished(good) == "completed")
+        }
+    }
+}
