@@ -13,7 +13,9 @@ public enum QueueSQL {
     /// - only the oldest unfinished operation of each volume, and none while one executes
     ///   (so a batch never holds two rows of one volume);
     /// - operations that need the local block device (an attach to a registered appliance VM;
-    ///   anything on a volume mapped to an appliance) only on that appliance's worker;
+    ///   anything on a volume mapped to an appliance) only on that appliance's worker; a
+    ///   `cleanup` (which ends with the volume on an appliance) only on a worker that has an
+    ///   appliance, the one its `vm_id` names when set;
     /// - by priority, then creation order; the CTE with LIMIT … SKIP LOCKED is the
     ///   optimisation fence that keeps the UPDATE to exactly the locked rows.
     public static func claim(worker: String, applianceVMId: String?, limit: Int, leaseMilliseconds: Int) -> PostgresQuery {
@@ -33,6 +35,7 @@ public enum QueueSQL {
                   WHEN 'attach' THEN NOT EXISTS (
                       SELECT 1 FROM volumed_appliances a
                       WHERE a.vm_id = o.vm_id AND a.vm_id IS DISTINCT FROM \(applianceVMId))
+                  WHEN 'cleanup' THEN lower(coalesce(o.vm_id, \(applianceVMId))) = lower(\(applianceVMId))
                   ELSE NOT EXISTS (
                       SELECT 1 FROM device_mappings m
                       WHERE m.volume_id = o.volume_id AND m.operation_mode = 'appliance'
