@@ -29,7 +29,9 @@ BEGIN
     -- of each volume, and none while one of that volume executes (so a batch never holds two
     -- rows of one volume); operations that need a local block device (an attach to a
     -- registered appliance VM, anything on a volume mapped to an appliance) only on that
-    -- appliance's worker; by priority, then creation order. The CTE with LIMIT … SKIP LOCKED
+    -- appliance's worker; a cleanup (it ends with the volume on an appliance) only on a
+    -- worker that has an appliance, the one its vm_id names when set; by priority, then
+    -- creation order. The CTE with LIMIT … SKIP LOCKED
     -- is the optimisation fence that keeps the UPDATE to exactly the locked rows.
     RETURN QUERY
     WITH next AS (
@@ -47,6 +49,7 @@ BEGIN
               WHEN 'attach' THEN NOT EXISTS (
                   SELECT 1 FROM volumed_appliances a
                   WHERE a.vm_id = o.vm_id AND a.vm_id IS DISTINCT FROM p_appliance_vm_id)
+              WHEN 'cleanup' THEN lower(coalesce(o.vm_id, p_appliance_vm_id)) = lower(p_appliance_vm_id)
               ELSE NOT EXISTS (
                   SELECT 1 FROM device_mappings m
                   WHERE m.volume_id = o.volume_id AND m.operation_mode = 'appliance'

@@ -27,6 +27,7 @@ enum APIErrorCode {
     static let paramError = 431
     static let unsupportedAction = 432
     static let internalError = 530
+    static let insufficientCapacity = 533
 }
 
 /// `com.cloud.utils.exception.CSExceptionErrorCode` values.

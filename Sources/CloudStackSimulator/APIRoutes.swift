@@ -62,27 +62,54 @@ enum ControlRoutes {
             json(await cloud.currentFaults())
         }
         router.post("sim/faults") { request, _ in
-            var request = request
-            let body = try await request.collectBody(upTo: 64 * 1024)
-            do {
-                let updated = try await cloud.currentFaults().updated(with: Data(buffer: body))
+            try await withBody(request, failure: "invalid faults JSON") { body in
+                let updated = try await cloud.currentFaults().updated(with: body)
                 await cloud.setFaults(updated)
                 return json(updated)
-            } catch {
-                var headers = HTTPFields()
-                headers[.contentType] = "application/json; charset=UTF-8"
-                let message = JSONValue.object([("error", .string("invalid faults JSON: \(error)"))]).jsonText
-                return Response(status: .badRequest, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: message)))
+            }
+        }
+        // Adds a VM: {"name", "state": "Running"|"Stopped", "id"?, "root_volume"?, "sticks_in_stopping"?}.
+        router.post("sim/vms") { request, _ in
+            try await withBody(request, failure: "cannot add the VM") { body in
+                let spec = try JSONDecoder().decode(SimulatorVirtualMachineSpec.self, from: body)
+                return json(try await cloud.addVirtualMachine(spec), status: .created)
+            }
+        }
+        // Sets one VM's faults: {"sticks_in_stopping": true}.
+        router.post("sim/vms/:id") { request, context in
+            try await withBody(request, failure: "cannot change the VM") { body in
+                let faults = try JSONDecoder().decode(SimulatorVirtualMachineFaults.self, from: body)
+                return json(try await cloud.setVirtualMachineFaults(id: try context.parameters.require("id"), faults))
             }
         }
     }
 
-    private static func json(_ value: some Encodable) -> Response {
+    /// Runs `handle` on the request's JSON body; whatever it throws is a 400 naming `failure`.
+    private static func withBody(
+        _ request: Request, failure: String, _ handle: (Data) async throws -> Response
+    ) async throws -> Response {
+        var request = request
+        let body = try await request.collectBody(upTo: 64 * 1024)
+        do {
+            return try await handle(Data(buffer: body))
+        } catch {
+            return badRequest("\(failure): \(error)")
+        }
+    }
+
+    private static func badRequest(_ message: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=UTF-8"
+        let body = JSONValue.object([("error", .string(message))]).jsonText
+        return Response(status: .badRequest, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    private static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=UTF-8"
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
 }

@@ -104,6 +104,18 @@ public final class CloudStackSimulator: Sendable {
         await cloud.setFaults(faults)
     }
 
+    /// Adds a VM to the inventory (a test-failover VM, a VM whose stop hangs, …) and
+    /// returns it; `POST /sim/vms` does the same.
+    public func addVirtualMachine(_ spec: SimulatorVirtualMachineSpec) async throws -> SimulatorState.VirtualMachine {
+        try await cloud.addVirtualMachine(spec)
+    }
+
+    /// Changes one VM's injected faults; `POST /sim/vms/{id}` does the same.
+    @discardableResult
+    public func setVirtualMachineFaults(id: String, _ faults: SimulatorVirtualMachineFaults) async throws -> SimulatorState.VirtualMachine {
+        try await cloud.setVirtualMachineFaults(id: id, faults)
+    }
+
     /// Where the by-id link of a volume hot-plugged into the appliance appears.
     public func byIDLinkPath(forVolumeID volumeID: String) -> String? {
         configuration.byIDDirectory.map {

@@ -12,11 +12,12 @@ extension SimulatedCloud {
         ResponseRendering.list(itemName: "diskoffering", [ResponseRendering.customDiskOffering(created: offeringCreated)])
     }
 
+    /// Each VM with its `state`; an expunged VM's id resolves but lists nothing.
     func listVirtualMachines(_ parameters: RequestParameters) throws -> JSONValue {
-        var selected = virtualMachines
+        var selected = virtualMachines.filter { !$0.removed }
         if let id = parameters["id"], !id.isEmpty {
             let index = try resolveVM("listVirtualMachines", parameter: "id", id)
-            selected = [virtualMachines[index]]
+            selected = selected.filter { $0.id == virtualMachines[index].id }
         }
         return ResponseRendering.list(itemName: "virtualmachine", selected.map(ResponseRendering.virtualMachine))
     }

@@ -8,6 +8,9 @@ extension SimulatedCloud {
         "createVolume": "org.apache.cloudstack.api.command.user.volume.CreateVolumeCmd",
         "attachVolume": "org.apache.cloudstack.api.command.user.volume.AttachVolumeCmd",
         "detachVolume": "org.apache.cloudstack.api.command.user.volume.DetachVolumeCmd",
+        "stopVirtualMachine": "org.apache.cloudstack.api.command.user.vm.StopVMCmd",
+        "startVirtualMachine": "org.apache.cloudstack.api.command.user.vm.StartVMCmd",
+        "destroyVirtualMachine": "org.apache.cloudstack.api.command.user.vm.DestroyVMCmd",
     ]
 
     func startJob(_ command: String, action: SimulatedJobAction) -> SimulatedJob {
@@ -28,15 +31,20 @@ extension SimulatedCloud {
         return job
     }
 
-    /// Runs a due job once; later calls are no-ops.
+    /// Runs a due job once; later calls are no-ops. A job whose effect hangs (a VM stuck in
+    /// `Stopping`) becomes stuck: it stays `jobstatus 0`.
     func runJob(_ jobID: String) {
         jobTimers[jobID] = nil
         guard let index = jobs.firstIndex(where: { $0.id == jobID }), jobs[index].status == 0, !jobs[index].stuck else { return }
         do {
-            let volume = try execute(jobs[index].action)
+            guard let (objectName, object) = try execute(jobs[index].action) else {
+                jobs[index].stuck = true
+                logger.debug("job hangs", metadata: ["job_id": "\(jobID)"])
+                return
+            }
             jobs[index].status = 1
             jobs[index].resultCode = 0
-            jobs[index].result = .object([("volume", volume)])
+            jobs[index].result = .object([(objectName, object)])
         } catch let failure as JobFailure {
             jobs[index].status = 2
             jobs[index].resultCode = failure.errorCode
@@ -50,43 +58,58 @@ extension SimulatedCloud {
         logger.debug("job finished", metadata: ["job_id": "\(jobID)", "status": "\(jobs[index].status)"])
     }
 
-    private func execute(_ action: SimulatedJobAction) throws -> JSONValue {
+    /// The job's effect and its result object (`volume` or `virtualmachine`, each job's
+    /// `getResultObjectName`); nil when the effect hangs.
+    private func execute(_ action: SimulatedJobAction) throws -> (String, JSONValue)? {
         switch action {
         case .createVolume(let volumeID):
             guard let index = volumeIndex(volumeID), !volumes[index].removed else {
                 throw JobFailure.internalError("Failed to create volume: the volume was removed before it was created")
             }
             // A data volume without a VM stays Allocated; storage is allocated on first attach.
-            return renderVolume(volumes[index])
+            return ("volume", renderVolume(volumes[index]))
         case .attachVolume(let volumeID, let vmID, let deviceID):
-            return try attach(volumeID: volumeID, vmID: vmID, requestedDeviceID: deviceID)
+            return ("volume", try attach(volumeID: volumeID, vmID: vmID, requestedDeviceID: deviceID))
         case .detachVolume(let volumeID):
-            return try detach(volumeID: volumeID)
+            return ("volume", try detach(volumeID: volumeID))
+        case .stopVirtualMachine(let vmID, let forced):
+            return try runStop(vmID: vmID, forced: forced).map { ("virtualmachine", $0) }
+        case .startVirtualMachine(let vmID):
+            return ("virtualmachine", try runStart(vmID: vmID))
+        case .destroyVirtualMachine(let vmID, let expunge):
+            return try runDestroy(vmID: vmID, expunge: expunge).map { ("virtualmachine", $0) }
         }
     }
 
-    /// VolumeApiServiceImpl.attachVolumeToVM, in its order: getAndCheckVolumeInfo,
-    /// getAndCheckUserVmVO, checkDeviceId (root), checkNumberOfAttachedVolumes, then
-    /// getDeviceId (whose RuntimeExceptions surface as 530) and the hypervisor attach.
+    /// VolumeApiServiceImpl.attachVolumeToVM (apache/cloudstack
+    /// `server/src/main/java/com/cloud/storage/VolumeApiServiceImpl.java`), in its order:
+    /// getAndCheckVolumeInfo, getAndCheckUserVmVO, checkDeviceId (device 0 = root:
+    /// validateRootVolumeDetachAttach wants the VM Stopped, and the VM must have no device 0
+    /// yet), checkNumberOfAttachedVolumes (not for device 0), then getDeviceId, whose
+    /// RuntimeExceptions ("deviceId should be 0,1,2,4-N", 3 being the CD-ROM) surface as
+    /// 530, and the hypervisor attach. VolumeDaoImpl.attachVolume makes a device-0 volume ROOT.
     private func attach(volumeID: String, vmID: String, requestedDeviceID: Int?) throws -> JSONValue {
-        guard let volumeIndex = volumeIndex(volumeID), let vmIndex = vmIndex(vmID) else {
+        guard let volumeIndex = volumeIndex(volumeID) else {
             throw JobFailure.invalidParameter("Please specify a volume with the valid type: ROOT or DATADISK")
         }
         let volume = volumes[volumeIndex]
-        let vm = virtualMachines[vmIndex]
         if volume.virtualMachineID != nil {
             throw JobFailure.invalidParameter("Please specify a volume that is not attached to any VM.")
         }
         if volume.removed {
             throw JobFailure.invalidParameter("Volume state must be in Allocated, Ready or in Uploaded state")
         }
+        guard let vmIndex = vmIndex(vmID), !virtualMachines[vmIndex].removed else {
+            throw JobFailure.invalidParameter("Please specify a valid User VM.")
+        }
+        let vm = virtualMachines[vmIndex]
         guard vm.state == "Running" || vm.state == "Stopped" else {
             throw JobFailure.invalidParameter("Please specify a VM that is either running or stopped.")
         }
         let attachedToVM = volumes.filter { !$0.removed && $0.virtualMachineID == vmID }
         if requestedDeviceID == 0 {
             if vm.state != "Stopped" {
-                throw JobFailure.invalidParameter("Root volume detach can only be done for a stopped VM")
+                throw JobFailure.invalidParameter(Self.rootDetachAttachStateText)
             }
             if attachedToVM.contains(where: { $0.deviceID == 0 }) {
                 throw JobFailure.invalidParameter("Vm already has root volume attached to it")
@@ -116,26 +139,31 @@ extension SimulatedCloud {
         return renderVolume(volumes[volumeIndex])
     }
 
+    /// validateRootVolumeDetachAttach's refusal, for attach and detach alike.
+    static let rootDetachAttachStateText = "Root volume detach can happen only when vm is in states: Stopped or Destroyed"
+
     /// VolumeApiServiceImpl.getDeviceId: devices 0…(max data disks + 1); 3 is the CD-ROM.
+    /// Plain RuntimeExceptions, naming the VM by its internal id.
     private func allocateDeviceID(requested: Int?, vm: SimulatedVirtualMachine, inUse: Set<Int>) throws -> Int {
         let maxDeviceID = configuration.maxDataVolumesPerVM + 1
         if let requested {
             if requested < 0 || requested > maxDeviceID || requested == 3 {
-                throw JobFailure.internalError("deviceId should be 1,2,4-\(maxDeviceID)")
+                throw JobFailure.internalError("deviceId should be 0,1,2,4-\(maxDeviceID)")
             }
             if inUse.contains(requested) {
-                throw JobFailure.internalError("deviceId \(requested) is used by VM \(vm.instanceName)")
+                throw JobFailure.internalError("deviceId \(requested) is used by vm \(vm.internalID)")
             }
             return requested
         }
         guard let free = (1...maxDeviceID).first(where: { $0 != 3 && !inUse.contains($0) }) else {
-            throw JobFailure.internalError("All device Ids are used by vm \(vm.instanceName)")
+            throw JobFailure.internalError("All device Ids are used by vm \(vm.internalID)")
         }
         return free
     }
 
-    /// VolumeApiServiceImpl.detachVolumeFromVM: the volume must be attached; a ROOT disk
-    /// only comes off a stopped VM.
+    /// VolumeApiServiceImpl.detachVolumeFromVM: the volume must be attached, the VM Running,
+    /// Stopped or Destroyed, and a ROOT disk only comes off a stopped (or destroyed) VM.
+    /// VolumeDaoImpl.detachVolume turns a ROOT volume back into a DATADISK.
     private func detach(volumeID: String) throws -> JSONValue {
         guard let volumeIndex = volumeIndex(volumeID) else {
             throw JobFailure.invalidParameter("The specified volume is not attached to a VM.")
@@ -145,19 +173,34 @@ extension SimulatedCloud {
             throw JobFailure.invalidParameter("The specified volume is not attached to a VM.")
         }
         let vm = virtualMachines[vmIndex]
-        if volume.type == "ROOT" && vm.state != "Stopped" {
-            throw JobFailure.invalidParameter("Root volume detach can only be done for a stopped VM")
+        guard ["Running", "Stopped", "Destroyed"].contains(vm.state) else {
+            throw JobFailure.invalidParameter("Please specify a VM that is either running or stopped.")
         }
-        if vmID == configuration.applianceVMID, let hotPlug {
-            do {
-                try hotPlug.unplug(volumeID: volumeID)
-            } catch {
-                throw JobFailure.internalError("Failed to detach volume \(volume.name) from VM \(vm.name); \(error)")
-            }
+        if volume.type == "ROOT" && vm.state != "Stopped" && vm.state != "Destroyed" {
+            throw JobFailure.invalidParameter(Self.rootDetachAttachStateText)
         }
+        try unplugIfAppliance(volumeIndex)
+        detachRecord(volumeIndex)
+        return renderVolume(volumes[volumeIndex])
+    }
+
+    /// Hot-unplug from the appliance: its by-id link goes, as udev removes it.
+    func unplugIfAppliance(_ volumeIndex: Int) throws {
+        let volume = volumes[volumeIndex]
+        guard volume.virtualMachineID == configuration.applianceVMID, let hotPlug else { return }
+        do {
+            try hotPlug.unplug(volumeID: volume.id)
+        } catch {
+            let vmName = virtualMachines.first { $0.id == volume.virtualMachineID }?.name ?? "the appliance"
+            throw JobFailure.internalError("Failed to detach volume \(volume.name) from VM \(vmName); \(error)")
+        }
+    }
+
+    /// VolumeDaoImpl.detachVolume.
+    func detachRecord(_ volumeIndex: Int) {
         volumes[volumeIndex].virtualMachineID = nil
         volumes[volumeIndex].deviceID = nil
         volumes[volumeIndex].attached = nil
-        return renderVolume(volumes[volumeIndex])
+        if volumes[volumeIndex].type == "ROOT" { volumes[volumeIndex].type = "DATADISK" }
     }
 }

@@ -21,10 +21,12 @@ actor SimulatedCloud {
     var volumes: [SimulatedVolume] = []
     var jobs: [SimulatedJob] = []
     var sideEffects: [String: SimulatorState.SideEffects] = [:]
+    var vmSideEffects: [String: SimulatorState.VirtualMachineSideEffects] = [:]
     var requestCounts: [String: Int] = [:]
     var faults: SimulatorFaults
     var jobTimers: [String: Task<Void, Never>] = [:]
     var nextInternalID = 100
+    var nextVMInternalID = 10
 
     init(configuration: SimulatorConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -38,22 +40,21 @@ actor SimulatedCloud {
         } else {
             self.hotPlug = nil
         }
-        let now = Date()
-        virtualMachines = [
-            SimulatedVirtualMachine(id: configuration.applianceVMID, name: "migration-appliance", state: "Running", instanceName: "i-2-10-VM", created: now),
-            SimulatedVirtualMachine(id: SimulatorConfiguration.customerVMID, name: "customer-vm-01", state: "Running", instanceName: "i-2-11-VM", created: now),
-            SimulatedVirtualMachine(id: SimulatorConfiguration.testFailoverVMID, name: "test-failover-vm", state: "Stopped", instanceName: "i-2-12-VM", created: now),
+        // The fixed inventory (see SimulatorConfiguration); tests add more through /sim/vms.
+        let inventory = [
+            SimulatorVirtualMachineSpec(id: configuration.applianceVMID, name: "migration-appliance", state: "Running"),
+            SimulatorVirtualMachineSpec(id: SimulatorConfiguration.customerVMID, name: "customer-vm-01", state: "Running"),
+            SimulatorVirtualMachineSpec(id: SimulatorConfiguration.testFailoverVMID, name: "test-failover-vm", state: "Stopped"),
         ]
-        for vmID in [configuration.applianceVMID, SimulatorConfiguration.customerVMID] {
-            let internalID = nextInternalID
-            nextInternalID += 1
-            volumes.append(
-                SimulatedVolume(
-                    id: UUID().uuidString.lowercased(), internalID: internalID, name: "ROOT-\(internalID)", type: "ROOT",
-                    sizeBytes: 20 * Self.bytesPerGB, state: "Ready", virtualMachineID: vmID, deviceID: 0, diskOfferingID: nil,
-                    created: now, attached: now
-                )
-            )
+        for spec in inventory {
+            let (vm, root) = Self.materialize(
+                spec, vmInternalID: nextVMInternalID, rootInternalID: nextInternalID, now: Date())
+            nextVMInternalID += 1
+            virtualMachines.append(vm)
+            if let root {
+                volumes.append(root)
+                nextInternalID += 1
+            }
         }
     }
 
@@ -117,6 +118,10 @@ actor SimulatedCloud {
         "attachVolume": CommandSpec(requiredParameters: ["id", "virtualmachineid"]),
         "detachVolume": CommandSpec(requiredParameters: []),
         "deleteVolume": CommandSpec(requiredParameters: ["id"]),
+        // StopVMCmd, StartVMCmd, DestroyVMCmd (api/.../command/user/vm/): `id` is required.
+        "stopVirtualMachine": CommandSpec(requiredParameters: ["id"]),
+        "startVirtualMachine": CommandSpec(requiredParameters: ["id"]),
+        "destroyVirtualMachine": CommandSpec(requiredParameters: ["id"]),
         "queryAsyncJobResult": CommandSpec(requiredParameters: ["jobid"]),
     ]
 
@@ -130,6 +135,9 @@ actor SimulatedCloud {
         case "attachVolume": return try attachVolume(parameters)
         case "detachVolume": return try detachVolume(parameters)
         case "deleteVolume": return try deleteVolume(parameters)
+        case "stopVirtualMachine": return try stopVirtualMachine(parameters)
+        case "startVirtualMachine": return try startVirtualMachine(parameters)
+        case "destroyVirtualMachine": return try destroyVirtualMachine(parameters)
         case "queryAsyncJobResult": return try queryAsyncJobResult(parameters)
         default: throw APIFailure.unknownCommand(command)
         }
@@ -151,9 +159,16 @@ actor SimulatedCloud {
                     virtualmachineid: $0.virtualMachineID, deviceid: $0.deviceID
                 )
             },
-            virtualmachines: virtualMachines.map { SimulatorState.VirtualMachine(id: $0.id, name: $0.name, state: $0.state) },
-            jobs: jobs.map { SimulatorState.Job(id: $0.id, command: $0.apiCommand, status: $0.status, volumeid: $0.action.volumeID, stuck: $0.stuck) },
+            virtualmachines: virtualMachines.filter { !$0.removed }.map {
+                SimulatorState.VirtualMachine(id: $0.id, name: $0.name, state: $0.state, sticksInStopping: $0.sticksInStopping)
+            },
+            jobs: jobs.map {
+                SimulatorState.Job(
+                    id: $0.id, command: $0.apiCommand, status: $0.status, volumeid: $0.action.volumeID,
+                    virtualmachineid: $0.action.virtualMachineID, stuck: $0.stuck)
+            },
             sideEffects: sideEffects,
+            vmSideEffects: vmSideEffects,
             requestCounts: requestCounts,
             faults: faults
         )
@@ -195,4 +210,9 @@ actor SimulatedCloud {
     func recordSideEffect(_ volumeID: String, _ update: (inout SimulatorState.SideEffects) -> Void) {
         update(&sideEffects[volumeID, default: SimulatorState.SideEffects()])
     }
+
+    func recordVMSideEffect(_ vmID: String, _ update: (inout SimulatorState.VirtualMachineSideEffects) -> Void) {
+        update(&vmSideEffects[vmID, default: SimulatorState.VirtualMachineSideEffects()])
+    }
+
 }

@@ -24,12 +24,24 @@ struct SimulatedVolume: Sendable {
 
 struct SimulatedVirtualMachine: Sendable {
     var id: String
+    /// CloudStack's internal long id, which UserVmManagerImpl's messages print.
+    var internalID: Int
     var name: String
-    /// `Running` or `Stopped`.
+    /// `VirtualMachine.State`: `Running`, `Stopping`, `Stopped`, `Starting`, `Destroyed`,
+    /// `Expunging`.
     var state: String
     /// The hypervisor-side name, `i-<account>-<id>-VM`.
     var instanceName: String
     var created: Date
+    /// Fault injection: a stop that is not forced leaves the VM `Stopping` and its job never
+    /// finishes, like a guest that ignores the shutdown on a host whose agent hangs.
+    var sticksInStopping: Bool = false
+    /// Expunged VMs stay resolvable by UUID (ParamProcessWorker includes removed rows) but
+    /// no longer list.
+    var removed: Bool = false
+
+    /// How VMInstanceVO.toString names the VM in CloudStack's messages.
+    var logName: String { "VM[User|\(instanceName)]" }
 }
 
 /// What an async job does once its delay has passed.
@@ -37,12 +49,22 @@ enum SimulatedJobAction: Sendable {
     case createVolume(volumeID: String)
     case attachVolume(volumeID: String, virtualMachineID: String, deviceID: Int?)
     case detachVolume(volumeID: String)
+    case stopVirtualMachine(virtualMachineID: String, forced: Bool)
+    case startVirtualMachine(virtualMachineID: String)
+    case destroyVirtualMachine(virtualMachineID: String, expunge: Bool)
 
-    var volumeID: String {
+    /// What CloudStack reports as the job's `jobinstancetype` and `jobinstanceid`.
+    var instance: (type: String, id: String) {
         switch self {
-        case .createVolume(let id), .attachVolume(let id, _, _), .detachVolume(let id): return id
+        case .createVolume(let id), .attachVolume(let id, _, _), .detachVolume(let id):
+            return ("Volume", id)
+        case .stopVirtualMachine(let id, _), .startVirtualMachine(let id), .destroyVirtualMachine(let id, _):
+            return ("VirtualMachine", id)
         }
     }
+
+    var volumeID: String? { instance.type == "Volume" ? instance.id : nil }
+    var virtualMachineID: String? { instance.type == "VirtualMachine" ? instance.id : nil }
 }
 
 struct SimulatedJob: Sendable {

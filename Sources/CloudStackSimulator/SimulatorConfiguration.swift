@@ -8,6 +8,8 @@ import Foundation
 /// |----|------|-------|-------|
 /// | `SimulatorConfiguration.customerVMID` (`9a6e2c1d-3b4f-4a5e-8d7c-1f2e3d4c5b6a`) | `customer-vm-01` | Running | ROOT |
 /// | `SimulatorConfiguration.testFailoverVMID` (`4c8b1e2f-6d3a-4f5b-9e7c-0a1b2c3d4e5f`) | `test-failover-vm` | Stopped | none (awaits an attach as root, device 0) |
+///
+/// More VMs are added at run time (`CloudStackSimulator.addVirtualMachine`, `POST /sim/vms`).
 public struct SimulatorConfiguration: Sendable {
     public static let zoneID = "1b7c4d9e-2f3a-4b5c-8d6e-7f8091a2b3c4"
     public static let zoneName = "sim-zone-1"

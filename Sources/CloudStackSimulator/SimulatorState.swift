@@ -16,7 +16,15 @@ public struct SimulatorState: Codable, Sendable, Equatable {
     public struct VirtualMachine: Codable, Sendable, Equatable {
         public var id: String
         public var name: String
+        /// `Running`, `Stopping`, `Stopped`, `Starting`, `Destroyed` or `Expunging`.
         public var state: String
+        /// Fault injection: a stop that is not forced leaves it `Stopping` forever.
+        public var sticksInStopping: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, state
+            case sticksInStopping = "sticks_in_stopping"
+        }
     }
 
     public struct Job: Codable, Sendable, Equatable {
@@ -25,7 +33,10 @@ public struct SimulatorState: Codable, Sendable, Equatable {
         public var command: String
         /// 0 pending, 1 succeeded, 2 failed.
         public var status: Int
+        /// The volume a volume job works on.
         public var volumeid: String?
+        /// The VM a VM job (stop, start, destroy) works on.
+        public var virtualmachineid: String?
         /// True when fault injection made the job hang.
         public var stuck: Bool
     }
@@ -53,12 +64,33 @@ public struct SimulatorState: Codable, Sendable, Equatable {
         }
     }
 
+    /// How many requests with a side effect CloudStack accepted for one VM.
+    public struct VirtualMachineSideEffects: Codable, Sendable, Equatable {
+        public var stopVirtualMachine: Int = 0
+        public var startVirtualMachine: Int = 0
+        public var destroyVirtualMachine: Int = 0
+
+        public init(stopVirtualMachine: Int = 0, startVirtualMachine: Int = 0, destroyVirtualMachine: Int = 0) {
+            self.stopVirtualMachine = stopVirtualMachine
+            self.startVirtualMachine = startVirtualMachine
+            self.destroyVirtualMachine = destroyVirtualMachine
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case stopVirtualMachine = "stop_virtual_machine"
+            case startVirtualMachine = "start_virtual_machine"
+            case destroyVirtualMachine = "destroy_virtual_machine"
+        }
+    }
+
     /// Existing volumes (deleted ones are gone, as `listVolumes` shows).
     public var volumes: [Volume]
     public var virtualmachines: [VirtualMachine]
     public var jobs: [Job]
     /// Keyed by volume id; kept after the volume is deleted.
     public var sideEffects: [String: SideEffects]
+    /// Keyed by VM id; kept after the VM is expunged.
+    public var vmSideEffects: [String: VirtualMachineSideEffects]
     /// API calls received per command (including rejected and fault-injected ones).
     public var requestCounts: [String: Int]
     public var faults: SimulatorFaults
@@ -66,10 +98,16 @@ public struct SimulatorState: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case volumes, virtualmachines, jobs
         case sideEffects = "side_effects"
+        case vmSideEffects = "vm_side_effects"
         case requestCounts = "request_counts"
         case faults
     }
 
     public func volume(_ id: String) -> Volume? { volumes.first { $0.id == id } }
     public func sideEffects(for volumeID: String) -> SideEffects { sideEffects[volumeID] ?? SideEffects() }
+    /// Existing VMs (expunged ones are gone, as `listVirtualMachines` shows).
+    public func virtualMachine(_ id: String) -> VirtualMachine? { virtualmachines.first { $0.id == id } }
+    public func vmSideEffects(for vmID: String) -> VirtualMachineSideEffects {
+        vmSideEffects[vmID] ?? VirtualMachineSideEffects()
+    }
 }

@@ -4,9 +4,10 @@ import Worker
 
 /// Everything the operation handlers need, composed once at start-up and shared by value.
 ///
-/// `handlers()` maps each operation type this module implements to its handler; a type
-/// missing from the map fails with `unsupported_type`. To add one (export, unexport,
-/// cleanup), give it a handler file in `Handlers/` and a line in `handlers()`.
+/// `handlers()` maps each CloudStack operation type to its handler (export and unexport,
+/// which need the NBD backend, are added by `WorkerHandlers`); a type missing from the map
+/// fails with `unsupported_type`. To add one, give it a handler file in `Handlers/` and a
+/// line in `handlers()`.
 public struct JobsEnvironment: Sendable {
     public var cloudStack: CloudStackClient
     public var resolver: ByIdResolver
@@ -18,6 +19,9 @@ public struct JobsEnvironment: Sendable {
     /// How long a handler waits on one CloudStack async job before the (transient) timeout;
     /// the retry resumes waiting on the same job.
     public var jobTimeout: Duration
+    /// How long a cleanup waits for the test-failover VM to reach Stopped before failing
+    /// with `test_vm_stop_timeout` (the volume stays where it was).
+    public var vmStopTimeout: Duration
     /// Takes a volume's NBD exports down before a forced detach; nil: forced detaches of
     /// exported volumes fail with a clear error.
     public var exportRemover: (any ExportRemover)?
@@ -29,6 +33,7 @@ public struct JobsEnvironment: Sendable {
         applianceVMId: String?,
         deviceWaitTimeout: Duration = .seconds(60),
         jobTimeout: Duration = .seconds(600),
+        vmStopTimeout: Duration = .seconds(300),
         exportRemover: (any ExportRemover)? = nil,
         logger: Logger
     ) {
@@ -37,6 +42,7 @@ public struct JobsEnvironment: Sendable {
         self.applianceVMId = applianceVMId
         self.deviceWaitTimeout = deviceWaitTimeout
         self.jobTimeout = jobTimeout
+        self.vmStopTimeout = vmStopTimeout
         self.exportRemover = exportRemover
         self.logger = logger
     }
@@ -48,6 +54,7 @@ public struct JobsEnvironment: Sendable {
             .attach: AttachHandler(environment: self),
             .detach: DetachHandler(environment: self),
             .delete: DeleteHandler(environment: self),
+            .cleanup: CleanupHandler(environment: self),
         ]
         logger.debug("volume operation handlers ready", metadata: [
             "types": "\(handlers.keys.map(\.rawValue).sorted())",

@@ -9,7 +9,8 @@ import PostgresNIO
 public enum QueueSQL {
     /// Claims up to `limit` operations for `worker` in one statement: the oldest claimable
     /// operation of each volume, by priority then creation order, honouring `run_after` and
-    /// appliance routing. The statement itself is `volume_operations_claim` in
+    /// appliance routing (a `cleanup`, which ends with the volume on an appliance, only on a
+    /// worker that has one: the one its `vm_id` names when set). The statement itself is `volume_operations_claim` in
     /// migrations/0004_claim_plan.sql, a function so that it carries the planner settings
     /// that keep its cost independent of how many rows are pending.
     public static func claim(worker: String, applianceVMId: String?, limit: Int, leaseMilliseconds: Int) -> PostgresQuery {

@@ -49,6 +49,9 @@ public final class QueueWorker: Service, Sendable {
 
     public var name: String { configuration.workerName }
 
+    /// The appliance VM this worker runs on, if any.
+    public var applianceVMId: String? { configuration.applianceVMId }
+
     public func run() async throws {
         try configuration.validate()
         started.withLock { $0 = true }

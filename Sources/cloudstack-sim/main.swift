@@ -9,7 +9,9 @@ struct CloudStackSim: AsyncParsableCommand {
         commandName: "cloudstack-sim",
         abstract: "A CloudStack API simulator for volumed's tests, demos and benchmarks.",
         discussion: """
-            Serves /client/api (GET or POST form, signed like CloudStack), /sim/state and /sim/faults.
+            Serves /client/api (GET or POST form, signed like CloudStack), /sim/state, /sim/faults, \
+            POST /sim/vms (add a VM: {"name","state","id"?,"root_volume"?,"sticks_in_stopping"?}) and \
+            POST /sim/vms/{id} (set its faults: {"sticks_in_stopping": true}).
             Fixed inventory: zone \(SimulatorConfiguration.zoneID), custom disk offering \
             \(SimulatorConfiguration.customDiskOfferingID), the appliance VM (--appliance-vm-id, Running), \
             customer-vm-01 \(SimulatorConfiguration.customerVMID) (Running) and test-failover-vm \

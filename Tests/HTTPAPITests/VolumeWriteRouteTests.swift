@@ -156,7 +156,7 @@ import Testing
             #expect(answer.status == 201, "\(answer.text)")
             let operation = try answer.object()
             #expect(operation["type"] as? String == "cleanup" && operation["volume_id"] as? String == volumeA)
-            #expect(operation["vm_id"] as? String == otherVM)
+            #expect(operation["vm_id"] as? String == applianceVM, "the appliance the volume goes back to (oma_vm_id)")
             let request = try #require(operation["request"] as? [String: Any])
             #expect(request["test_vm_id"] as? String == otherVM)
             #expect(request["delete_vm"] as? Bool == true && request["force"] as? Bool == true)

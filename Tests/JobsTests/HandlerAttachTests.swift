@@ -31,27 +31,85 @@ import Testing
         }
     }
 
-    @Test func twoVolumesOnOneRemoteVMEachGetTheirOwnRow() async throws {
+    /// The original daemon's bug: every remote mapping got the same placeholder device path
+    /// under a unique index, so a second data disk on one failover VM failed. Here each
+    /// volume has its own row, without paths.
+    @Test func threeVolumesOnOneRemoteVMAllAttachWithARowEach() async throws {
         try await HandlerHarness.with { h in
-            let first = try await h.cloudVolume()
-            let second = try await h.cloudVolume()
+            let volumes = [try await h.cloudVolume(), try await h.cloudVolume(), try await h.cloudVolume()]
             let worker = h.startWorker()
-            let ids = [try await h.enqueue("attach", volume: first, vm: Self.customer),
-                       try await h.enqueue("attach", volume: second, vm: Self.customer)]
-            let rows = [try await h.finished(ids[0]), try await h.finished(ids[1])]
+            var ids: [UUID] = []
+            for volumeId in volumes { ids.append(try await h.enqueue("attach", volume: volumeId, vm: Self.customer)) }
+            var rows: [OperationRow] = []
+            for id in ids { rows.append(try await h.finished(id)) }
             try await worker.stop()
 
-            #expect(rows.map(\.status) == ["completed", "completed"])
-            let mappings = [try await h.mapping(first), try await h.mapping(second)]
-            for mapping in mappings {
-                #expect(mapping?.vmId == Self.customer)
-                #expect(mapping?.mode == "remote")
-                #expect(mapping?.byIdPath == nil && mapping?.devicePath == nil)
+            #expect(rows.map(\.status) == ["completed", "completed", "completed"], "\(rows.map { $0.error ?? "" })")
+            #expect(try await h.db.count("SELECT count(*)::text FROM device_mappings WHERE vm_id = '\(Self.customer)'") == 3)
+            var deviceIds: [Int32?] = []
+            for volumeId in volumes {
+                let mapping = try #require(try await h.mapping(volumeId))
+                #expect(mapping.vmId == Self.customer)
+                #expect(mapping.mode == "remote")
+                #expect(mapping.byIdPath == nil && mapping.devicePath == nil)
+                deviceIds.append(mapping.cloudStackDeviceId)
             }
-            #expect(mappings[0]?.cloudStackDeviceId != mappings[1]?.cloudStackDeviceId)
+            #expect(Set(deviceIds).count == 3, "each on its own CloudStack device: \(deviceIds)")
             let response = try rows[0].json()
             #expect(response["device_path"] is NSNull)
             #expect(response["operation_mode"] as? String == "remote")
+        }
+    }
+
+    @Test func attachAsRootPutsTheVolumeAtDeviceZeroOfAStoppedVM() async throws {
+        try await HandlerHarness.with { h in
+            let testVM = try await h.testVM()
+            let volumeId = try await h.cloudVolume()
+            let worker = h.startWorker()
+            let row = try await h.finished(try await h.enqueue("attach", volume: volumeId, vm: testVM, request: #"{"attach_as":"root"}"#))
+            try await worker.stop()
+            #expect(row.status == "completed", "\(row.error ?? "")")
+            #expect(try row.json()["cloudstack_device_id"] as? Int == 0)
+            let simulated = try #require(await h.simulator.state().volume(volumeId))
+            #expect(simulated.deviceid == 0)
+            #expect(simulated.type == "ROOT")
+            #expect(try await h.mapping(volumeId) == MappingRow(
+                vmId: testVM, mode: "remote", cloudStackDeviceId: 0, byIdPath: nil, devicePath: nil, sizeBytes: GiB))
+        }
+    }
+
+    @Test func attachAsRootToARunningVMFailsClearlyWithoutAskingCloudStack() async throws {
+        try await HandlerHarness.with { h in
+            let running = try await h.testVM(state: "Running", rootVolume: false)
+            let volumeId = try await h.cloudVolume()
+            let worker = h.startWorker()
+            let row = try await h.finished(try await h.enqueue("attach", volume: volumeId, vm: running, request: #"{"device_id":0}"#))
+            try await worker.stop()
+            #expect(row.status == "failed")
+            #expect(row.errorCode == "vm_not_stopped")
+            #expect(row.error?.contains("cannot be attached as the root disk (device 0) of VM \(running): the VM is Running") == true,
+                    "\(row.error ?? "")")
+            #expect(row.error?.contains("stop the VM") == true)
+            #expect(row.attempts == 1)
+            #expect(await h.sideEffects(volumeId).attachVolume == 0)
+            #expect(try await h.mapping(volumeId) == nil)
+        }
+    }
+
+    @Test func deviceIdThreeIsRefusedAndOtherDeviceIdsArePassedThrough() async throws {
+        try await HandlerHarness.with { h in
+            let volumeId = try await h.cloudVolume()
+            let worker = h.startWorker()
+            let three = try await h.finished(try await h.enqueue("attach", volume: volumeId, vm: Self.customer, request: #"{"device_id":3}"#))
+            let five = try await h.finished(try await h.enqueue("attach", volume: volumeId, vm: Self.customer, request: #"{"device_id":5}"#))
+            try await worker.stop()
+            #expect(three.status == "failed")
+            #expect(three.errorCode == "invalid_request")
+            #expect(three.error?.contains("field 'device_id' cannot be 3: CloudStack reserves device 3 for the CD-ROM") == true,
+                    "\(three.error ?? "")")
+            #expect(five.status == "completed", "\(five.error ?? "")")
+            #expect(try await h.mapping(volumeId)?.cloudStackDeviceId == 5)
+            #expect(await h.sideEffects(volumeId).attachVolume == 1)
         }
     }
 

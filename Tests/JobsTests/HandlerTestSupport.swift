@@ -33,6 +33,7 @@ struct HandlerHarness: Sendable {
         clientSecretKey: String = HandlerHarness.secretKey,
         maxDataVolumesPerVM: Int = 6,
         deviceWaitTimeout: Duration = .seconds(5),
+        vmStopTimeout: Duration = .seconds(10),
         exportRemover: (any ExportRemover)? = nil,
         _ body: @escaping @Sendable (HandlerHarness) async throws -> Void
     ) async throws {
@@ -57,7 +58,7 @@ struct HandlerHarness: Sendable {
             let environment = JobsEnvironment(
                 cloudStack: client, resolver: ByIdResolver(directory: byID.path),
                 applianceVMId: simulator.configuration.applianceVMID, deviceWaitTimeout: deviceWaitTimeout,
-                jobTimeout: .seconds(20), exportRemover: exportRemover, logger: testLogger)
+                jobTimeout: .seconds(20), vmStopTimeout: vmStopTimeout, exportRemover: exportRemover, logger: testLogger)
             let harness = HandlerHarness(db: db, simulator: simulator, environment: environment, byIDDirectory: byID, diskDirectory: disks)
             do {
                 try await body(harness)
@@ -69,11 +70,12 @@ struct HandlerHarness: Sendable {
         }
     }
 
-    /// A worker on the appliance running this environment's handlers.
-    func startWorker(_ configure: (inout WorkerConfiguration) -> Void = { _ in }) -> RunningWorker {
+    /// A worker on the appliance running this environment's handlers (or `handlers`).
+    func startWorker(handlers: [OperationType: any OperationHandler]? = nil,
+                     _ configure: (inout WorkerConfiguration) -> Void = { _ in }) -> RunningWorker {
         var configuration = fastConfiguration(appliance: appliance)
         configure(&configuration)
-        return TestSupport.startWorker(db, handlers: environment.handlers(), configuration: configuration)
+        return TestSupport.startWorker(db, handlers: handlers ?? environment.handlers(), configuration: configuration)
     }
 
     /// Enqueues by plain SQL, as an orchestrator would.

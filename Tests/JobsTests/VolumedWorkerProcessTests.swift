@@ -70,17 +70,7 @@ import Testing
         // A 3 s attach job: long enough to kill the worker while it waits on it.
         try await HandlerHarness.with(asyncDelay: .seconds(3)) { harness in
             let volume = try await harness.cloudVolume()
-            let environment = [
-                "DATABASE_URL": harness.db.urlText, "CLOUDSTACK_API_URL": harness.simulator.apiURL,
-                "CLOUDSTACK_API_KEY": HandlerHarness.apiKey, "CLOUDSTACK_SECRET_KEY": HandlerHarness.secretKey,
-                "VOLUMED_APPLIANCE_VM_ID": harness.appliance, "VOLUMED_BY_ID_DIR": harness.byIDDirectory.path,
-                "VOLUMED_NBD_EXPORT_DIR": harness.byIDDirectory.path,
-            ]
-            func startWorker(_ name: String) throws -> ChildProcess {
-                try ChildProcess(executable: URL(fileURLWithPath: Self.volumed), arguments: ["worker", "--lease-seconds", "5"],
-                                 outputPath: FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(6)).log").path,
-                                 environment: environment)
-            }
+            func startWorker(_ name: String) throws -> ChildProcess { try Self.startLeasedWorker(name, harness) }
             let doomed = try startWorker("doomed")
             let id = try await harness.db.scalar(
                 "INSERT INTO volume_operations (type, volume_id, vm_id) VALUES ('attach', '\(volume)', '\(harness.appliance)') RETURNING id::text")!
@@ -99,5 +89,51 @@ import Testing
             #expect(try await harness.db.scalar("SELECT attempts::text FROM volume_operations WHERE id = '\(id)'") == "2")
             #expect(try await harness.db.scalar("SELECT operation_mode FROM device_mappings WHERE volume_id = '\(volume)'") == "appliance")
         }
+    }
+
+    @Test func aWorkerKilledWhileACleanupDetachesIsResumedWithoutRepeatingAStep() async throws {
+        // 1 s jobs: long enough to kill the worker while it waits on the detach.
+        try await HandlerHarness.with(asyncDelay: .seconds(1)) { harness in
+            let testVM = try await harness.testVM()
+            let volume = try await harness.cloudVolume()
+            _ = try await harness.client.waitForJob(
+                jobId: try await harness.client.attachVolume(id: volume, virtualMachineId: testVM, deviceId: 0), timeout: .seconds(10))
+            try await harness.cloudStartVM(testVM)
+            let before = await harness.sideEffects(volume)
+            func startWorker(_ name: String) throws -> ChildProcess { try Self.startLeasedWorker(name, harness) }
+            let doomed = try startWorker("doomed-cleanup")
+            let id = try await harness.cleanup(volume, testVM: testVM)
+            try await eventually(timeout: .seconds(30), "the detach job id in the checkpoint") {
+                try await harness.checkpointHasJob(id, step: "detach")
+            }
+            doomed.send(SIGKILL)
+            _ = await doomed.waitForExit()
+            let survivor = try startWorker("survivor-cleanup")
+            try await eventually(timeout: .seconds(40), "the rescued cleanup to complete") {
+                try await harness.db.scalar("SELECT status FROM volume_operations WHERE id = '\(id)'") == "completed"
+            }
+            survivor.send(SIGTERM)
+            #expect(await survivor.waitForExit() == 0)
+            #expect(try await harness.db.scalar("SELECT attempts::text FROM volume_operations WHERE id = '\(id)'") == "2")
+            #expect(HandlerHarness.delta(before, await harness.sideEffects(volume)) == SimulatorState.SideEffects(attachVolume: 1, detachVolume: 1))
+            #expect(await harness.vmSideEffects(testVM) == SimulatorState.VirtualMachineSideEffects(stopVirtualMachine: 1, startVirtualMachine: 1))
+            #expect(await harness.attachedVM(volume) == harness.appliance)
+            #expect(try await harness.db.scalar("SELECT operation_mode FROM device_mappings WHERE volume_id = '\(volume)'") == "appliance")
+        }
+    }
+
+    /// A `volumed worker` with a 5 s lease (so a killed one is rescued quickly), configured
+    /// through its environment only, logging to a temporary file.
+    static func startLeasedWorker(_ name: String, _ harness: HandlerHarness) throws -> ChildProcess {
+        let environment = [
+            "DATABASE_URL": harness.db.urlText, "CLOUDSTACK_API_URL": harness.simulator.apiURL,
+            "CLOUDSTACK_API_KEY": HandlerHarness.apiKey, "CLOUDSTACK_SECRET_KEY": HandlerHarness.secretKey,
+            "VOLUMED_APPLIANCE_VM_ID": harness.appliance, "VOLUMED_BY_ID_DIR": harness.byIDDirectory.path,
+            "VOLUMED_NBD_EXPORT_DIR": harness.byIDDirectory.path,
+        ]
+        return try ChildProcess(
+            executable: URL(fileURLWithPath: volumed), arguments: ["worker", "--lease-seconds", "5"],
+            outputPath: FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(6)).log").path,
+            environment: environment)
     }
 }

@@ -141,7 +141,8 @@ import VolumeClient
             let missing = try await insertOperation(db, volume: randomVolumeId(), request: #"{"force": true}"#)
             let noHandler = try await insertOperation(db, type: "cleanup", volume: randomVolumeId())
             let good = try await insertOperation(db, volume: randomVolumeId(), request: #"{"timeout_seconds": 5}"#)
-            let worker = startWorker(db, handlers: [.detach: handler])
+            // On an appliance: only appliance workers claim a cleanup.
+            let worker = startWorker(db, handlers: [.detach: handler], configuration: fastConfiguration(appliance: applianceVM))
             try await eventually("all terminal") {
                 try await db.count("SELECT count(*)::text FROM volume_operations WHERE status IN ('completed', 'failed')") == 4
             }
@@ -340,6 +341,31 @@ import VolumeClient
             try await generic.stop()
             try await local.stop()
             #expect(claimedBy.withLock { $0 } == [toRemote: "generic", toAppliance: "appliance"])
+        }
+    }
+
+    @Test func aCleanupIsClaimedOnlyByAnApplianceWorkerAndTheOneItsVMIdNames() async throws {
+        try await withDatabase { db in
+            let anyAppliance = try await insertOperation(db, type: "cleanup", volume: volumeA)
+            let thatAppliance = try await insertOperation(db, type: "cleanup", volume: volumeB, vm: otherVM)
+            let claimedBy = Mutex<[UUID: String]>([:])
+            let handler = ClosureHandler { operation, _ in
+                claimedBy.withLock { $0[operation.id] = operation.claimedBy }
+                return try .completed([String: String]())
+            }
+            let generic = startWorker(db, handlers: [.cleanup: handler], configuration: fastConfiguration(name: "generic"))
+            try await Task.sleep(for: .milliseconds(600))
+            #expect(try await status(db, anyAppliance) == "pending", "a worker without an appliance has nowhere to put the volume")
+            let local = startWorker(db, handlers: [.cleanup: handler], configuration: fastConfiguration(name: "appliance", appliance: applianceVM))
+            try await eventually("the cleanup without vm_id done") { try await status(db, anyAppliance) == "completed" }
+            try await Task.sleep(for: .milliseconds(600))
+            #expect(try await status(db, thatAppliance) == "pending", "its vm_id names another appliance")
+            let other = startWorker(db, handlers: [.cleanup: handler], configuration: fastConfiguration(name: "other", appliance: otherVM.uppercased()))
+            try await eventually("the cleanup naming the other appliance done") { try await status(db, thatAppliance) == "completed" }
+            try await generic.stop()
+            try await local.stop()
+            try await other.stop()
+            #expect(claimedBy.withLock { $0 } == [anyAppliance: "appliance", thatAppliance: "other"])
         }
     }
 }

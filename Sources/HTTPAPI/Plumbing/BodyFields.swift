@@ -40,6 +40,12 @@ struct BodyFields: Sendable {
         return id
     }
 
+    /// `uuid(_:of:)` when the field is present and not null; nil otherwise.
+    func optionalUUID(_ name: String, of what: String) throws -> String? {
+        guard fields[name].map({ $0 != .null }) == true else { return nil }
+        return try uuid(name, of: what)
+    }
+
     /// A whole number in `range`; `requirement` completes "field 'x' must be …".
     func wholeNumber(_ name: String, in range: ClosedRange<Int64>, requirement: String) throws -> Int64 {
         guard let value = fields[name], value != .null else {

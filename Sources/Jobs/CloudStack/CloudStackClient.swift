@@ -98,6 +98,28 @@ public final class CloudStackClient: Sendable {
         try await call("detachVolume", [("id", id)], method: .post, as: AsyncJobStartBody.self).jobid
     }
 
+    /// Starts stopping a VM; returns the job id. `forced` marks it Stopped even when the
+    /// hypervisor cannot be told (StopVMCmd). Stopping a stopped VM succeeds.
+    public func stopVirtualMachine(id: String, forced: Bool = false) async throws -> String {
+        var parameters: [(name: String, value: String)] = [("id", id)]
+        if forced { parameters.append(("forced", "true")) }
+        return try await call("stopVirtualMachine", parameters, method: .post, as: AsyncJobStartBody.self).jobid
+    }
+
+    /// Starts starting a VM; returns the job id. A running VM makes the job fail (431).
+    public func startVirtualMachine(id: String) async throws -> String {
+        try await call("startVirtualMachine", [("id", id)], method: .post, as: AsyncJobStartBody.self).jobid
+    }
+
+    /// Starts destroying a VM; returns the job id. CloudStack detaches its data disks first;
+    /// its ROOT volume goes with it. `expunge` removes it at once instead of after
+    /// `expunge.delay` (DestroyVMCmd).
+    public func destroyVirtualMachine(id: String, expunge: Bool = false) async throws -> String {
+        var parameters: [(name: String, value: String)] = [("id", id)]
+        if expunge { parameters.append(("expunge", "true")) }
+        return try await call("destroyVirtualMachine", parameters, method: .post, as: AsyncJobStartBody.self).jobid
+    }
+
     // MARK: Async jobs
 
     /// One look at a job. A failed job is returned (status `.failed`), not thrown; use
@@ -119,6 +141,7 @@ public final class CloudStackClient: Sendable {
             resultCode: body.jobresultcode ?? 0,
             resultType: body.jobresulttype,
             volume: body.jobresult?.volume,
+            virtualMachine: body.jobresult?.virtualmachine,
             success: body.jobresult?.success,
             errorCode: body.jobresult?.errorcode,
             errorText: body.jobresult?.errortext.map(scrub),

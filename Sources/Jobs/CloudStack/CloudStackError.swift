@@ -16,6 +16,8 @@
 /// | 431 "…not attached to any VM." (attach/delete of an attached volume) | `cloudstack_volume_in_use` | no |
 /// | 431 "The specified volume is not attached to a VM." | `cloudstack_volume_not_attached` | no |
 /// | 431 "…maximum number of data disks…"    | `cloudstack_vm_disk_limit`          | no  |
+/// | 431 "Root volume detach can happen only when vm is in states: Stopped or Destroyed" | `cloudstack_vm_not_stopped` | no |
+/// | 431 "unable to find a virtual machine with id …" (an expunged VM) | `cloudstack_not_found` | no |
 /// | 432 UNSUPPORTED_ACTION_ERROR            | `cloudstack_unsupported_command`    | no  |
 /// | 530 INTERNAL_ERROR                      | `cloudstack_internal_error`         | yes: usually an agent/hypervisor hiccup |
 /// | 530 whose text is a parameter complaint (e.g. "deviceId should be 1,2,4-7", "deviceId 4 is used by VM") | `cloudstack_parameter_error` | no: VolumeApiServiceImpl throws plain RuntimeExceptions for these, which surface as 530 |
@@ -131,7 +133,7 @@ extension CloudStackError {
             return ("cloudstack_rate_limited", true, "CloudStack's API rate limit was hit; the operation will be retried")
         case 430, 431:
             if text.contains("entity does not exist") || text.contains("please specify a valid user vm")
-                || text.contains("unable to find volume with id")
+                || text.contains("unable to find volume with id") || text.contains("unable to find a virtual machine with id")
             {
                 return ("cloudstack_not_found", false, "the referenced volume, VM, zone or offering does not exist in CloudStack")
             }
@@ -143,6 +145,9 @@ extension CloudStackError {
             }
             if text.contains("maximum number of data disks") {
                 return ("cloudstack_vm_disk_limit", false, "detach a data disk from that VM or use another VM")
+            }
+            if text.contains("root volume detach can happen only when vm is in states") {
+                return ("cloudstack_vm_not_stopped", false, "stop the VM first: a root disk (device 0) is attached or detached only while it is Stopped")
             }
             return ("cloudstack_parameter_error", false, "fix the request parameters")
         case 432:

@@ -56,7 +56,8 @@ public struct CloudStackVirtualMachine: Codable, Sendable, Equatable {
     public var id: String
     public var name: String
     public var displayname: String?
-    /// `Running`, `Stopped`, `Starting`, …
+    /// `VirtualMachine.State`: `Running`, `Stopping`, `Stopped`, `Starting`, `Destroyed`,
+    /// `Expunging`, `Migrating`, `Error`, …
     public var state: String
     public var zoneid: String?
     public var zonename: String?
@@ -101,6 +102,8 @@ public struct AsyncJobResult: Sendable, Equatable {
     public var resultType: String?
     /// The volume in `jobresult.volume`, for volume jobs that succeeded.
     public var volume: CloudStackVolume?
+    /// The VM in `jobresult.virtualmachine`, for VM jobs (stop, start, destroy) that succeeded.
+    public var virtualMachine: CloudStackVirtualMachine?
     /// `jobresult.success`, for jobs that answer with a success flag only.
     public var success: Bool?
     public var errorCode: Int?
@@ -110,13 +113,15 @@ public struct AsyncJobResult: Sendable, Equatable {
 
     public init(
         jobId: String, status: Status, resultCode: Int, resultType: String? = nil, volume: CloudStackVolume? = nil,
-        success: Bool? = nil, errorCode: Int? = nil, errorText: String? = nil, command: String? = nil
+        virtualMachine: CloudStackVirtualMachine? = nil, success: Bool? = nil, errorCode: Int? = nil, errorText: String? = nil,
+        command: String? = nil
     ) {
         self.jobId = jobId
         self.status = status
         self.resultCode = resultCode
         self.resultType = resultType
         self.volume = volume
+        self.virtualMachine = virtualMachine
         self.success = success
         self.errorCode = errorCode
         self.errorText = errorText

@@ -38,7 +38,7 @@ struct AsyncCreateBody: Decodable {
     var jobid: String
 }
 
-/// `attachVolume` / `detachVolume` answer with the job id only.
+/// `attachVolume` / `detachVolume` and the VM commands answer with the job id only.
 struct AsyncJobStartBody: Decodable {
     var jobid: String
 }
@@ -61,7 +61,7 @@ struct SuccessBody: Decodable {
     }
 }
 
-/// `queryAsyncJobResult`'s body. `jobresult` is `{"volume":{…}}`, `{"success":…}` or
+/// `queryAsyncJobResult`'s body. `jobresult` is `{"volume":{…}}`, `{"virtualmachine":{…}}`, `{"success":…}` or
 /// `{"errorcode":…,"errortext":…}`.
 struct AsyncJobBody: Decodable {
     var jobid: String
@@ -73,15 +73,17 @@ struct AsyncJobBody: Decodable {
 
     struct JobResult: Decodable {
         var volume: CloudStackVolume?
+        var virtualmachine: CloudStackVirtualMachine?
         var success: Bool?
         var errorcode: Int?
         var errortext: String?
 
-        enum CodingKeys: String, CodingKey { case volume, success, errorcode, errortext }
+        enum CodingKeys: String, CodingKey { case volume, virtualmachine, success, errorcode, errortext }
 
         init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             volume = try container.decodeIfPresent(CloudStackVolume.self, forKey: .volume)
+            virtualmachine = try container.decodeIfPresent(CloudStackVirtualMachine.self, forKey: .virtualmachine)
             errorcode = try container.decodeIfPresent(Int.self, forKey: .errorcode)
             errortext = try container.decodeIfPresent(String.self, forKey: .errortext)
             if let flag = try? container.decode(Bool.self, forKey: .success) {

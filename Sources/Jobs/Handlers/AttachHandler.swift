@@ -8,9 +8,11 @@ import Worker
 ///   is resolved again, so a link re-pointed after a reboot refreshes `device_path`).
 /// - Attached elsewhere: a permanent error naming the VM.
 /// - Else attachVolume; its job id is checkpointed before waiting, and a retry or rescue
-///   waits on that job instead of attaching twice.
+///   waits on that job instead of attaching twice (see `VolumeAttacher`).
+/// - `attach_as: "root"` (or `device_id: 0`): the test-failover root disk, to a Stopped VM only.
 /// - On the appliance: waits for the by-id link, checks its size against CloudStack's,
-///   records an `appliance` mapping; on any other VM a `remote` mapping without paths.
+///   records an `appliance` mapping; on any other VM a `remote` mapping without paths, one
+///   row per volume however many a VM holds.
 public struct AttachHandler: OperationHandler {
     let environment: JobsEnvironment
 
@@ -27,14 +29,6 @@ public struct AttachHandler: OperationHandler {
         enum CodingKeys: String, CodingKey {
             case deviceId = "device_id"
             case attachAs = "attach_as"
-        }
-    }
-
-    struct Checkpoint: Codable {
-        var jobId: String?
-
-        enum CodingKeys: String, CodingKey {
-            case jobId = "job_id"
         }
     }
 
@@ -67,100 +61,32 @@ public struct AttachHandler: OperationHandler {
         let volumeId = try RequestDecoding.volumeId(of: operation)
         let vmId = try RequestDecoding.vmId(of: operation)
         let deviceId = try Self.requestedDeviceId(operation)
+        let attacher = VolumeAttacher(environment: environment)
 
-        let volume: CloudStackVolume
-        if let jobId = try context.checkpoint(as: Checkpoint.self)?.jobId {
-            volume = try await finishAttach(volumeId: volumeId, vmId: vmId, jobId: jobId, context: context)
-        } else {
-            volume = try await attachIfNeeded(volumeId: volumeId, vmId: vmId, deviceId: deviceId, context: context)
-        }
+        let volume = try await attacher.attach(
+            volumeId: volumeId, vmId: vmId, deviceId: deviceId,
+            resume: try context.checkpoint(as: VolumeAttacher.Progress.self), context: context,
+            save: { progress in try await context.saveCheckpoint(progress) })
         try context.checkCancellation()
-        return try await mapped(volume, vmId: vmId, context: context)
-    }
 
-    /// Looks first: verifies an existing attachment, refuses one to another VM, else starts
-    /// the attach and checkpoints its job before waiting.
-    private func attachIfNeeded(volumeId: String, vmId: String, deviceId: Int?, context: OperationContext) async throws -> CloudStackVolume {
-        guard let current = try await environment.cloudStack.volume(id: volumeId) else {
-            throw VolumeOperationFailure.volumeNotFound(volumeId)
-        }
-        if let attachedTo = current.virtualmachineid {
-            guard attachedTo.lowercased() == vmId.lowercased() else {
-                throw VolumeOperationFailure.attachedElsewhere(volumeId: volumeId, attachedTo: attachedTo, requested: vmId)
-            }
-            context.logger.debug("volume already attached to the VM; verifying", metadata: ["vm_id": "\(vmId)"])
-            return current
-        }
-        try context.checkCancellation()
-        let jobId: String
-        do {
-            jobId = try await environment.cloudStack.attachVolume(id: volumeId, virtualMachineId: vmId, deviceId: deviceId)
-        } catch let error as CloudStackError where error.code == "cloudstack_not_found" {
-            // The volume listed a moment ago, so the id CloudStack does not know is the VM's.
-            throw VolumeOperationFailure.vmNotFound(vmId, detail: error.errorText ?? error.message)
-        }
-        try await context.saveCheckpoint(Checkpoint(jobId: jobId))
-        return try await finishAttach(volumeId: volumeId, vmId: vmId, jobId: jobId, context: context)
-    }
-
-    /// Waits on the attach job. When it ended without success, the volume decides: attached
-    /// to the VM after all is success; otherwise the job id is forgotten (the retry may
-    /// attach anew, the job being over) and the job's error stands.
-    private func finishAttach(volumeId: String, vmId: String, jobId: String, context: OperationContext) async throws -> CloudStackVolume {
-        switch try await environment.waitForJob(jobId) {
-        case .succeeded(let result):
-            if let volume = result.volume, volume.id == volumeId { return volume }
-            guard let volume = try await environment.cloudStack.volume(id: volumeId) else {
-                throw VolumeOperationFailure.volumeNotFound(volumeId)
-            }
-            return volume
-        case .ended(let error):
-            if let volume = try await environment.cloudStack.volume(id: volumeId),
-               volume.virtualmachineid?.lowercased() == vmId.lowercased()
-            {
-                return volume
-            }
-            try await context.saveCheckpoint(Checkpoint())
-            throw error
-        }
-    }
-
-    /// The mapping for an attached volume, committed with the operation.
-    private func mapped(_ volume: CloudStackVolume, vmId: String, context: OperationContext) async throws -> OperationOutcome {
-        let volumeId = volume.id
-        let deviceId = volume.deviceid.map(Int32.init)
-        guard environment.isAppliance(vmId) else {
-            let response = Response(devicePath: nil, realDevice: nil, cloudStackDeviceId: volume.deviceid, operationMode: "remote")
-            return try .completed(response) { connection in
-                try await connection.query(
-                    MappingSQL.upsertMapping(
-                        volumeId: volumeId, vmId: vmId, mode: "remote", cloudStackDeviceId: deviceId,
-                        byIdPath: nil, devicePath: nil, sizeBytes: volume.size),
-                    logger: context.logger)
-            }
-        }
-
-        let device = try await environment.resolver.waitForDevice(volumeId: volumeId, timeout: environment.deviceWaitTimeout)
-        guard device.sizeBytes == UInt64(volume.size) else {
-            throw VolumeOperationFailure.sizeMismatch(volumeId: volumeId, device: device, cloudStackBytes: volume.size)
-        }
-        context.logger.info("volume visible on the appliance", metadata: ["by_id_path": "\(device.byIdPath)", "device": "\(device.devicePath)"])
+        let placement = try await attacher.placement(of: volume, on: vmId, context: context)
         let response = Response(
-            devicePath: device.byIdPath, realDevice: device.devicePath, cloudStackDeviceId: volume.deviceid, operationMode: "appliance")
-        return try .completed(response) { connection in
-            try await connection.query(
-                MappingSQL.upsertMapping(
-                    volumeId: volumeId, vmId: vmId, mode: "appliance", cloudStackDeviceId: deviceId,
-                    byIdPath: device.byIdPath, devicePath: device.devicePath, sizeBytes: volume.size),
-                logger: context.logger)
-        }
+            devicePath: placement.byIdPath, realDevice: placement.devicePath,
+            cloudStackDeviceId: placement.cloudStackDeviceId, operationMode: placement.mode)
+        return try .completed(response, commit: placement.upsertMapping(context: context))
     }
 
-    /// `device_id` (≥ 0) or `attach_as: "root"` (device 0); both together must agree.
+    /// `device_id` (0, 1, 2, 4 and up: 3 is CloudStack's CD-ROM slot) or `attach_as: "root"`
+    /// (device 0); both together must agree.
     static func requestedDeviceId(_ operation: ClaimedOperation) throws -> Int? {
         let request = try RequestDecoding.decode(Request.self, from: operation)
         if let deviceId = request.deviceId, deviceId < 0 {
             throw QueueFailure.invalidRequest("field 'device_id' must be 0 (root) or a positive CloudStack device slot, got \(deviceId)")
+        }
+        if request.deviceId == 3 {
+            // VolumeApiServiceImpl.getDeviceId refuses 3 ("deviceId should be 0,1,2,4-N"): the CD-ROM has it.
+            throw QueueFailure.invalidRequest(
+                "field 'device_id' cannot be 3: CloudStack reserves device 3 for the CD-ROM; use 1, 2 or 4 and up, or leave it out")
         }
         guard let attachAs = request.attachAs else { return request.deviceId }
         guard attachAs == "root" else {

@@ -66,4 +66,14 @@ enum MappingSQL {
     static func activeExports(volumeId: String) -> PostgresQuery {
         "SELECT export_name FROM vm_export_mappings WHERE volume_id = \(volumeId) AND status = 'active' ORDER BY id"
     }
+
+    /// Which of `volumeIds` volumed created, adopted or maps: volumes a VM destroy must not take.
+    static func keptVolumes(among volumeIds: [String]) -> PostgresQuery {
+        """
+        SELECT v.volume_id FROM unnest(\(volumeIds)::text[]) AS v(volume_id)
+        WHERE EXISTS (SELECT 1 FROM device_mappings m WHERE m.volume_id = v.volume_id)
+           OR EXISTS (SELECT 1 FROM volumes x WHERE x.volume_id = v.volume_id AND x.state <> 'Deleted')
+        ORDER BY v.volume_id
+        """
+    }
 }

@@ -22,8 +22,9 @@ struct VolumeDetacher: Sendable {
     ///
     /// Active NBD exports block the detach unless `force`, in which case the configured
     /// `ExportRemover` takes them down first. `save` stores progress in the caller's checkpoint.
+    /// With `onlyFrom`, a volume found on another VM is left alone and reported.
     func detach(
-        volumeId: String, force: Bool, resume: Progress?, context: OperationContext,
+        volumeId: String, force: Bool, onlyFrom expectedVmId: String? = nil, resume: Progress?, context: OperationContext,
         save: @Sendable (Progress) async throws -> Void
     ) async throws -> String? {
         if let jobId = resume?.jobId, let vmId = resume?.vmId {
@@ -37,6 +38,9 @@ struct VolumeDetacher: Sendable {
         guard let vmId = current.virtualmachineid else {
             context.logger.debug("volume already detached")
             return nil
+        }
+        if let expectedVmId, vmId.lowercased() != expectedVmId.lowercased() {
+            throw VolumeOperationFailure.attachedElsewhere(volumeId: volumeId, attachedTo: vmId, requested: expectedVmId)
         }
         try context.checkCancellation()
         let jobId = try await environment.cloudStack.detachVolume(id: volumeId)

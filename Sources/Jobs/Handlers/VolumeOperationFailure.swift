@@ -77,4 +77,45 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             message: "CloudStack async job \(jobId) for \(command) succeeded without returning the volume; check the CloudStack version",
             isTransient: false)
     }
+
+    static func vmNotStoppedForRoot(volumeId: String, vmId: String, state: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "vm_not_stopped",
+            message: "volume \(volumeId) cannot be attached as the root disk (device 0) of VM \(vmId): the VM is \(state), and "
+                + "CloudStack attaches a root disk only to a Stopped VM; stop the VM (stopVirtualMachine) and enqueue the attach again",
+            isTransient: false)
+    }
+
+    static func attachedToThirdVM(volumeId: String, attachedTo: String, testVmId: String, applianceVmId: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "volume_attached_elsewhere",
+            message: "volume \(volumeId) is attached to VM \(attachedTo), neither the test VM \(testVmId) nor the appliance "
+                + "\(applianceVmId); check the cleanup's test_vm_id, or detach the volume from \(attachedTo) first",
+            isTransient: false)
+    }
+
+    static func testVMStopTimeout(vmId: String, state: String, waited: Duration, volumeId: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "test_vm_stop_timeout",
+            message: "test VM \(vmId) did not reach Stopped within \(secondsText(waited)) (it is \(state)); volume \(volumeId) is still "
+                + "attached to it and nothing was detached. Check the VM and its host in CloudStack; when the hypervisor cannot "
+                + "stop it, enqueue the cleanup again with \"force\": true (a forced stop marks it Stopped)",
+            isTransient: false)
+    }
+
+    static func testVMUnstoppable(vmId: String, state: String, volumeId: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "test_vm_unstoppable",
+            message: "test VM \(vmId) is \(state), a state CloudStack cannot stop it from; volume \(volumeId) is still attached to it. "
+                + "Repair the VM in CloudStack (or stop it with force) and enqueue the cleanup again",
+            isTransient: false)
+    }
+
+    static func cleanupNeedsAppliance(volumeId: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "appliance_required",
+            message: "a cleanup hands volume \(volumeId) back to the appliance this worker runs on, but this worker has no "
+                + "appliance VM; run it with VOLUMED_APPLIANCE_VM_ID set",
+            isTransient: false)
+    }
 }

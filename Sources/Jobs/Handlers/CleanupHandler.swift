@@ -1,0 +1,173 @@
+import Foundation
+import Schema
+import Synchronization
+import Worker
+
+/// `cleanup`: hands a volume back from a test-failover VM to the appliance this worker runs
+/// on (the original daemon's test-failover cleanup).
+///
+/// Steps, each resumable: stop the test VM (forced when `force`) and wait for `Stopped`;
+/// detach the volume from it; attach it to the appliance and wait for its by-id link;
+/// destroy (and expunge) the test VM when `delete_vm` and no volume volumed keeps is left on
+/// it; then the `appliance` mapping is written in the transaction that completes the
+/// operation.
+///
+/// Every run starts from CloudStack's view of the volume, not from the checkpoint alone:
+/// on the test VM → stop, detach, attach; detached → attach; on the appliance → only the
+/// by-id link and the mapping are left. Every CloudStack job id is checkpointed before it is
+/// waited on, and a resumed run waits on that job instead of sending the request again, so a
+/// crash or retry never detaches twice, never leaves the volume on neither VM for good, and
+/// never repeats a stop, detach, attach or destroy that CloudStack accepted and volumed
+/// recorded. A test VM that does not stop in time fails the operation with
+/// `test_vm_stop_timeout`, the volume still attached to it.
+public struct CleanupHandler: OperationHandler {
+    let environment: JobsEnvironment
+
+    public init(environment: JobsEnvironment) {
+        self.environment = environment
+    }
+
+    struct Request: Decodable {
+        /// The test-failover VM the volume comes off.
+        var testVmId: String?
+        /// Destroy and expunge the test VM once no volume volumed keeps is left on it.
+        var deleteVm: Bool?
+        /// Force-stop the test VM, and take down any NBD export of the volume before detaching.
+        var force: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case testVmId = "test_vm_id"
+            case deleteVm = "delete_vm"
+            case force
+        }
+    }
+
+    /// Progress, for a rescued or retried run. `step` is the last step finished (for
+    /// operators reading the row); the job ids are what a resumed run waits on.
+    struct Checkpoint: Codable, Sendable {
+        var step: String?
+        var stop: VirtualMachineStopper.Progress?
+        var detach: VolumeDetacher.Progress?
+        var attach: VolumeAttacher.Progress?
+        var destroy: VirtualMachineDestroyer.Progress?
+    }
+
+    struct Response: Encodable {
+        /// The stable by-id path on the appliance.
+        var devicePath: String?
+        /// The appliance VM the volume is attached to again.
+        var vmId: String
+        /// What the by-id link resolves to now.
+        var realDevice: String?
+        var cloudStackDeviceId: Int?
+        var testVmId: String
+        /// Whether the test VM is destroyed (false when `delete_vm` was not asked for, or
+        /// other volumes volumed keeps are still on it).
+        var testVmDestroyed: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case devicePath = "device_path"
+            case vmId = "vm_id"
+            case realDevice = "real_device"
+            case cloudStackDeviceId = "cloudstack_device_id"
+            case testVmId = "test_vm_id"
+            case testVmDestroyed = "test_vm_destroyed"
+        }
+    }
+
+    public func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
+        let volumeId = try RequestDecoding.volumeId(of: operation)
+        let request = try RequestDecoding.decode(Request.self, from: operation)
+        let testVmId = try Self.testVmId(request, operation: operation, appliance: environment.applianceVMId)
+        guard let appliance = environment.applianceVMId else {
+            throw VolumeOperationFailure.cleanupNeedsAppliance(volumeId: volumeId)
+        }
+        let force = request.force ?? false
+        let progress = CheckpointWriter(context: context, initial: try context.checkpoint(as: Checkpoint.self) ?? Checkpoint())
+
+        guard let volume = try await environment.cloudStack.volume(id: volumeId) else {
+            throw VolumeOperationFailure.volumeNotFound(volumeId)
+        }
+        let location = volume.virtualmachineid?.lowercased()
+        if location != appliance.lowercased() {
+            if let location, location != testVmId.lowercased() {
+                throw VolumeOperationFailure.attachedToThirdVM(
+                    volumeId: volumeId, attachedTo: location, testVmId: testVmId, applianceVmId: appliance)
+            }
+            if location != nil {
+                try await VirtualMachineStopper(environment: environment).stop(
+                    vmId: testVmId, volumeId: volumeId, force: force, resume: progress.current.stop, context: context,
+                    save: { stop in try await progress.update { $0.stop = stop } })
+                try await progress.update { $0.step = "stopped"; $0.stop = nil }
+                try context.checkCancellation()
+                _ = try await VolumeDetacher(environment: environment).detach(
+                    volumeId: volumeId, force: force, onlyFrom: testVmId, resume: progress.current.detach, context: context,
+                    save: { detach in try await progress.update { $0.detach = detach } })
+                try await progress.update { $0.step = "detached"; $0.detach = nil }
+                try context.checkCancellation()
+            }
+        }
+        let attacher = VolumeAttacher(environment: environment)
+        let attached = try await attacher.attach(
+            volumeId: volumeId, vmId: appliance, deviceId: nil, resume: progress.current.attach, context: context,
+            save: { attach in try await progress.update { $0.attach = attach } })
+        let placement = try await attacher.placement(of: attached, on: appliance, context: context)
+        try await progress.update { $0.step = "attached"; $0.attach = nil }
+
+        var destroyed = false
+        if request.deleteVm ?? false {
+            try context.checkCancellation()
+            destroyed = try await VirtualMachineDestroyer(environment: environment).destroy(
+                vmId: testVmId, resume: progress.current.destroy, context: context,
+                save: { destroy in try await progress.update { $0.destroy = destroy } })
+            try await progress.update { $0.step = destroyed ? "destroyed" : "kept"; $0.destroy = nil }
+        }
+        let response = Response(
+            devicePath: placement.byIdPath, vmId: appliance, realDevice: placement.devicePath,
+            cloudStackDeviceId: placement.cloudStackDeviceId, testVmId: testVmId, testVmDestroyed: destroyed)
+        return try .completed(response, commit: placement.upsertMapping(context: context))
+    }
+
+    /// `test_vm_id`: required, a UUID, and not the appliance itself. A `vm_id` column, when
+    /// set, names the appliance the volume goes back to and must be this worker's.
+    static func testVmId(_ request: Request, operation: ClaimedOperation, appliance: String?) throws -> String {
+        guard let testVmId = request.testVmId, !testVmId.isEmpty else {
+            throw QueueFailure.invalidRequest(
+                "field 'test_vm_id' is missing: a cleanup needs the UUID of the test-failover VM the volume comes off")
+        }
+        try RequestDecoding.requireUUID(testVmId, field: "test_vm_id")
+        if let appliance, testVmId.lowercased() == appliance.lowercased() {
+            throw QueueFailure.invalidRequest(
+                "field 'test_vm_id' names the appliance \(appliance) itself; a cleanup hands a volume back from a test VM to the appliance")
+        }
+        if let target = operation.vmId, let appliance, target.lowercased() != appliance.lowercased() {
+            throw QueueFailure.invalidRequest(
+                "the vm_id column names \(target) as the appliance to return the volume to, but this worker runs on \(appliance); "
+                    + "leave vm_id empty or set it to the appliance's VM id")
+        }
+        return testVmId
+    }
+}
+
+/// The cleanup's checkpoint as the steps change it, one field at a time, each change saved
+/// before the step goes on (a job id before waiting on the job, a step once CloudStack
+/// confirmed it).
+private final class CheckpointWriter: Sendable {
+    let context: OperationContext
+    private let value: Mutex<CleanupHandler.Checkpoint>
+
+    init(context: OperationContext, initial: CleanupHandler.Checkpoint) {
+        self.context = context
+        self.value = Mutex(initial)
+    }
+
+    var current: CleanupHandler.Checkpoint { value.withLock { $0 } }
+
+    func update(_ change: (inout CleanupHandler.Checkpoint) -> Void) async throws {
+        let next = value.withLock { checkpoint -> CleanupHandler.Checkpoint in
+            change(&checkpoint)
+            return checkpoint
+        }
+        try await context.saveCheckpoint(next)
+    }
+}
