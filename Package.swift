@@ -132,12 +132,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Chaos: workers SIGKILLed, PostgreSQL restarted, CloudStack failing; the audit that
+        // proves nothing was lost or repeated (volumed-bench chaos, scripts/chaos, ChaosTests).
+        .target(
+            name: "Chaos",
+            dependencies: [
+                "Schema", "VolumeClient", "DevServices", "CloudStackSimulator",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "volumed-bench",
             dependencies: [
-                "Schema", "Worker", "VolumeClient", "DevServices", "Jobs", "CloudStackSimulator",
+                "Schema", "Worker", "VolumeClient", "DevServices", "Jobs", "CloudStackSimulator", "Chaos",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -167,6 +178,14 @@ let package = Package(
         .testTarget(
             name: "JobsTests",
             dependencies: ["Jobs", "Worker", "Schema", "CloudStackSimulator", "DevServices", "VolumeClient", "TestSupport"]
+        ),
+        .testTarget(
+            name: "ChaosTests",
+            dependencies: [
+                "Chaos", "Jobs", "CloudStackSimulator",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

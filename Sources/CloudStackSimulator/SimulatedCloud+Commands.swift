@@ -142,7 +142,7 @@ extension SimulatedCloud {
         if volume.virtualMachineID != nil {
             throw APIFailure.invalidParameter("Please specify a volume that is not attached to any VM.")
         }
-        if let hotPlug {
+        for hotPlug in allHotPlugs {
             try? hotPlug.destroyBackingFile(volumeID: volume.id)
         }
         volumes[index].removed = true

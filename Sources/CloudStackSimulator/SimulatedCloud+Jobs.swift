@@ -27,6 +27,8 @@ extension SimulatedCloud {
                 guard !Task.isCancelled else { return }
                 await self?.runJob(job.id)
             }
+        } else if let release = faults.stuckDelayMs {
+            releaseStuckJob(job.id, after: .milliseconds(release))
         }
         return job
     }
@@ -124,7 +126,7 @@ extension SimulatedCloud {
         }
         let deviceID = try allocateDeviceID(requested: requestedDeviceID, vm: vm, inUse: Set(attachedToVM.compactMap(\.deviceID)))
 
-        if vmID == configuration.applianceVMID, let hotPlug {
+        if let hotPlug = hotPlug(forVM: vmID) {
             do {
                 try hotPlug.plug(volumeID: volumeID, sizeBytes: volume.sizeBytes)
             } catch {
@@ -184,10 +186,10 @@ extension SimulatedCloud {
         return renderVolume(volumes[volumeIndex])
     }
 
-    /// Hot-unplug from the appliance: its by-id link goes, as udev removes it.
+    /// Hot-unplug from an appliance: its by-id link goes, as udev removes it.
     func unplugIfAppliance(_ volumeIndex: Int) throws {
         let volume = volumes[volumeIndex]
-        guard volume.virtualMachineID == configuration.applianceVMID, let hotPlug else { return }
+        guard let vmID = volume.virtualMachineID, let hotPlug = hotPlug(forVM: vmID) else { return }
         do {
             try hotPlug.unplug(volumeID: volume.id)
         } catch {

@@ -15,6 +15,8 @@ actor SimulatedCloud {
     let logger: Logger
     let verifier: SignatureVerifier
     let hotPlug: HotPlugEmulator?
+    /// Hot-plug of `configuration.additionalAppliances`, by VM id (SimulatedCloud+Appliances.swift).
+    let additionalHotPlugs: [String: HotPlugEmulator]
     let offeringCreated = Date()
 
     var virtualMachines: [SimulatedVirtualMachine] = []
@@ -40,12 +42,17 @@ actor SimulatedCloud {
         } else {
             self.hotPlug = nil
         }
-        // The fixed inventory (see SimulatorConfiguration); tests add more through /sim/vms.
+        self.additionalHotPlugs = try Self.prepareHotPlugs(configuration.additionalAppliances)
+        // The fixed inventory (see SimulatorConfiguration) and any further appliances (Running,
+        // with a ROOT disk); tests add more through /sim/vms.
+        let appliances = configuration.additionalAppliances.map {
+            SimulatorVirtualMachineSpec(id: $0.vmID, name: $0.name, state: "Running")
+        }
         let inventory = [
             SimulatorVirtualMachineSpec(id: configuration.applianceVMID, name: "migration-appliance", state: "Running"),
             SimulatorVirtualMachineSpec(id: SimulatorConfiguration.customerVMID, name: "customer-vm-01", state: "Running"),
             SimulatorVirtualMachineSpec(id: SimulatorConfiguration.testFailoverVMID, name: "test-failover-vm", state: "Stopped"),
-        ]
+        ] + appliances
         for spec in inventory {
             let (vm, root) = Self.materialize(
                 spec, vmInternalID: nextVMInternalID, rootInternalID: nextInternalID, now: Date())

@@ -81,7 +81,7 @@ struct SimulatedJob: Sendable {
     var created: Date
     var completed: Date?
     var dueAt: ContinuousClock.Instant
-    /// Fault injection: the job never leaves status 0.
+    /// Fault injection: the job stays at status 0 (forever, or until `stuckDelayMs`).
     var stuck: Bool
 }
 

@@ -35,6 +35,9 @@ public struct SimulatorConfiguration: Sendable {
     /// 6 when unset).
     public var maxDataVolumesPerVM: Int
     public var faults: SimulatorFaults
+    /// Appliance VMs besides `applianceVMID`, each with hot-plug into its own directories
+    /// (several appliances under one CloudStack, as the chaos suite runs them).
+    public var additionalAppliances: [SimulatorAppliance] = []
 
     public init(
         host: String = "127.0.0.1",
@@ -71,17 +74,21 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
     public var failRate: Double
     /// The errorcode (and HTTP status) of injected failures; 530 INTERNAL_ERROR by default.
     public var errorCode: Int
-    /// Fraction (0…1) of newly started async jobs that stay `jobstatus 0` forever and
-    /// never apply their effect.
+    /// Fraction (0…1) of newly started async jobs that stay `jobstatus 0` and do not apply
+    /// their effect: forever, or for `stuckDelayMs` when that is set.
     public var stuckRate: Double
+    /// How long a stuck job hangs before it runs after all (a slow management server rather
+    /// than a lost job); nil: forever.
+    public var stuckDelayMs: Int?
     /// Milliseconds added before answering every API call.
     public var latencyMs: Int
 
-    public init(failRate: Double = 0, errorCode: Int = 530, stuckRate: Double = 0, latencyMs: Int = 0) {
+    public init(failRate: Double = 0, errorCode: Int = 530, stuckRate: Double = 0, latencyMs: Int = 0, stuckDelayMs: Int? = nil) {
         self.failRate = failRate
         self.errorCode = errorCode
         self.stuckRate = stuckRate
         self.latencyMs = latencyMs
+        self.stuckDelayMs = stuckDelayMs
     }
 
     enum CodingKeys: String, CodingKey {
@@ -89,6 +96,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         case errorCode = "error_code"
         case stuckRate = "stuck_rate"
         case latencyMs = "latency_ms"
+        case stuckDelayMs = "stuck_delay_ms"
     }
 
     /// Partial updates: fields absent from the JSON keep their current value.
@@ -99,6 +107,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         if let value = patch.errorCode { copy.errorCode = value }
         if let value = patch.stuckRate { copy.stuckRate = value }
         if let value = patch.latencyMs { copy.latencyMs = value }
+        if let value = patch.stuckDelayMs { copy.stuckDelayMs = value }
         return copy
     }
 
@@ -107,11 +116,13 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         var errorCode: Int?
         var stuckRate: Double?
         var latencyMs: Int?
+        var stuckDelayMs: Int?
         enum CodingKeys: String, CodingKey {
             case failRate = "fail_rate"
             case errorCode = "error_code"
             case stuckRate = "stuck_rate"
             case latencyMs = "latency_ms"
+            case stuckDelayMs = "stuck_delay_ms"
         }
     }
 }

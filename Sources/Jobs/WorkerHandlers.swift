@@ -24,14 +24,18 @@ public struct WorkerHandlers: Sendable {
         public var applianceVMId: String?
         public var exports: ExportBackendSettings
         public var deviceWaitTimeout: Duration
+        /// How long one CloudStack async job is waited on per attempt (`VOLUMED_CLOUDSTACK_JOB_TIMEOUT`).
+        public var jobTimeout: Duration
 
         public init(cloudStack: CloudStackConfiguration, byIdDirectory: String, applianceVMId: String?,
-                    exports: ExportBackendSettings, deviceWaitTimeout: Duration = .seconds(60)) {
+                    exports: ExportBackendSettings, deviceWaitTimeout: Duration = .seconds(60),
+                    jobTimeout: Duration = .seconds(JobTimeoutSetting.defaultSeconds)) {
             self.cloudStack = cloudStack
             self.byIdDirectory = byIdDirectory
             self.applianceVMId = applianceVMId
             self.exports = exports
             self.deviceWaitTimeout = deviceWaitTimeout
+            self.jobTimeout = jobTimeout
         }
 
         /// From the environment; names the missing variable.
@@ -50,7 +54,8 @@ public struct WorkerHandlers: Sendable {
                 secretKey: try required("CLOUDSTACK_SECRET_KEY"))
             return Settings(cloudStack: cloudStack,
                             byIdDirectory: byIdDirectory ?? environment["VOLUMED_BY_ID_DIR"] ?? "/dev/disk/by-id",
-                            applianceVMId: applianceVMId, exports: try ExportBackendSettings(environment: environment))
+                            applianceVMId: applianceVMId, exports: try ExportBackendSettings(environment: environment),
+                            jobTimeout: try JobTimeoutSetting.fromEnvironment(environment))
         }
     }
 
@@ -62,7 +67,7 @@ public struct WorkerHandlers: Sendable {
         let environment = JobsEnvironment(
             cloudStack: cloudStack,
             resolver: resolver, applianceVMId: settings.applianceVMId, deviceWaitTimeout: settings.deviceWaitTimeout,
-            exportRemover: BackendExportRemover(backend: backend), logger: logger)
+            jobTimeout: settings.jobTimeout, exportRemover: BackendExportRemover(backend: backend), logger: logger)
         var handlers = environment.handlers()
         handlers[.export] = ExportHandler(backend: backend)
         handlers[.unexport] = UnexportHandler(backend: backend)

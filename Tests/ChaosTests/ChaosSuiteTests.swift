@@ -1,0 +1,50 @@
+import AsyncHTTPClient
+import Chaos
+import CloudStackSimulator
+import Foundation
+import Jobs
+import Logging
+import Testing
+
+/// The chaos suite, short: 60 operations through three real `volumed worker` processes on two
+/// appliances while one is SIGKILLed every 2 s, PostgreSQL restarts once, 10 % of CloudStack
+/// calls fail and 5 % of its jobs hang past the workers' job timeout. (`scripts/chaos` runs
+/// the full 500.)
+@Suite struct ChaosSuiteTests {
+    static var volumed: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("volumed").path
+    }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "chaos-tests")
+        logger.logLevel = ProcessInfo.processInfo.environment["VOLUMED_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+        return logger
+    }()
+
+    @Test func underKillsARestartAndCloudStackFaultsNoOperationIsLostOrRepeated() async throws {
+        var configuration = ChaosConfiguration(volumedExecutable: Self.volumed)
+        configuration.operations = 60
+        configuration.parallelVolumes = 12
+        configuration.maxDuration = .seconds(90)
+        try await ChaosWorld.with(configuration, logger: Self.logger) { world in
+            let session = try await ChaosRun.drive(in: world, logger: Self.logger)
+            let report = try await session.audit()
+            #expect(report.violations == [], "\(report.summary)")
+            #expect(report.kills > 0 && report.postgresRestarts == 1, "\(report.summary)")
+            #expect(report.rescues > 0, "no operation was rescued, so kills never hit work in flight: \(report.summary)")
+
+            // The audit must catch what a retry that forgot its job id would do: a second
+            // attachVolume for a volume whose operations needed one.
+            let volume = try #require(session.createdVolumes.first)
+            await world.simulator.setFaults(SimulatorFaults())
+            let cloudStack = CloudStackClient(
+                configuration: CloudStackConfiguration(apiURL: world.simulator.apiURL, apiKey: ChaosWorld.apiKey, secretKey: ChaosWorld.secretKey),
+                httpClient: HTTPClient.shared, logger: Self.logger)
+            let job = try await cloudStack.attachVolume(id: volume, virtualMachineId: world.appliances[0].vmID)
+            _ = try? await cloudStack.waitForJob(jobId: job, timeout: .seconds(15))
+            let tampered = try await session.audit()
+            #expect(tampered.violations.contains { $0.contains(volume) && $0.contains("attachVolume") && $0.contains("repeated") },
+                    "\(tampered.summary)")
+        }
+    }
+}
