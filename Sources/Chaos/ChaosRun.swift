@@ -40,7 +40,9 @@ public enum ChaosRun {
             defer { queue.close() }
             let driver = ChaosDriver(world: world, plan: plan, queue: queue, deadline: deadline, logger: logger)
             return await withTaskGroup(of: Void.self) { group in
-                group.addTask { await superviseAndKill(fleet, every: configuration.killInterval, incidents: incidents, logger: logger) }
+                group.addTask {
+                    await superviseAndKill(fleet, every: configuration.killInterval, database: client, incidents: incidents, logger: logger)
+                }
                 group.addTask {
                     await restartPostgres(world, times: configuration.postgresRestarts, driver: driver, total: plan.operationCount,
                                           incidents: incidents, logger: logger)
@@ -60,8 +62,10 @@ public enum ChaosRun {
     }
 
     /// Starts again any worker that ended on its own (every 250 ms) and, every `interval`,
-    /// SIGKILLs a random one and starts its replacement.
-    private static func superviseAndKill(_ fleet: WorkerFleet, every interval: Duration?, incidents: Incidents, logger: Logger) async {
+    /// SIGKILLs one and starts its replacement: a worker holding an executing operation when
+    /// there is one (so kills hit work in flight, which the rescue must then finish), else any.
+    private static func superviseAndKill(_ fleet: WorkerFleet, every interval: Duration?, database: PostgresClient,
+                                         incidents: Incidents, logger: Logger) async {
         var nextKill = interval.map { ContinuousClock.now + $0 }
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(250))
@@ -69,13 +73,23 @@ public enum ChaosRun {
             do {
                 try await fleet.reviveExited()
                 if let due = nextKill, let interval, ContinuousClock.now >= due {
-                    try await fleet.killOne()
+                    try await fleet.killOne(preferring: await busyWorkerPIDs(database, logger: logger))
                     nextKill = due + interval
                 }
             } catch {
                 incidents.record("could not start a worker: \(error)")
             }
         }
+    }
+
+    /// Process ids of the workers holding an executing operation, read from `claimed_by`
+    /// (`host-pid-suffix`, WorkerConfiguration.defaultWorkerName). Empty when PostgreSQL is down.
+    private static func busyWorkerPIDs(_ database: PostgresClient, logger: Logger) async -> Set<pid_t> {
+        let rows = (try? await database.textRows(
+            "SELECT DISTINCT claimed_by FROM volume_operations WHERE status = 'executing'", logger: logger)) ?? []
+        return Set(rows.compactMap { row in
+            row.first??.split(separator: "-").dropLast().last.flatMap { pid_t($0) }
+        })
     }
 
     /// Every 30 s without progress, says what the unfinished chains wait for.

@@ -37,9 +37,12 @@ actor WorkerFleet {
         for index in slots.indices { try start(index) }
     }
 
-    /// SIGKILLs one random worker, waits for it to die, and starts its replacement.
-    func killOne() async throws {
-        guard !stopping, let index = slots.indices.randomElement(), let process = slots[index].process else { return }
+    /// SIGKILLs one random worker — among those whose pid is in `busy` when any is — waits for
+    /// it to die, and starts its replacement.
+    func killOne(preferring busy: Set<pid_t> = []) async throws {
+        let holding = slots.indices.filter { slots[$0].process.map { busy.contains($0.pid) } ?? false }
+        guard !stopping, let index = (holding.isEmpty ? Array(slots.indices) : holding).randomElement(),
+              let process = slots[index].process else { return }
         process.send(SIGKILL)
         _ = await process.waitForExit()
         ChaosInterruption.workers.withLock { _ = $0.pids.remove(process.pid) }

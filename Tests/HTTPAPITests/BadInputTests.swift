@@ -104,7 +104,11 @@ import Testing
              }),
         Case(door: .sql, name: "a terminal row changed again", expected: ["already cancelled", "enqueue a new operation"],
              send: { world in
-                 let id = try await world.db.scalar("SELECT volume_operation_enqueue('delete', '\(vm)', NULL)::text") ?? ""
+                 // Not claimable for an hour, so the worker cannot take it before the cancel.
+                 let id = try await world.db.scalar("""
+                     INSERT INTO volume_operations (type, volume_id, run_after)
+                     VALUES ('delete', '\(vm)', now() + interval '1 hour') RETURNING id::text
+                     """) ?? ""
                  _ = try await world.db.query("SELECT volume_operation_cancel('\(id)')")
                  return try await sqlError("UPDATE volume_operations SET status = 'pending' WHERE id = '\(id)'")(world)
              }),
