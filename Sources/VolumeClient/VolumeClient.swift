@@ -28,12 +28,12 @@ public final class VolumeClient: Sendable {
     /// a key already used for different parameters throws `.conflict`.
     public func enqueue(_ request: EnqueueRequest) async throws -> UUID {
         do {
-            let rows = try await client.query("""
+            let rows = try await client.rows("""
                 SELECT volume_operation_enqueue(\(request.type.rawValue), \(request.volumeId), \(request.vmId),
                                                 \(request.request)::jsonb, \(request.idempotencyKey),
                                                 \(request.priority)::smallint, \(request.maxAttempts)::int)
                 """, logger: logger)
-            for try await id in rows.decode(UUID.self) { return id }
+            for row in rows { return try row.decode(UUID.self) }
             throw VolumeClientError(kind: .rejected, message: "volume_operation_enqueue returned no id")
         } catch let error as PSQLError {
             // unique_violation: the idempotency key already names another operation.
@@ -43,10 +43,10 @@ public final class VolumeClient: Sendable {
     }
 
     public func operation(_ id: UUID) async throws -> OperationRecord? {
-        let rows = try await client.query(
+        let rows = try await client.rows(
             PostgresQuery(unsafeSQL: "SELECT \(OperationRecord.columns) FROM volume_operations WHERE id = $1",
                           binds: binds(id)), logger: logger)
-        for try await row in rows { return try OperationRecord(row: row) }
+        for row in rows { return try OperationRecord(row: row) }
         return nil
     }
 
@@ -80,19 +80,15 @@ public final class VolumeClient: Sendable {
         bindings.append(filter.volumeId)
         bindings.append(filter.vmId)
         bindings.append(max(1, min(filter.limit, 1000)))
-        let rows = try await client.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger)
-        var records: [OperationRecord] = []
-        for try await row in rows { records.append(try OperationRecord(row: row)) }
-        return records
+        return try await client.rows(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).map(OperationRecord.init(row:))
     }
 
     /// Cancels a pending operation at once, or asks the worker to stop an executing one
     /// between steps. Returns the status after the call.
     public func cancel(_ id: UUID) async throws -> OperationStatus {
         do {
-            let rows = try await client.query("SELECT volume_operation_cancel(\(id))", logger: logger)
-            for try await status in rows.decode(String.self) {
-                return OperationStatus(rawValue: status) ?? .pending
+            for row in try await client.rows("SELECT volume_operation_cancel(\(id))", logger: logger) {
+                return OperationStatus(rawValue: try row.decode(String.self)) ?? .pending
             }
         } catch let error as PSQLError where databaseSQLState(error) == "P0002" {
             throw VolumeClientError(kind: .notFound, message: "no operation with id \(id)")

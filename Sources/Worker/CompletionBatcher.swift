@@ -58,11 +58,10 @@ final class CompletionBatcher: Sendable {
 
     private func flush(_ batch: [Entry]) async {
         do {
-            let rows = try await client.query(
+            let rows = try await client.rows(
                 QueueSQL.completeBatch(worker: worker, ids: batch.map(\.id), responses: batch.map(\.response)),
                 logger: logger)
-            var completed = Set<UUID>()
-            for try await id in rows.decode(UUID.self) { completed.insert(id) }
+            let completed = Set(try rows.map { try $0.decode(UUID.self) })
             for entry in batch { entry.continuation.resume(returning: completed.contains(entry.id)) }
         } catch {
             for entry in batch { entry.continuation.resume(throwing: error) }

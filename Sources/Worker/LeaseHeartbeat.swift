@@ -25,12 +25,13 @@ struct LeaseHeartbeat: Sendable {
         let held = registry.snapshot()
         guard !held.isEmpty else { return }
         do {
-            let rows = try await client.query(
+            let rows = try await client.rows(
                 QueueSQL.heartbeat(worker: configuration.workerName, ids: Array(held.keys),
                                    leaseMilliseconds: configuration.leaseDuration.milliseconds),
                 logger: logger)
             var renewed = Set<UUID>()
-            for try await (id, cancelRequested) in rows.decode((UUID, Bool).self) {
+            for row in rows {
+                let (id, cancelRequested) = try row.decode((UUID, Bool).self)
                 renewed.insert(id)
                 if cancelRequested { held[id]?.markCancelRequested() }
             }

@@ -41,11 +41,9 @@ public final class OperationContext: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let text = String(decoding: try encoder.encode(value), as: UTF8.self)
-        let rows = try await database.query(
+        let rows = try await database.rows(
             QueueSQL.saveCheckpoint(id: operation.id, worker: operation.claimedBy, checkpoint: text), logger: logger)
-        var held = false
-        for try await _ in rows { held = true }
-        guard held else {
+        guard !rows.isEmpty else {
             state.markLeaseLost()
             throw OperationInterruption.leaseLost
         }

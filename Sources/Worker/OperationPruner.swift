@@ -25,8 +25,9 @@ public struct OperationPruner: Sendable {
     public func prune(olderThan period: RetentionPeriod, batchSize: Int = defaultBatchSize, dryRun: Bool = false) async throws -> PruneReport {
         precondition(batchSize > 0, "batch size must be positive")
         var cutoff: Date?
-        for try await value in try await client.query(QueueSQL.retentionCutoff(olderThanSeconds: period.seconds), logger: logger)
-            .decode(Date.self) { cutoff = value }
+        for row in try await client.rows(QueueSQL.retentionCutoff(olderThanSeconds: period.seconds), logger: logger) {
+            cutoff = try row.decode(Date.self)
+        }
         guard let cutoff else { throw noRow() }
         var report = PruneReport(cutoff: cutoff, dryRun: dryRun)
         if dryRun {
@@ -50,7 +51,7 @@ public struct OperationPruner: Sendable {
 
     /// (operations, events) from a statement answering one row of two counts.
     private func counts(_ query: PostgresQuery) async throws -> (Int64, Int64) {
-        for try await value in try await client.query(query, logger: logger).decode((Int64, Int64).self) { return value }
+        for row in try await client.rows(query, logger: logger) { return try row.decode((Int64, Int64).self) }
         throw noRow()
     }
 

@@ -98,6 +98,9 @@ extension QueueWorker {
         if error is DecodingError {
             return QueueFailure.invalidRequest("the request does not have the expected shape: \(describe(decodingError: error))")
         }
+        if error is DatabaseConnectionClosed {
+            return QueueFailure(code: "database_error", message: "\(error)", isTransient: true)
+        }
         if let error = error as? PSQLError {
             return QueueFailure(code: "database_error",
                                 message: "a database statement failed (\(error.serverInfo?[.message] ?? "\(error.code)")); it will be retried",
@@ -113,7 +116,7 @@ extension QueueWorker {
             return try await completer.complete(id: operation.id, response: response)
         }
         do {
-            return try await client.withTransaction(logger: logger) { connection in
+            return try await client.inTransaction(logger: logger) { connection in
                 let rows = try await connection.query(
                     QueueSQL.complete(id: operation.id, worker: operation.claimedBy,
                                       response: outcome.response, volumeId: outcome.volumeId),
@@ -137,10 +140,7 @@ extension QueueWorker {
 
     /// Runs an UPDATE guarded by the lease; true if it changed the row.
     private func updateHeld(_ query: PostgresQuery, logger: Logger) async throws -> Bool {
-        let rows = try await client.query(query, logger: logger)
-        var held = false
-        for try await _ in rows { held = true }
-        return held
+        !(try await client.rows(query, logger: logger).isEmpty)
     }
 
     /// Result writes survive a database restart: retried while the lease can still be held.

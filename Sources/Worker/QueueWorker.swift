@@ -56,7 +56,7 @@ public final class QueueWorker: Service, Sendable {
         try configuration.validate()
         started.withLock { $0 = true }
         if let vmId = configuration.applianceVMId {
-            try await client.query(QueueSQL.registerAppliance(vmId: vmId), logger: logger)
+            _ = try await client.rows(QueueSQL.registerAppliance(vmId: vmId), logger: logger)
         }
         logger.info("worker started", metadata: [
             "concurrency": "\(configuration.concurrency)",
@@ -152,12 +152,11 @@ public final class QueueWorker: Service, Sendable {
 
     private func claim(limit: Int) async throws -> [ClaimedOperation] {
         let start = ContinuousClock.now
-        let rows = try await client.query(
+        let rows = try await client.rows(
             QueueSQL.claim(worker: configuration.workerName, applianceVMId: configuration.applianceVMId,
                            limit: limit, leaseMilliseconds: configuration.leaseDuration.milliseconds),
             logger: logger)
-        var claimed: [ClaimedOperation] = []
-        for try await row in rows { claimed.append(try ClaimedOperation(row: row)) }
+        let claimed = try rows.map(ClaimedOperation.init(row:))
         if !claimed.isEmpty {
             metrics.claimed(count: claimed.count, seconds: (ContinuousClock.now - start).seconds)
         }
@@ -204,9 +203,7 @@ public final class QueueWorker: Service, Sendable {
         let ids = released.withLock { $0 }
         guard !ids.isEmpty else { return }
         do {
-            let rows = try await client.query(QueueSQL.release(ids: ids, worker: configuration.workerName), logger: logger)
-            var count = 0
-            for try await _ in rows { count += 1 }
+            let count = try await client.rows(QueueSQL.release(ids: ids, worker: configuration.workerName), logger: logger).count
             logger.notice("released interrupted operations with their checkpoints", metadata: ["count": "\(count)"])
         } catch {
             logger.error("could not release interrupted operations; the rescuer will return them when their leases expire",

@@ -37,7 +37,8 @@ public struct Rescuer: Sendable {
     /// Zero when another worker holds the rescuer lock.
     @discardableResult
     public func rescueOnce(limit: Int = 1000) async throws -> Int {
-        try await client.withTransaction(logger: logger) { connection in
+        let (logger, metrics) = (self.logger, self.metrics)
+        return try await client.inTransaction(logger: logger) { connection in
             let locked = try await connection.query(
                 "SELECT pg_try_advisory_xact_lock(\(QueueSQL.rescuerLockKey))", logger: logger)
                 .collect().first?.decode(Bool.self) ?? false

@@ -19,8 +19,11 @@ public struct BackendExportRemover: ExportRemover {
     }
 
     public func removeExports(volumeId: String, context: OperationContext) async throws {
+        let logger = context.logger
         try await context.database.withConnection { connection in
-            _ = try await removeExports(volumeId: volumeId, connection: connection, logger: context.logger)
+            _ = try await connection.failingWhenClosed { connection in
+                try await removeExports(volumeId: volumeId, connection: connection, logger: logger)
+            }
         }
     }
 

@@ -165,7 +165,7 @@ public struct CreateHandler: OperationHandler {
     }
 
     private func ownedVolumeIds(among ids: [String], excluding operationId: UUID, context: OperationContext) async throws -> Set<String> {
-        let rows = try await context.database.query(
+        let owned = try await context.database.decodedRows(
             """
             SELECT volume_id FROM volumes WHERE volume_id = ANY(\(ids))
             UNION
@@ -173,10 +173,8 @@ public struct CreateHandler: OperationHandler {
              WHERE type = 'create' AND id <> \(operationId)
                AND coalesce(volume_id, checkpoint->>'volume_id') = ANY(\(ids))
             """,
-            logger: context.logger)
-        var owned: Set<String> = []
-        for try await id in rows.decode(String.self) { owned.insert(id) }
-        return owned
+            logger: context.logger) { try $0.decode(String.self) }
+        return Set(owned)
     }
 
     private static func isUsable(_ volume: CloudStackVolume) -> Bool {

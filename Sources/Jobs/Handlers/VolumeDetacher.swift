@@ -85,9 +85,8 @@ struct VolumeDetacher: Sendable {
     }
 
     private func activeExports(volumeId: String, context: OperationContext) async throws -> [String] {
-        let rows = try await context.database.query(MappingSQL.activeExports(volumeId: volumeId), logger: context.logger)
-        var names: [String] = []
-        for try await name in rows.decode(String.self) { names.append(name) }
-        return names
+        try await context.database.decodedRows(MappingSQL.activeExports(volumeId: volumeId), logger: context.logger) {
+            try $0.decode(String.self)
+        }
     }
 }

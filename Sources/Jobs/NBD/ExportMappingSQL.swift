@@ -116,12 +116,9 @@ enum ExportMappingSQL {
 }
 
 extension PostgresClient {
-    /// Runs `query` and decodes every row with `decode`.
+    /// Runs `query` and decodes every row with `decode` (never hanging on a connection that
+    /// closes under it: `rows`).
     func decodedRows<T>(_ query: PostgresQuery, logger: Logger, _ decode: (PostgresRow) throws -> T) async throws -> [T] {
-        var values: [T] = []
-        for try await row in try await self.query(query, logger: logger) {
-            values.append(try decode(row))
-        }
-        return values
+        try await rows(query, logger: logger).map(decode)
     }
 }

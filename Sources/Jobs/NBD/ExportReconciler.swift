@@ -127,7 +127,7 @@ public struct ExportReconciler: Sendable {
         let what = "\(mapping.exportName) device_path \(mapping.devicePath) → \(byIdPath)"
         await report.record(.rewritten, mapping.exportName, volumeId: mapping.volumeId, done: "rewrote \(what)",
                             planned: "would rewrite \(what)", failed: "could not rewrite \(what)") {
-            try await database.query(ExportMappingSQL.rewriteDevicePath(id: mapping.id, devicePath: byIdPath), logger: logger)
+            _ = try await database.rows(ExportMappingSQL.rewriteDevicePath(id: mapping.id, devicePath: byIdPath), logger: logger)
         }
         return mapping.with(devicePath: byIdPath)
     }

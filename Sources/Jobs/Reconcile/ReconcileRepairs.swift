@@ -18,7 +18,7 @@ extension Reconciler {
     func apply(_ repair: PlannedRepair, since: Date) async -> RepairOutcome {
         let volumeId = repair.action.volumeId ?? ""
         do {
-            return try await database.withTransaction(logger: logger) { connection -> RepairOutcome in
+            return try await database.inTransaction(logger: logger) { connection -> RepairOutcome in
                 let untouched = try await connection.query(ReconcileSQL.untouched(volumeId: volumeId, since: since), logger: logger)
                     .collect().first?.decode(Bool.self) ?? false
                 guard untouched else {

@@ -28,7 +28,7 @@ public struct Reconciler: Sendable {
     /// One pass. Throws `ReconcileAlreadyRunning` when another pass holds the lock, and the
     /// error when the tables or CloudStack cannot be read (a half-seen state repairs nothing).
     public func reconcile(dryRun: Bool) async throws -> ReconcileReport {
-        let outcome = try await database.withTransaction(logger: logger) { connection -> Result<ReconcileReport, any Error>? in
+        let outcome = try await database.inTransaction(logger: logger) { connection -> Result<ReconcileReport, any Error>? in
             let locked = try await connection.query(ReconcileSQL.tryLock(), logger: logger).collect().first?.decode(Bool.self) ?? false
             guard locked else { return nil }
             // The lock lives as long as this transaction; the pass itself uses other connections.
