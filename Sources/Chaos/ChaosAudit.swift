@@ -53,10 +53,24 @@ struct ChaosAudit {
         {
             findings.operations[row[0]!, default: [:]][row[1]!] = Int(row[2]!)!
         }
-        for row in try await client.textRows(
-            "SELECT id::text, type, status FROM volume_operations WHERE status IN ('pending', 'executing') ORDER BY seq", logger: logger)
+        // An unfinished row says why, so a failure in CI can be read from its output alone:
+        // its retry state, its last error, and every status change with the worker and time.
+        for row in try await client.textRows("""
+            SELECT o.id::text, o.type, o.status,
+                   format('attempts %s/%s, claimable %s, claimed by %s, last error %s; history: %s',
+                          o.attempts, o.max_attempts,
+                          CASE WHEN o.run_after <= now() THEN 'now'
+                               ELSE 'in ' || round(extract(epoch FROM o.run_after - now())::numeric, 1) || ' s' END,
+                          coalesce(o.claimed_by, 'nobody'), coalesce(o.error_code || ' ' || o.error, 'none'),
+                          (SELECT string_agg(format('%s→%s by %s at +%s s (%s)', coalesce(e.from_status, 'new'), e.to_status,
+                                                    coalesce(e.worker, '-'),
+                                                    round(extract(epoch FROM e.at - o.created_at)::numeric, 1),
+                                                    coalesce(e.detail, '')), '; ' ORDER BY e.id)
+                             FROM volume_operation_events e WHERE e.operation_id = o.id))
+              FROM volume_operations o WHERE o.status IN ('pending', 'executing') ORDER BY o.seq
+            """, logger: logger)
         {
-            findings.violations.append("operation \(row[0]!) (\(row[1]!)) is still \(row[2]!) after the run")
+            findings.violations.append("operation \(row[0]!) (\(row[1]!)) is still \(row[2]!) after the run: \(row[3] ?? "")")
         }
         findings.rescues = Int(try await client.textRows(
             "SELECT count(*)::text FROM volume_operation_events WHERE detail = 'lease expired'", logger: logger)[0][0]!)!

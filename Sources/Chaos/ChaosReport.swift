@@ -29,6 +29,9 @@ public struct ChaosReport: Sendable {
     public let duration: Duration
     /// Each broken invariant, as a sentence. Empty: the run passed.
     public let violations: [String]
+    /// When the run failed: the last lines of each worker's log, so a failure in CI (where
+    /// the run's folder is gone) can be read from the report alone.
+    public var workerLogTails: [String: [String]] = [:]
 
     public var passed: Bool { violations.isEmpty }
 
@@ -59,6 +62,10 @@ public struct ChaosReport: Sendable {
             lines.append("  violations (\(violations.count)):")
             lines += violations.prefix(50).map { "    - \($0)" }
             if violations.count > 50 { lines.append("    … and \(violations.count - 50) more") }
+            for (worker, tail) in workerLogTails.sorted(by: { $0.key < $1.key }) {
+                lines.append("  last lines of \(worker).log:")
+                lines += tail.map { "    \($0)" }
+            }
         }
         return lines.joined(separator: "\n")
     }

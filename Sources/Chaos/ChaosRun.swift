@@ -168,7 +168,7 @@ public struct ChaosSession: Sendable {
         }
         var shapes: [String: Int] = [:]
         for chain in plan.chains { shapes[chain.shape.rawValue, default: 0] += 1 }
-        return ChaosReport(
+        var report = ChaosReport(
             seed: world.configuration.seed, operationsPlanned: plan.operationCount, chainsByShape: shapes,
             badRows: plan.badRows.count, workersPerAppliance: world.configuration.workersPerAppliance, kills: kills,
             workerStarts: workerStarts, workerExitsOnTheirOwn: exitsOnTheirOwn, postgresRestarts: postgresRestarts,
@@ -176,5 +176,7 @@ public struct ChaosSession: Sendable {
             sideEffects: findings.sideEffects, apiCalls: findings.apiCalls, jobs: findings.jobs, liveVolumes: findings.liveVolumes,
             attachedVolumes: findings.attachedVolumes, activeExports: findings.activeExports,
             duration: ContinuousClock.now - started, violations: problems + findings.violations)
+        if !report.passed { report.workerLogTails = world.workerLogTails(lines: 12) }
+        return report
     }
 }

@@ -105,6 +105,18 @@ public struct ChaosWorld: Sendable {
 
     var logDirectory: URL { root.appendingPathComponent("logs") }
 
+    /// The last `lines` lines of each worker's log, by worker name.
+    func workerLogTails(lines: Int) -> [String: [String]] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: logDirectory.path)) ?? []
+        var tails: [String: [String]] = [:]
+        for name in names where name.hasSuffix(".log") {
+            guard let data = FileManager.default.contents(atPath: logDirectory.appendingPathComponent(name).path) else { continue }
+            let all = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true)
+            tails[String(name.dropLast(4))] = all.suffix(lines).map(String.init)
+        }
+        return tails
+    }
+
     /// The appliance whose VM id this is.
     func appliance(vmID: String?) -> ChaosAppliance? {
         appliances.first { $0.vmID == vmID?.lowercased() }

@@ -10,9 +10,8 @@ public struct QueueDepth: Sendable {
 
     /// Reads the counts (one statement on the partial index of unfinished rows) and records them.
     public static func sample(_ client: PostgresClient, logger: Logger) async throws -> QueueDepth {
-        let rows = try await client.query(QueueSQL.depth, logger: logger)
         var depth = QueueDepth(pending: 0, executing: 0)
-        for try await (pending, executing) in rows.decode((Int, Int).self) {
+        if let (pending, executing) = try await client.rows(QueueSQL.depth, logger: logger).first?.decode((Int, Int).self) {
             depth = QueueDepth(pending: pending, executing: executing)
         }
         WorkerMetrics().queueDepth(pending: depth.pending, executing: depth.executing)

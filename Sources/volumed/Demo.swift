@@ -70,7 +70,7 @@ struct Demo {
                 try await running.value
                 queue.close()
                 await handlers.shutdown()
-                try await printStats(client)
+                try await printStats(client, logger: logger)
             }
         } catch {
             await nbdkit.stop()
@@ -143,14 +143,15 @@ struct Demo {
         return String(decoding: try handle.read(upToCount: count) ?? Data(), as: UTF8.self)
     }
 
-    private func printStats(_ client: PostgresClient) async throws {
+    private func printStats(_ client: PostgresClient, logger: Logger) async throws {
         print("volume_operation_stats (all time):")
         print("  type       status      operations  p50 s   p95 s")
-        let rows = try await client.query("""
+        let rows = try await client.rows("""
             SELECT type, status, operations::int, coalesce(p50_seconds, 0)::float8, coalesce(p95_seconds, 0)::float8
             FROM volume_operation_stats WHERE window_name = 'all_time' ORDER BY type, status
-            """)
-        for try await (type, status, count, p50, p95) in rows.decode((String, String, Int, Double, Double).self) {
+            """, logger: logger)
+        for row in rows {
+            let (type, status, count, p50, p95) = try row.decode((String, String, Int, Double, Double).self)
             let columns = type.padding(toLength: 10, withPad: " ", startingAt: 0) + " " + status.padding(toLength: 11, withPad: " ", startingAt: 0)
             print("  " + columns + String(format: " %10d  %6.3f  %6.3f", count, p50, p95))
         }

@@ -43,7 +43,7 @@ struct ReadSQL {
             ORDER BY volume_id, created_at DESC, seq DESC
             """, binds: bindings)
         var records: [String: OperationRecord] = [:]
-        for try await row in try await client.query(query, logger: logger) {
+        for row in try await client.rows(query, logger: logger) {
             let record = try OperationRecord(row: row)
             if let volumeId = record.volumeId { records[volumeId] = record }
         }
@@ -72,13 +72,13 @@ struct ReadSQL {
             LIMIT $4
             """, binds: bindings)
         var exports: [ExportRow] = []
-        for try await row in try await client.query(query, logger: logger) { exports.append(try ExportRow(row: row)) }
+        for row in try await client.rows(query, logger: logger) { exports.append(try ExportRow(row: row)) }
         return exports
     }
 
     /// A statement that needs the server: the database health check.
     func ping() async throws {
-        for try await _ in try await client.query("SELECT 1", logger: logger) {}
+        _ = try await client.rows("SELECT 1", logger: logger)
     }
 
     // MARK: The JSON metrics summary
@@ -98,8 +98,8 @@ struct ReadSQL {
             FROM volume_operations GROUP BY type, status ORDER BY type, status
             """
         var counts: [TypeStatusCount] = []
-        for try await (type, status, count, average) in try await client.query(query, logger: logger)
-            .decode((String, String, Int64, Double?).self) {
+        for row in try await client.rows(query, logger: logger) {
+            let (type, status, count, average) = try row.decode((String, String, Int64, Double?).self)
             counts.append(TypeStatusCount(type: type, status: status, count: count, averageMilliseconds: average))
         }
         return counts
@@ -122,8 +122,8 @@ struct ReadSQL {
             FROM volume_operation_stats
             """
         var stats: [StatsRow] = []
-        for try await (window, type, status, operations, p50, p95, retries) in try await client.query(query, logger: logger)
-            .decode((String, String, String, Int64, Double?, Double?, Int64).self) {
+        for row in try await client.rows(query, logger: logger) {
+            let (window, type, status, operations, p50, p95, retries) = try row.decode((String, String, String, Int64, Double?, Double?, Int64).self)
             stats.append(StatsRow(window: window, type: type, status: status, operations: operations,
                                   p50Seconds: p50, p95Seconds: p95, retries: retries))
         }
@@ -136,19 +136,13 @@ struct ReadSQL {
             SELECT (SELECT count(*) FROM device_mappings)::int8,
                    (SELECT count(*) FROM vm_export_mappings WHERE status = 'active')::int8
             """
-        for try await totals in try await client.query(query, logger: logger).decode((Int64, Int64).self) {
-            return (totals.0, totals.1)
-        }
-        return (0, 0)
+        guard let totals = try await client.rows(query, logger: logger).first?.decode((Int64, Int64).self) else { return (0, 0) }
+        return (totals.0, totals.1)
     }
 
     private func rows<T>(_ sql: String, _ values: [String], _ decode: (PostgresRow) throws -> T) async throws -> [T] {
         var bindings = PostgresBindings()
         for value in values { bindings.append(value) }
-        var result: [T] = []
-        for try await row in try await client.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) {
-            result.append(try decode(row))
-        }
-        return result
+        return try await client.rows(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).map(decode)
     }
 }

@@ -57,9 +57,7 @@ struct VirtualMachineDestroyer: Sendable {
     private func keptVolumes(on vmId: String, context: OperationContext) async throws -> [String] {
         let attached = try await environment.cloudStack.listVolumes(virtualMachineId: vmId).map(\.id)
         guard !attached.isEmpty else { return [] }
-        let rows = try await context.database.query(MappingSQL.keptVolumes(among: attached), logger: context.logger)
-        var kept: [String] = []
-        for try await volumeId in rows.decode(String.self) { kept.append(volumeId) }
-        return kept
+        return try await context.database.rows(MappingSQL.keptVolumes(among: attached), logger: context.logger)
+            .map { try $0.decode(String.self) }
     }
 }
