@@ -25,7 +25,9 @@ public final class VolumeClient: Sendable {
 
     /// Enqueues through `volume_operation_enqueue`; a repeated idempotency key returns the
     /// first operation's id. A rejected row throws `VolumeClientError.rejected` naming the field;
-    /// a key already used for different parameters throws `.conflict`.
+    /// a key already used for different parameters throws `.conflict`. When the database cannot
+    /// be reached the connection error is thrown as it is: the row was not judged, only not
+    /// delivered, and the caller may retry.
     public func enqueue(_ request: EnqueueRequest) async throws -> UUID {
         do {
             let rows = try await client.rows("""
@@ -35,7 +37,7 @@ public final class VolumeClient: Sendable {
                 """, logger: logger)
             for row in rows { return try row.decode(UUID.self) }
             throw VolumeClientError(kind: .rejected, message: "volume_operation_enqueue returned no id")
-        } catch let error as PSQLError {
+        } catch let error as PSQLError where error.serverInfo != nil {
             // unique_violation: the idempotency key already names another operation.
             let kind: VolumeClientError.Kind = databaseSQLState(error) == "23505" ? .conflict : .rejected
             throw VolumeClientError(kind: kind, message: "operation rejected: \(ConstraintMessages.explain(error))")

@@ -6,6 +6,7 @@ import Schema
 import Synchronization
 import TestSupport
 import Testing
+import VolumeClient
 import Worker
 
 /// PostgreSQL restarting (an immediate stop, as a crash, then a start) under pooled
@@ -95,6 +96,48 @@ import Worker
     }
 }
 
+extension DatabaseRestartTests {
+    /// An enqueue cut off by a restart was not judged by the server: it must surface as a
+    /// connection error (which the HTTP API answers 503 and callers retry), never as
+    /// `.rejected` (400, "fix your request"), and a retry with the same key gets one row.
+    @Test func anEnqueueCutOffByARestartIsAConnectionErrorNeverARejection() async throws {
+        try await RestartableDatabase.with { database in
+            let client = database.makeClient(maximumConnections: 8)
+            let running = Task { await client.run() }
+            defer { running.cancel() }
+            let volumes = VolumeClient(client: client, database: database.url, logger: testLogger)
+            defer { volumes.close() }
+            let misjudged = Notes()
+            let cutOff = Counter()
+            let keys = (0..<8).map { "restart-\($0)" }
+            let loops = keys.map { key in
+                Task {
+                    while !Task.isCancelled {
+                        do {
+                            _ = try await volumes.enqueue(EnqueueRequest(type: .detach, volumeId: volumeA, idempotencyKey: key))
+                        } catch let error as VolumeClientError {
+                            misjudged.add("\(error.kind): \(error)")
+                        } catch {
+                            cutOff.add()
+                        }
+                        try? await Task.sleep(for: .milliseconds(5))
+                    }
+                }
+            }
+            defer { loops.forEach { $0.cancel() } }
+            for _ in 0..<4 {
+                try await Task.sleep(for: .milliseconds(Int.random(in: 200...500)))
+                try await database.server.restart(downtime: .milliseconds(Int.random(in: 100...400)))
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            loops.forEach { $0.cancel() }
+            #expect(cutOff.count > 0, "no enqueue was cut off by the restarts, so nothing was tested")
+            #expect(misjudged.all == [])
+            #expect(try await database.count(client, "SELECT count(*) FROM volume_operations") == keys.count)
+        }
+    }
+}
+
 /// A throwaway cluster of its own (the tests restart it), with `synchronous_commit` on so a
 /// restart loses no commit the test was told about.
 private struct RestartableDatabase: Sendable {
@@ -145,4 +188,10 @@ private final class Counter: Sendable {
     private let value = Atomic<Int>(0)
     func add() { value.add(1, ordering: .relaxed) }
     var count: Int { value.load(ordering: .relaxed) }
+}
+
+private final class Notes: Sendable {
+    private let items = Mutex<[String]>([])
+    func add(_ item: String) { items.withLock { $0.append(item) } }
+    var all: [String] { items.withLock { $0 } }
 }

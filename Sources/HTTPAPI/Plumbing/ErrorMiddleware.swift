@@ -30,6 +30,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                             message: error.body ?? error.status.reasonPhrase)
         case is NIOTooManyBytesError:
             return .tooLarge(limit: bodyLimit)
+        case is DatabaseConnectionClosed:
+            logger.warning("database connection closed while answering a request")
+            return .unavailable("the database connection closed while answering (PostgreSQL restarting?); retry")
         case let error as PSQLError where error.serverInfo == nil:
             // No server answer at all: the connection is down, not the statement wrong.
             logger.warning("database unreachable while answering a request", metadata: ["error": "\(error.code)"])
