@@ -16,14 +16,30 @@ public enum ProcessRunner {
     ///
     /// Output goes to a temporary file, not a pipe: a daemon the program leaves behind (as
     /// `pg_ctl start` does) would otherwise hold the pipe open and the read would never end.
+    /// A program still running after `timeout` is SIGKILLed and the run fails naming it, so
+    /// a hung child fails its caller instead of hanging it.
     @discardableResult
-    public static func run(_ arguments: [String], check: Bool = true, environment: [String: String] = [:]) async throws -> Output {
+    public static func run(_ arguments: [String], check: Bool = true, environment: [String: String] = [:],
+                           timeout: Duration = .seconds(300)) async throws -> Output {
         let outputPath = FileManager.default.temporaryDirectory
             .appendingPathComponent("volumed-run-\(UUID().uuidString).log").path
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
         let child = try ChildProcess(executable: URL(fileURLWithPath: try resolve(arguments[0])),
                                      arguments: Array(arguments.dropFirst()), outputPath: outputPath, environment: environment)
-        let status = await child.waitForExit()
+        let finished: Int32? = await withTaskGroup(of: Int32?.self) { group in
+            group.addTask { await child.waitForExit() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            let first = await group.next() ?? nil
+            if first == nil { child.send(SIGKILL) }
+            return first
+        }
+        guard let status = finished else {
+            throw Failure(description: "\(arguments.joined(separator: " ")) did not finish within \(timeout) and was killed")
+        }
         let data = FileManager.default.contents(atPath: outputPath) ?? Data()
         let output = Output(status: status, output: String(decoding: data, as: UTF8.self))
         if check && status != 0 {
