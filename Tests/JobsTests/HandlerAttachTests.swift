@@ -6,6 +6,8 @@ import Testing
 
 @Suite struct HandlerAttachTests {
     static let customer = SimulatorConfiguration.customerVMID
+    /// The checkpoint of a worker killed after sending attachVolume, before its answer.
+    static let unanswered = #"{"request_unanswered":true}"#
 
     @Test func attachToTheApplianceMapsTheByIdLinkTheSimulatorCreated() async throws {
         try await HandlerHarness.with { h in
@@ -215,13 +217,8 @@ import Testing
     @Test func anAttachKilledBeforeCheckpointingTheJobIdAdoptsThePendingJob() async throws {
         try await HandlerHarness.with { h in
             let volumeId = try await h.cloudVolume()
-            await h.simulator.setFaults(SimulatorFaults(stuckRate: 1, stuckDelayMs: 2000))
-            let jobId = try await h.client.attachVolume(id: volumeId, virtualMachineId: h.appliance)
-            await h.simulator.setFaults(SimulatorFaults())
-            let id = try await h.enqueue("attach", volume: volumeId, vm: h.appliance, checkpoint: #"{"request_unanswered":true}"#)
-            let worker = h.startWorker()
-            let row = try await h.finished(id)
-            try await worker.stop()
+            let jobId = try await h.sentAndHeldPending { try await h.client.attachVolume(id: volumeId, virtualMachineId: h.appliance) }
+            let row = try await h.runOnFreshWorker("attach", volume: volumeId, vm: h.appliance, checkpoint: Self.unanswered)
 
             #expect(row.status == "completed", "\(row.error ?? "")")
             #expect(await h.sideEffects(volumeId).attachVolume == 1)
@@ -236,10 +233,7 @@ import Testing
     @Test func anAttachWhoseRequestNeverArrivedIsSentOnce() async throws {
         try await HandlerHarness.with { h in
             let volumeId = try await h.cloudVolume()
-            let id = try await h.enqueue("attach", volume: volumeId, vm: Self.customer, checkpoint: #"{"request_unanswered":true}"#)
-            let worker = h.startWorker()
-            let row = try await h.finished(id)
-            try await worker.stop()
+            let row = try await h.runOnFreshWorker("attach", volume: volumeId, vm: Self.customer, checkpoint: Self.unanswered)
 
             #expect(row.status == "completed", "\(row.error ?? "")")
             #expect(await h.sideEffects(volumeId).attachVolume == 1)

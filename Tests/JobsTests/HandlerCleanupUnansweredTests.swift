@@ -9,8 +9,6 @@ import Testing
 /// (which holds only the "request unanswered" mark). The job is held pending for 2 s; the
 /// next worker adopts the job CloudStack lists on the VM instead of sending a second one.
 @Suite struct HandlerCleanupUnansweredTests {
-    static let heldPending = SimulatorFaults(stuckRate: 1, stuckDelayMs: 2000)
-
     /// Forced, the stopper would send a forced stop to a VM it finds Stopping with no job
     /// id of its own; the adopted job makes that unnecessary.
     @Test func aForcedStopKilledBeforeCheckpointingItsJobIdIsNotSentAgain() async throws {
@@ -18,18 +16,13 @@ import Testing
             let testVM = try await h.testVM(state: "Running")
             let volumeId = try await h.cloudVolume()
             try await h.cloudAttach(volumeId, to: testVM)
-            await h.simulator.setFaults(Self.heldPending)
-            let stopJob = try await h.client.stopVirtualMachine(id: testVM, forced: true)
-            await h.simulator.setFaults(SimulatorFaults())
+            let stopJob = try await h.sentAndHeldPending { try await h.client.stopVirtualMachine(id: testVM, forced: true) }
             #expect(await h.vmState(testVM) == "Stopping")
             #expect(try await h.client.listVirtualMachines(id: testVM).first?.pendingJobId == stopJob)
 
-            let id = try await h.enqueue(
+            let row = try await h.runOnFreshWorker(
                 "cleanup", volume: volumeId, request: #"{"test_vm_id":"\#(testVM)","force":true}"#,
                 checkpoint: #"{"stop":{"request_unanswered":true}}"#)
-            let worker = h.startWorker()
-            let row = try await h.finished(id)
-            try await worker.stop()
 
             #expect(row.status == "completed", "\(row.errorCode ?? ""): \(row.error ?? "")")
             #expect(await h.vmSideEffects(testVM).stopVirtualMachine == 1)
@@ -43,17 +36,12 @@ import Testing
             let testVM = try await h.testVM()
             let volumeId = try await h.cloudVolume()
             try await h.cloudAttach(volumeId, to: h.appliance)
-            await h.simulator.setFaults(Self.heldPending)
-            let destroyJob = try await h.client.destroyVirtualMachine(id: testVM, expunge: true)
-            await h.simulator.setFaults(SimulatorFaults())
+            let destroyJob = try await h.sentAndHeldPending { try await h.client.destroyVirtualMachine(id: testVM, expunge: true) }
             #expect(try await h.client.listVirtualMachines(id: testVM).first?.pendingJobId == destroyJob)
 
-            let id = try await h.enqueue(
+            let row = try await h.runOnFreshWorker(
                 "cleanup", volume: volumeId, request: #"{"test_vm_id":"\#(testVM)","delete_vm":true}"#,
                 checkpoint: #"{"step":"attached","destroy":{"request_unanswered":true}}"#)
-            let worker = h.startWorker()
-            let row = try await h.finished(id)
-            try await worker.stop()
 
             #expect(row.status == "completed", "\(row.errorCode ?? ""): \(row.error ?? "")")
             #expect(try row.json()["test_vm_destroyed"] as? Bool == true)

@@ -5,6 +5,11 @@ import TestSupport
 import Testing
 
 @Suite struct HandlerDetachTests {
+    static let customer = SimulatorConfiguration.customerVMID
+
+    /// The checkpoint of a worker killed after sending detachVolume for `vmId`, before its answer.
+    static func unanswered(from vmId: String) -> String { #"{"request_unanswered":true,"vm_id":"\#(vmId)"}"# }
+
     @Test func detachFromTheApplianceWaitsForTheLinkAndDropsTheMapping() async throws {
         try await HandlerHarness.with { h in
             let volumeId = try await h.cloudVolume()
@@ -31,14 +36,8 @@ import Testing
         try await HandlerHarness.with { h in
             let volumeId = try await h.cloudVolume()
             try await h.cloudAttach(volumeId, to: h.appliance)
-            await h.simulator.setFaults(SimulatorFaults(stuckRate: 1, stuckDelayMs: 2000))
-            let jobId = try await h.client.detachVolume(id: volumeId)
-            await h.simulator.setFaults(SimulatorFaults())
-            let id = try await h.enqueue("detach", volume: volumeId,
-                                         checkpoint: #"{"request_unanswered":true,"vm_id":"\#(h.appliance)"}"#)
-            let worker = h.startWorker()
-            let row = try await h.finished(id)
-            try await worker.stop()
+            let jobId = try await h.sentAndHeldPending { try await h.client.detachVolume(id: volumeId) }
+            let row = try await h.runOnFreshWorker("detach", volume: volumeId, checkpoint: Self.unanswered(from: h.appliance))
 
             #expect(row.status == "completed", "\(row.error ?? "")")
             #expect(try row.json()["vm_id"] as? String == h.appliance)
@@ -55,12 +54,8 @@ import Testing
     @Test func aDetachWhoseRequestNeverArrivedIsSentOnce() async throws {
         try await HandlerHarness.with { h in
             let volumeId = try await h.cloudVolume()
-            try await h.cloudAttach(volumeId, to: SimulatorConfiguration.customerVMID)
-            let id = try await h.enqueue("detach", volume: volumeId,
-                                         checkpoint: #"{"request_unanswered":true,"vm_id":"\#(SimulatorConfiguration.customerVMID)"}"#)
-            let worker = h.startWorker()
-            let row = try await h.finished(id)
-            try await worker.stop()
+            try await h.cloudAttach(volumeId, to: Self.customer)
+            let row = try await h.runOnFreshWorker("detach", volume: volumeId, checkpoint: Self.unanswered(from: Self.customer))
 
             #expect(row.status == "completed", "\(row.error ?? "")")
             #expect(try row.json()["vm_id"] as? String == SimulatorConfiguration.customerVMID)
@@ -76,11 +71,7 @@ import Testing
             let volumeId = try await h.cloudVolume()
             try await h.cloudAttach(volumeId, to: SimulatorConfiguration.customerVMID)
             _ = try await h.client.waitForJob(jobId: try await h.client.detachVolume(id: volumeId), timeout: .seconds(10))
-            let id = try await h.enqueue("detach", volume: volumeId,
-                                         checkpoint: #"{"request_unanswered":true,"vm_id":"\#(SimulatorConfiguration.customerVMID)"}"#)
-            let worker = h.startWorker()
-            let row = try await h.finished(id)
-            try await worker.stop()
+            let row = try await h.runOnFreshWorker("detach", volume: volumeId, checkpoint: Self.unanswered(from: Self.customer))
 
             #expect(row.status == "completed", "\(row.error ?? "")")
             #expect(try row.json()["vm_id"] as? String == SimulatorConfiguration.customerVMID)
