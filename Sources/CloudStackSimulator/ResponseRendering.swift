@@ -14,7 +14,11 @@ enum ResponseRendering {
 
     static func timestamp(_ date: Date) -> JSONValue { .string(SignatureVerifier.formatTZDate(date)) }
 
-    static func volume(_ volume: SimulatedVolume, vm: SimulatedVirtualMachine?, offeringName: String?) -> JSONValue {
+    /// `pendingJob`: the job acting on the volume, rendered as `jobid` and `jobstatus` 0 the
+    /// way list commands show it (VolumeJoinDaoImpl.newVolumeResponse sets both only when
+    /// `volume_view` joined a job with `job_status = 0`). They come last: they are
+    /// BaseResponse's fields, and Gson writes a class's own fields before its superclass's.
+    static func volume(_ volume: SimulatedVolume, vm: SimulatedVirtualMachine?, offeringName: String?, pendingJob: SimulatedJob? = nil) -> JSONValue {
         .object([
             ("id", .string(volume.id)),
             ("name", .string(volume.name)),
@@ -41,10 +45,14 @@ enum ResponseRendering {
             ("destroyed", .bool(false)),
             ("isextractable", .bool(true)),
             ("displayvolume", .bool(true)),
+            ("jobid", pendingJob.map { .string($0.id) }),
+            ("jobstatus", pendingJob.map { .int($0.status) }),
         ])
     }
 
-    static func virtualMachine(_ vm: SimulatedVirtualMachine) -> JSONValue {
+    /// `pendingJob`: as for `volume`, the job acting on the VM in list replies
+    /// (UserVmJoinDaoImpl.newUserVmResponse, `user_vm_view`).
+    static func virtualMachine(_ vm: SimulatedVirtualMachine, pendingJob: SimulatedJob? = nil) -> JSONValue {
         .object([
             ("id", .string(vm.id)),
             ("name", .string(vm.name)),
@@ -61,6 +69,8 @@ enum ResponseRendering {
             ("instancename", .string(vm.instanceName)),
             ("cpunumber", .int(2)),
             ("memory", .int(4096)),
+            ("jobid", pendingJob.map { .string($0.id) }),
+            ("jobstatus", pendingJob.map { .int($0.status) }),
         ])
     }
 

@@ -12,18 +12,22 @@ extension SimulatedCloud {
         ResponseRendering.list(itemName: "diskoffering", [ResponseRendering.customDiskOffering(created: offeringCreated)])
     }
 
-    /// Each VM with its `state`; an expunged VM's id resolves but lists nothing.
+    /// Each VM with its `state` (and the stop, start or destroy job pending on it, if any);
+    /// an expunged VM's id resolves but lists nothing.
     func listVirtualMachines(_ parameters: RequestParameters) throws -> JSONValue {
         var selected = virtualMachines.filter { !$0.removed }
         if let id = parameters["id"], !id.isEmpty {
             let index = try resolveVM("listVirtualMachines", parameter: "id", id)
             selected = selected.filter { $0.id == virtualMachines[index].id }
         }
-        return ResponseRendering.list(itemName: "virtualmachine", selected.map(ResponseRendering.virtualMachine))
+        return ResponseRendering.list(
+            itemName: "virtualmachine",
+            selected.map { ResponseRendering.virtualMachine($0, pendingJob: pendingJob(instanceType: "VirtualMachine", id: $0.id)) })
     }
 
     /// Filters `id`, `virtualmachineid` and `type`; a deleted volume's id resolves but
-    /// lists nothing, giving `{"listvolumesresponse":{}}`.
+    /// lists nothing, giving `{"listvolumesresponse":{}}`. A volume with a pending job
+    /// (attach, detach, create; stuck ones too) carries its `jobid` and `jobstatus` 0.
     func listVolumes(_ parameters: RequestParameters) throws -> JSONValue {
         var selected = volumes.filter { !$0.removed }
         if let id = parameters["id"], !id.isEmpty {
@@ -37,7 +41,7 @@ extension SimulatedCloud {
         if let type = parameters["type"], !type.isEmpty {
             selected = selected.filter { $0.type.caseInsensitiveCompare(type) == .orderedSame }
         }
-        return ResponseRendering.list(itemName: "volume", selected.map(renderVolume))
+        return ResponseRendering.list(itemName: "volume", selected.map { renderVolume($0, listed: true) })
     }
 
     /// CreateVolumeCmd is a BaseAsyncCreateCmd: `create()` allocates the volume row

@@ -208,10 +208,19 @@ actor SimulatedCloud {
         return index
     }
 
-    func renderVolume(_ volume: SimulatedVolume) -> JSONValue {
+    /// The volume as a job result shows it, or (`listed`) as listVolumes does: with the job
+    /// still acting on it, if any.
+    func renderVolume(_ volume: SimulatedVolume, listed: Bool = false) -> JSONValue {
         let vm = volume.virtualMachineID.flatMap { id in virtualMachines.first { $0.id == id } }
         let offering = volume.diskOfferingID == SimulatorConfiguration.customDiskOfferingID ? ResponseRendering.customOfferingName : nil
-        return ResponseRendering.volume(volume, vm: vm, offeringName: offering)
+        return ResponseRendering.volume(
+            volume, vm: vm, offeringName: offering, pendingJob: listed ? pendingJob(instanceType: "Volume", id: volume.id) : nil)
+    }
+
+    /// The newest job still pending (stuck ones included) whose instance is the given object,
+    /// as the list views' `LEFT JOIN async_job … AND job_status = 0` finds it.
+    func pendingJob(instanceType: String, id: String) -> SimulatedJob? {
+        jobs.last { $0.status == 0 && $0.action.instance.type == instanceType && $0.action.instance.id == id }
     }
 
     func recordSideEffect(_ volumeID: String, _ update: (inout SimulatorState.SideEffects) -> Void) {

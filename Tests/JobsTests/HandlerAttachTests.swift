@@ -6,6 +6,8 @@ import Testing
 
 @Suite struct HandlerAttachTests {
     static let customer = SimulatorConfiguration.customerVMID
+    /// The checkpoint of a worker killed after sending attachVolume, before its answer.
+    static let unanswered = #"{"request_unanswered":true}"#
 
     @Test func attachToTheApplianceMapsTheByIdLinkTheSimulatorCreated() async throws {
         try await HandlerHarness.with { h in
@@ -168,6 +170,8 @@ import Testing
             #expect(row.errorCode == "vm_not_found")
             #expect(row.error?.contains("VM \(missingVM) does not exist") == true, "\(row.error ?? "")")
             #expect(row.attempts == 1)
+            // CloudStack answered with an error, so nothing was started: the mark is cleared.
+            #expect(row.checkpoint?.contains("request_unanswered") == false, "\(row.checkpoint ?? "")")
             #expect(try await h.mapping(volumeId) == nil)
         }
     }
@@ -203,6 +207,58 @@ import Testing
             #expect(row.status == "completed", "\(row.error ?? "")")
             #expect(await h.sideEffects(volumeId).attachVolume == 1)
             #expect(try await h.mapping(volumeId)?.byIdPath == h.simulator.byIDLinkPath(forVolumeID: volumeId))
+        }
+    }
+
+    /// The crash window: attachVolume accepted, the worker killed before the job id reached
+    /// the checkpoint, which holds only the mark. The job is still running (held pending
+    /// for 2 s), so the volume is not attached yet; the next worker adopts the job
+    /// CloudStack lists on the volume instead of attaching a second time.
+    @Test func anAttachKilledBeforeCheckpointingTheJobIdAdoptsThePendingJob() async throws {
+        try await HandlerHarness.with { h in
+            let volumeId = try await h.cloudVolume()
+            let jobId = try await h.sentAndHeldPending { try await h.client.attachVolume(id: volumeId, virtualMachineId: h.appliance) }
+            let row = try await h.runOnFreshWorker("attach", volume: volumeId, vm: h.appliance, checkpoint: Self.unanswered)
+
+            #expect(row.status == "completed", "\(row.error ?? "")")
+            #expect(await h.sideEffects(volumeId).attachVolume == 1)
+            #expect(row.checkpoint?.contains(#""job_id": "\#(jobId)""#) == true, "adopted, not found done: \(row.checkpoint ?? "")")
+            #expect(row.checkpoint?.contains("request_unanswered") == false)
+            #expect(try await h.mapping(volumeId)?.byIdPath == h.simulator.byIDLinkPath(forVolumeID: volumeId))
+        }
+    }
+
+    /// The other side of the window: the worker died before attachVolume left it. Nothing is
+    /// pending and the volume is unchanged, so the request is sent, once.
+    @Test func anAttachWhoseRequestNeverArrivedIsSentOnce() async throws {
+        try await HandlerHarness.with { h in
+            let volumeId = try await h.cloudVolume()
+            let row = try await h.runOnFreshWorker("attach", volume: volumeId, vm: Self.customer, checkpoint: Self.unanswered)
+
+            #expect(row.status == "completed", "\(row.error ?? "")")
+            #expect(await h.sideEffects(volumeId).attachVolume == 1)
+            #expect(await h.simulator.state().volume(volumeId)?.virtualmachineid == Self.customer)
+        }
+    }
+
+    /// The mark is in the checkpoint before attachVolume is sent (every API call answered
+    /// 1 s late holds the request in flight), and the job id replaces it.
+    @Test func theUnansweredMarkIsSavedBeforeAttachVolumeIsSent() async throws {
+        try await HandlerHarness.with { h in
+            let volumeId = try await h.cloudVolume()
+            await h.simulator.setFaults(SimulatorFaults(latencyMs: 1000))
+            let worker = h.startWorker()
+            let id = try await h.enqueue("attach", volume: volumeId, vm: Self.customer)
+            try await eventually("the mark saved while attachVolume is unanswered") {
+                try await h.operation(id).checkpoint == #"{"request_unanswered": true}"#
+            }
+            #expect(await h.simulator.state().requestCounts["attachVolume"] == nil)
+            let row = try await h.finished(id)
+            try await worker.stop()
+            #expect(row.status == "completed", "\(row.error ?? "")")
+            #expect(row.checkpoint?.contains("job_id") == true)
+            #expect(row.checkpoint?.contains("request_unanswered") == false)
+            #expect(await h.sideEffects(volumeId).attachVolume == 1)
         }
     }
 

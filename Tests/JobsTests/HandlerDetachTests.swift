@@ -5,6 +5,11 @@ import TestSupport
 import Testing
 
 @Suite struct HandlerDetachTests {
+    static let customer = SimulatorConfiguration.customerVMID
+
+    /// The checkpoint of a worker killed after sending detachVolume for `vmId`, before its answer.
+    static func unanswered(from vmId: String) -> String { #"{"request_unanswered":true,"vm_id":"\#(vmId)"}"# }
+
     @Test func detachFromTheApplianceWaitsForTheLinkAndDropsTheMapping() async throws {
         try await HandlerHarness.with { h in
             let volumeId = try await h.cloudVolume()
@@ -20,6 +25,56 @@ import Testing
             let link = try #require(h.simulator.byIDLinkPath(forVolumeID: volumeId))
             #expect(!FileManager.default.fileExists(atPath: link))
             #expect(await h.simulator.state().volume(volumeId)?.virtualmachineid == nil)
+            #expect(await h.sideEffects(volumeId).detachVolume == 1)
+        }
+    }
+
+    /// The crash window: detachVolume accepted, the worker killed before the job id reached
+    /// the checkpoint (the mark and the VM only). The job is still running, so the volume is
+    /// still attached; the next worker adopts the job instead of detaching a second time.
+    @Test func aDetachKilledBeforeCheckpointingTheJobIdAdoptsThePendingJob() async throws {
+        try await HandlerHarness.with { h in
+            let volumeId = try await h.cloudVolume()
+            try await h.cloudAttach(volumeId, to: h.appliance)
+            let jobId = try await h.sentAndHeldPending { try await h.client.detachVolume(id: volumeId) }
+            let row = try await h.runOnFreshWorker("detach", volume: volumeId, checkpoint: Self.unanswered(from: h.appliance))
+
+            #expect(row.status == "completed", "\(row.error ?? "")")
+            #expect(try row.json()["vm_id"] as? String == h.appliance)
+            #expect(await h.sideEffects(volumeId).detachVolume == 1)
+            #expect(row.checkpoint?.contains(#""job_id": "\#(jobId)""#) == true, "adopted, not found done: \(row.checkpoint ?? "")")
+            #expect(await h.simulator.state().volume(volumeId)?.virtualmachineid == nil)
+            let link = try #require(h.simulator.byIDLinkPath(forVolumeID: volumeId))
+            #expect(!FileManager.default.fileExists(atPath: link))
+        }
+    }
+
+    /// The worker died before detachVolume left it: nothing pending, still attached, so the
+    /// request is sent, once.
+    @Test func aDetachWhoseRequestNeverArrivedIsSentOnce() async throws {
+        try await HandlerHarness.with { h in
+            let volumeId = try await h.cloudVolume()
+            try await h.cloudAttach(volumeId, to: Self.customer)
+            let row = try await h.runOnFreshWorker("detach", volume: volumeId, checkpoint: Self.unanswered(from: Self.customer))
+
+            #expect(row.status == "completed", "\(row.error ?? "")")
+            #expect(try row.json()["vm_id"] as? String == SimulatorConfiguration.customerVMID)
+            #expect(await h.sideEffects(volumeId).detachVolume == 1)
+            #expect(await h.simulator.state().volume(volumeId)?.virtualmachineid == nil)
+        }
+    }
+
+    /// The unanswered detach finished before anyone looked: the volume is off the VM it was
+    /// sent for, which the operation reports, without a second detachVolume.
+    @Test func aDetachThatTookEffectUnansweredReportsItsVM() async throws {
+        try await HandlerHarness.with { h in
+            let volumeId = try await h.cloudVolume()
+            try await h.cloudAttach(volumeId, to: SimulatorConfiguration.customerVMID)
+            _ = try await h.client.waitForJob(jobId: try await h.client.detachVolume(id: volumeId), timeout: .seconds(10))
+            let row = try await h.runOnFreshWorker("detach", volume: volumeId, checkpoint: Self.unanswered(from: Self.customer))
+
+            #expect(row.status == "completed", "\(row.error ?? "")")
+            #expect(try row.json()["vm_id"] as? String == SimulatorConfiguration.customerVMID)
             #expect(await h.sideEffects(volumeId).detachVolume == 1)
         }
     }

@@ -89,6 +89,38 @@ struct HandlerHarness: Sendable {
         return try #require(id.flatMap(UUID.init(uuidString:)))
     }
 
+    /// Enqueues one operation (with `checkpoint`, as an earlier worker left it), runs a fresh
+    /// worker until the operation is terminal, and returns its row.
+    func runOnFreshWorker(_ type: String, volume: String? = nil, vm: String? = nil, request: String = "{}",
+                          checkpoint: String? = nil) async throws -> OperationRow {
+        let id = try await enqueue(type, volume: volume, vm: vm, request: request, checkpoint: checkpoint)
+        let worker = startWorker()
+        do {
+            let row = try await finished(id)
+            try await worker.stop()
+            return row
+        } catch {
+            try? await worker.stop()
+            throw error
+        }
+    }
+
+    /// Sends a request whose CloudStack job is then held pending for `duration` (a slow
+    /// management server), as the request a worker killed before checkpointing its job id
+    /// leaves behind. Later jobs run normally.
+    func sentAndHeldPending<T: Sendable>(for duration: Duration = .seconds(2), _ send: () async throws -> T) async throws -> T {
+        let milliseconds = Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        await simulator.setFaults(SimulatorFaults(stuckRate: 1, stuckDelayMs: milliseconds))
+        do {
+            let result = try await send()
+            await simulator.setFaults(SimulatorFaults())
+            return result
+        } catch {
+            await simulator.setFaults(SimulatorFaults())
+            throw error
+        }
+    }
+
     /// Waits until the operation is terminal and returns its row.
     func finished(_ id: UUID, timeout: Duration = .seconds(30)) async throws -> OperationRow {
         try await eventually(timeout: timeout, "operation \(id) terminal") {

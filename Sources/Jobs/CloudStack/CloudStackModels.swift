@@ -25,11 +25,26 @@ public struct CloudStackVolume: Codable, Sendable, Equatable {
     /// When it was last attached (absent while detached).
     public var attached: String?
     public var hypervisor: String?
+    /// The async job acting on the volume right now, and its status (always 0, pending):
+    /// CloudStack lists them only while such a job runs. `volume_view` left-joins
+    /// `async_job ON instance_id = volumes.id AND instance_type = 'Volume' AND job_status = 0`
+    /// (apache/cloudstack `engine/schema/src/main/resources/META-INF/db/views/cloud.volume_view.sql`)
+    /// and `VolumeJoinDaoImpl.newVolumeResponse` sets both when the row has a job
+    /// (`server/src/main/java/com/cloud/api/query/dao/VolumeJoinDaoImpl.java`). Attach, detach
+    /// and create jobs have the volume as their instance: `getApiResourceType()` is
+    /// `ApiCommandResourceType.Volume` in AttachVolumeCmd, DetachVolumeCmd and CreateVolumeCmd
+    /// (`api/src/main/java/org/apache/cloudstack/api/command/user/volume/`), and
+    /// `server/src/main/java/com/cloud/api/ApiServer.java` builds the AsyncJobVO with
+    /// `getApiResourceType().toString()` as `instance_type` and the volume (`getApiResourceId()`,
+    /// or for a create the entity `create()` made) as `instance_id`.
+    public var jobid: String?
+    public var jobstatus: Int?
 
     public init(
         id: String, name: String, zoneid: String, zonename: String? = nil, type: String, deviceid: Int? = nil,
         virtualmachineid: String? = nil, vmname: String? = nil, vmstate: String? = nil, size: Int64, state: String,
-        diskofferingid: String? = nil, created: String? = nil, attached: String? = nil, hypervisor: String? = nil
+        diskofferingid: String? = nil, created: String? = nil, attached: String? = nil, hypervisor: String? = nil,
+        jobid: String? = nil, jobstatus: Int? = nil
     ) {
         self.id = id
         self.name = name
@@ -46,10 +61,15 @@ public struct CloudStackVolume: Codable, Sendable, Equatable {
         self.created = created
         self.attached = attached
         self.hypervisor = hypervisor
+        self.jobid = jobid
+        self.jobstatus = jobstatus
     }
 
     /// Whether CloudStack reports the volume as attached to a VM.
     public var isAttached: Bool { virtualmachineid != nil }
+
+    /// The job CloudStack runs on the volume now, if any.
+    public var pendingJobId: String? { jobstatus == AsyncJobResult.Status.pending.rawValue ? jobid : nil }
 }
 
 public struct CloudStackVirtualMachine: Codable, Sendable, Equatable {
@@ -64,6 +84,18 @@ public struct CloudStackVirtualMachine: Codable, Sendable, Equatable {
     public var hypervisor: String?
     public var instancename: String?
     public var created: String?
+    /// The async job acting on the VM right now, and its status (always 0, pending), listed
+    /// only while such a job runs: `user_vm_view` left-joins `async_job ON instance_id =
+    /// vm_instance.id AND instance_type = 'VirtualMachine' AND job_status = 0`
+    /// (apache/cloudstack `engine/schema/src/main/resources/META-INF/db/views/cloud.user_vm_view.sql`)
+    /// and `UserVmJoinDaoImpl.newUserVmResponse` sets both when the row has a job
+    /// (`server/src/main/java/com/cloud/api/query/dao/UserVmJoinDaoImpl.java`). StopVMCmd and
+    /// DestroyVMCmd have the VM as their instance (`ApiCommandResourceType.VirtualMachine`).
+    public var jobid: String?
+    public var jobstatus: Int?
+
+    /// The job CloudStack runs on the VM now, if any.
+    public var pendingJobId: String? { jobstatus == AsyncJobResult.Status.pending.rawValue ? jobid : nil }
 }
 
 public struct CloudStackZone: Codable, Sendable, Equatable {

@@ -2,10 +2,20 @@
 /// started, saved before waiting on it, so a resumed run waits on that job instead of
 /// sending the request again. Attach, stop and destroy steps share it; `VolumeDetacher`
 /// also keeps the VM the volume came off.
-struct JobProgress: Codable, Sendable {
+///
+/// `request_unanswered` (added later; checkpoints without it decode as before) marks a
+/// request sent whose answer was never read (see `AsyncJobRequest`).
+struct JobProgress: Codable, Sendable, UnansweredRequestProgress {
     var jobId: String?
+    var requestUnanswered: Bool?
+
+    init(jobId: String? = nil, requestUnanswered: Bool? = nil) {
+        self.jobId = jobId
+        self.requestUnanswered = requestUnanswered
+    }
 
     enum CodingKeys: String, CodingKey {
         case jobId = "job_id"
+        case requestUnanswered = "request_unanswered"
     }
 }

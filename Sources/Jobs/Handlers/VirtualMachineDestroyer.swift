@@ -5,7 +5,9 @@ import Worker
 /// CloudStack destroys a VM's ROOT volume with it and detaches its data disks first
 /// (UserVmManagerImpl.destroyVm(DestroyVMCmd)), so a VM still holding a replicated volume is
 /// never destroyed: with several volumes on one test VM, the cleanup that takes the last one
-/// off destroys it. The destroy job's id is a value the caller checkpoints.
+/// off destroys it. The destroy job's id is a value the caller checkpoints; destroyVirtualMachine
+/// goes through `AsyncJobRequest`, so a worker killed before that checkpoint leaves a mark
+/// the next one resolves by the job CloudStack lists on the VM.
 struct VirtualMachineDestroyer: Sendable {
     let environment: JobsEnvironment
 
@@ -24,6 +26,13 @@ struct VirtualMachineDestroyer: Sendable {
             context.logger.debug("test VM already expunged", metadata: ["vm_id": "\(vmId)"])
             return true
         }
+        let request = AsyncJobRequest(environment: environment, command: "destroyVirtualMachine")
+        if let adopted = try await request.adoptPendingJob(
+            resume: resume, pendingJobId: vm.pendingJobId, on: "VM \(vmId)", context: context, save: save),
+           let jobId = adopted.jobId
+        {
+            return try await finish(vmId: vmId, jobId: jobId, save: save)
+        }
         if vm.state == "Destroyed" || vm.state == "Expunging" {
             return true
         }
@@ -36,8 +45,9 @@ struct VirtualMachineDestroyer: Sendable {
         }
         try context.checkCancellation()
         context.logger.info("destroying the test VM", metadata: ["vm_id": "\(vmId)"])
-        let jobId = try await environment.cloudStack.destroyVirtualMachine(id: vmId, expunge: true)
-        try await save(Progress(jobId: jobId))
+        let jobId = try await request.send(Progress(), save: save) {
+            try await environment.cloudStack.destroyVirtualMachine(id: vmId, expunge: true)
+        }
         return try await finish(vmId: vmId, jobId: jobId, save: save)
     }
 

@@ -14,7 +14,9 @@ struct VirtualMachineStopper: Sendable {
     /// within `environment.vmStopTimeout`.
     ///
     /// - Stopped: nothing is sent.
-    /// - Running: one stopVirtualMachine (forced when `force`), its job id saved before waiting.
+    /// - Running: one stopVirtualMachine (forced when `force`), its job id saved before waiting;
+    ///   sent through `AsyncJobRequest`, so after a worker died with the request unanswered the
+    ///   stop job CloudStack lists on the VM is adopted instead of stopping again.
     /// - Stopping or Starting (another stop or start under way): waited on without sending
     ///   anything, unless `force`, which sends one forced stop (the fix for a VM stuck Stopping).
     /// - Past the deadline: `test_vm_stop_timeout`, a permanent failure naming the state; the
@@ -26,6 +28,9 @@ struct VirtualMachineStopper: Sendable {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: environment.vmStopTimeout)
         var jobId = resume?.jobId
+        let request = AsyncJobRequest(environment: environment, command: "stopVirtualMachine")
+        // An unanswered stopVirtualMachine is looked for once, at the first listing.
+        var unanswered = resume
         var pollInterval = Duration.milliseconds(100)
         while true {
             try context.checkCancellation()
@@ -35,13 +40,22 @@ struct VirtualMachineStopper: Sendable {
             guard let vm = try await environment.cloudStack.virtualMachine(id: vmId) else {
                 throw VolumeOperationFailure.vmNotFound(vmId, detail: "listVirtualMachines returned nothing for the test VM")
             }
+            if let adopted = try await request.adoptPendingJob(
+                resume: unanswered, pendingJobId: vm.pendingJobId, on: "VM \(vmId)", context: context, save: save)
+            {
+                jobId = adopted.jobId
+                unanswered = nil
+                continue
+            }
+            unanswered = nil
             switch vm.state {
             case "Stopped", "Destroyed":
                 return
             case "Running" where jobId == nil, "Stopping" where jobId == nil && force, "Starting" where jobId == nil && force:
                 context.logger.info("stopping the test VM", metadata: ["vm_id": "\(vmId)", "state": "\(vm.state)", "forced": "\(force)"])
-                let started = try await environment.cloudStack.stopVirtualMachine(id: vmId, forced: force)
-                try await save(Progress(jobId: started))
+                let started = try await request.send(Progress(), save: save) {
+                    try await environment.cloudStack.stopVirtualMachine(id: vmId, forced: force)
+                }
                 jobId = started
                 continue
             case "Running", "Stopping", "Starting", "Migrating":

@@ -16,8 +16,10 @@ struct VolumeAttacher: Sendable {
     ///
     /// - Already attached to that VM: verified, not repeated.
     /// - Attached elsewhere: a permanent error naming the VM.
-    /// - Else attachVolume; its job id goes to `save` before waiting, and a resume with that
-    ///   progress waits on the same job instead of attaching twice.
+    /// - Else attachVolume, sent through `AsyncJobRequest`: its job id goes to `save` before
+    ///   waiting, and a resume with that progress waits on the same job instead of attaching
+    ///   twice; a resume after an unanswered attachVolume adopts the job CloudStack lists on
+    ///   the volume, or (none pending, volume still detached) attaches anew.
     /// - Device 0 (the root disk): CloudStack takes it only while the VM is Stopped, so a VM
     ///   in any other state is refused before anything is sent.
     func attach(
@@ -29,6 +31,13 @@ struct VolumeAttacher: Sendable {
         }
         guard let current = try await environment.cloudStack.volume(id: volumeId) else {
             throw VolumeOperationFailure.volumeNotFound(volumeId)
+        }
+        let request = AsyncJobRequest(environment: environment, command: "attachVolume")
+        if let adopted = try await request.adoptPendingJob(
+            resume: resume, pendingJobId: current.pendingJobId, on: "volume \(volumeId)", context: context, save: save),
+           let jobId = adopted.jobId
+        {
+            return try await finish(volumeId: volumeId, vmId: vmId, jobId: jobId, save: save)
         }
         if let attachedTo = current.virtualmachineid {
             guard attachedTo.lowercased() == vmId.lowercased() else {
@@ -43,12 +52,13 @@ struct VolumeAttacher: Sendable {
         try context.checkCancellation()
         let jobId: String
         do {
-            jobId = try await environment.cloudStack.attachVolume(id: volumeId, virtualMachineId: vmId, deviceId: deviceId)
+            jobId = try await request.send(Progress(), save: save) {
+                try await environment.cloudStack.attachVolume(id: volumeId, virtualMachineId: vmId, deviceId: deviceId)
+            }
         } catch let error as CloudStackError where error.code == "cloudstack_not_found" {
             // The volume listed a moment ago, so the id CloudStack does not know is the VM's.
             throw VolumeOperationFailure.vmNotFound(vmId, detail: error.errorText ?? error.message)
         }
-        try await save(Progress(jobId: jobId))
         return try await finish(volumeId: volumeId, vmId: vmId, jobId: jobId, save: save)
     }
 

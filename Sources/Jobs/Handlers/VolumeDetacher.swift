@@ -6,15 +6,24 @@ import Worker
 struct VolumeDetacher: Sendable {
     let environment: JobsEnvironment
 
-    struct Progress: Codable, Sendable {
+    struct Progress: Codable, Sendable, UnansweredRequestProgress {
         /// The detachVolume job, checkpointed before waiting on it.
         var jobId: String?
         /// The VM the volume was attached to: after the job CloudStack no longer says.
         var vmId: String?
+        /// detachVolume was sent and no answer was read (see `AsyncJobRequest`).
+        var requestUnanswered: Bool?
+
+        init(jobId: String? = nil, vmId: String? = nil, requestUnanswered: Bool? = nil) {
+            self.jobId = jobId
+            self.vmId = vmId
+            self.requestUnanswered = requestUnanswered
+        }
 
         enum CodingKeys: String, CodingKey {
             case jobId = "job_id"
             case vmId = "vm_id"
+            case requestUnanswered = "request_unanswered"
         }
     }
 
@@ -23,6 +32,9 @@ struct VolumeDetacher: Sendable {
     /// Active NBD exports block the detach unless `force`, in which case the configured
     /// `ExportRemover` takes them down first. `save` stores progress in the caller's checkpoint.
     /// With `onlyFrom`, a volume found on another VM is left alone and reported.
+    /// detachVolume goes through `AsyncJobRequest`: a resume after an unanswered one adopts
+    /// the job CloudStack lists on the volume, takes a volume found detached as that request's
+    /// work (returning the VM it was sent for), and otherwise detaches anew.
     func detach(
         volumeId: String, force: Bool, onlyFrom expectedVmId: String? = nil, resume: Progress?, context: OperationContext,
         save: @Sendable (Progress) async throws -> Void
@@ -35,7 +47,20 @@ struct VolumeDetacher: Sendable {
         guard let current = try await environment.cloudStack.volume(id: volumeId) else {
             throw VolumeOperationFailure.volumeNotFound(volumeId)
         }
+        let request = AsyncJobRequest(environment: environment, command: "detachVolume")
+        if let adopted = try await request.adoptPendingJob(
+            resume: resume, pendingJobId: current.pendingJobId, on: "volume \(volumeId)", context: context, save: save),
+           let jobId = adopted.jobId, let vmId = adopted.vmId ?? current.virtualmachineid
+        {
+            try await finish(volumeId: volumeId, vmId: vmId, jobId: jobId, context: context, save: save)
+            return vmId
+        }
         guard let vmId = current.virtualmachineid else {
+            if resume?.requestUnanswered == true, let sentFor = resume?.vmId {
+                context.logger.notice("the unanswered detachVolume took effect", metadata: ["vm_id": "\(sentFor)"])
+                try await awaitUnplugged(volumeId: volumeId, from: sentFor)
+                return sentFor
+            }
             context.logger.debug("volume already detached")
             return nil
         }
@@ -43,8 +68,9 @@ struct VolumeDetacher: Sendable {
             throw VolumeOperationFailure.attachedElsewhere(volumeId: volumeId, attachedTo: vmId, requested: expectedVmId)
         }
         try context.checkCancellation()
-        let jobId = try await environment.cloudStack.detachVolume(id: volumeId)
-        try await save(Progress(jobId: jobId, vmId: vmId))
+        let jobId = try await request.send(Progress(vmId: vmId), save: save) {
+            try await environment.cloudStack.detachVolume(id: volumeId)
+        }
         try await finish(volumeId: volumeId, vmId: vmId, jobId: jobId, context: context, save: save)
         return vmId
     }
@@ -65,6 +91,11 @@ struct VolumeDetacher: Sendable {
             context.logger.notice("detach job failed but the volume is off the VM; accepting",
                                   metadata: ["vm_id": "\(vmId)", "error": "\(error.code)"])
         }
+        try await awaitUnplugged(volumeId: volumeId, from: vmId)
+    }
+
+    /// Off the appliance, the detach counts once the by-id link is gone.
+    private func awaitUnplugged(volumeId: String, from vmId: String) async throws {
         if environment.isAppliance(vmId) {
             try await environment.resolver.waitForRemoval(volumeId: volumeId, timeout: environment.deviceWaitTimeout)
         }
