@@ -33,6 +33,11 @@ enum APIRoutes {
     /// CloudStack answers XML; the simulator renders the same tree as XML elements.
     static func render(_ reply: APIReply, asJSON: Bool) -> Response {
         var headers = HTTPFields()
+        if reply.replyLost {
+            headers[.contentType] = "text/html"
+            return Response(status: .badGateway, headers: headers,
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: "<html><body><h1>502 Bad Gateway</h1></body></html>\n")))
+        }
         let text: String
         if asJSON {
             headers[.contentType] = "application/json; charset=UTF-8"

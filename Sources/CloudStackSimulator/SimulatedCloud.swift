@@ -6,6 +6,8 @@ struct APIReply: Sendable {
     var status: Int
     var responseKey: String
     var body: JSONValue
+    /// The command ran, but its reply is replaced by a proxy's bare 502 (`replyLostRate`).
+    var replyLost = false
 }
 
 /// The simulated management server: inventory, async jobs, fault injection and the
@@ -93,6 +95,10 @@ actor SimulatedCloud {
         }
         do {
             let body = try run(command, parameters)
+            if spec.changesState, faults.replyLostRate > 0, Double.random(in: 0..<1) < faults.replyLostRate {
+                logger.debug("losing the reply of a command that ran", metadata: ["command": "\(command)"])
+                return APIReply(status: 502, responseKey: responseKey, body: body, replyLost: true)
+            }
             return APIReply(status: 200, responseKey: responseKey, body: body)
         } catch let failure as APIFailure {
             return failureReply(failure, responseKey: responseKey)
@@ -110,6 +116,8 @@ actor SimulatedCloud {
 
     struct CommandSpec: Sendable {
         var requiredParameters: [String]
+        /// Creates, changes or removes something (the commands `replyLostRate` applies to).
+        var changesState = false
     }
 
     /// The commands this simulator implements and the parameters their Cmd classes mark
@@ -121,14 +129,14 @@ actor SimulatedCloud {
         "listDiskOfferings": CommandSpec(requiredParameters: []),
         "listVirtualMachines": CommandSpec(requiredParameters: []),
         "listVolumes": CommandSpec(requiredParameters: []),
-        "createVolume": CommandSpec(requiredParameters: ["zoneid"]),
-        "attachVolume": CommandSpec(requiredParameters: ["id", "virtualmachineid"]),
-        "detachVolume": CommandSpec(requiredParameters: []),
-        "deleteVolume": CommandSpec(requiredParameters: ["id"]),
+        "createVolume": CommandSpec(requiredParameters: ["zoneid"], changesState: true),
+        "attachVolume": CommandSpec(requiredParameters: ["id", "virtualmachineid"], changesState: true),
+        "detachVolume": CommandSpec(requiredParameters: [], changesState: true),
+        "deleteVolume": CommandSpec(requiredParameters: ["id"], changesState: true),
         // StopVMCmd, StartVMCmd, DestroyVMCmd (api/.../command/user/vm/): `id` is required.
-        "stopVirtualMachine": CommandSpec(requiredParameters: ["id"]),
-        "startVirtualMachine": CommandSpec(requiredParameters: ["id"]),
-        "destroyVirtualMachine": CommandSpec(requiredParameters: ["id"]),
+        "stopVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
+        "startVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
+        "destroyVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
         "queryAsyncJobResult": CommandSpec(requiredParameters: ["jobid"]),
     ]
 

@@ -82,13 +82,21 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
     public var stuckDelayMs: Int?
     /// Milliseconds added before answering every API call.
     public var latencyMs: Int
+    /// Fraction (0…1) of calls to commands that change state (create, attach, detach and
+    /// delete a volume; stop, start and destroy a VM) that are carried out and then answered
+    /// with a bare `502 Bad Gateway` page instead of CloudStack's reply — a proxy in front
+    /// of the management server that gave up waiting. The caller cannot tell whether the
+    /// command took effect (an async command's job is running).
+    public var replyLostRate: Double
 
-    public init(failRate: Double = 0, errorCode: Int = 530, stuckRate: Double = 0, latencyMs: Int = 0, stuckDelayMs: Int? = nil) {
+    public init(failRate: Double = 0, errorCode: Int = 530, stuckRate: Double = 0, latencyMs: Int = 0, stuckDelayMs: Int? = nil,
+                replyLostRate: Double = 0) {
         self.failRate = failRate
         self.errorCode = errorCode
         self.stuckRate = stuckRate
         self.latencyMs = latencyMs
         self.stuckDelayMs = stuckDelayMs
+        self.replyLostRate = replyLostRate
     }
 
     enum CodingKeys: String, CodingKey {
@@ -97,6 +105,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         case stuckRate = "stuck_rate"
         case latencyMs = "latency_ms"
         case stuckDelayMs = "stuck_delay_ms"
+        case replyLostRate = "reply_lost_rate"
     }
 
     /// Partial updates: fields absent from the JSON keep their current value.
@@ -108,6 +117,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         if let value = patch.stuckRate { copy.stuckRate = value }
         if let value = patch.latencyMs { copy.latencyMs = value }
         if let value = patch.stuckDelayMs { copy.stuckDelayMs = value }
+        if let value = patch.replyLostRate { copy.replyLostRate = value }
         return copy
     }
 
@@ -117,12 +127,14 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         var stuckRate: Double?
         var latencyMs: Int?
         var stuckDelayMs: Int?
+        var replyLostRate: Double?
         enum CodingKeys: String, CodingKey {
             case failRate = "fail_rate"
             case errorCode = "error_code"
             case stuckRate = "stuck_rate"
             case latencyMs = "latency_ms"
             case stuckDelayMs = "stuck_delay_ms"
+            case replyLostRate = "reply_lost_rate"
         }
     }
 }

@@ -34,11 +34,14 @@ struct CloudStackSim: AsyncParsableCommand {
     @Option(name: .customLong("error-code"), help: "errorcode and HTTP status of injected failures.") var errorCode = 530
     @Option(name: .customLong("stuck-rate"), help: "Fraction (0-1) of async jobs that never finish.") var stuckRate = 0.0
     @Option(name: .customLong("latency-ms"), help: "Milliseconds added to every API call.") var latencyMs = 0
+    @Option(name: .customLong("reply-lost-rate"),
+            help: "Fraction (0-1) of state-changing calls that run but are answered with a bare 502, as by a proxy that gave up.")
+    var replyLostRate = 0.0
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
 
     func validate() throws {
-        guard (0...1).contains(failRate), (0...1).contains(stuckRate) else {
-            throw ValidationError("--fail-rate and --stuck-rate must be between 0 and 1")
+        guard (0...1).contains(failRate), (0...1).contains(stuckRate), (0...1).contains(replyLostRate) else {
+            throw ValidationError("--fail-rate, --stuck-rate and --reply-lost-rate must be between 0 and 1")
         }
         guard (byIDDirectory == nil) == (diskDirectory == nil) else {
             throw ValidationError("--by-id-dir and --disk-dir go together: hot-plug emulation needs both")
@@ -65,7 +68,8 @@ struct CloudStackSim: AsyncParsableCommand {
                 byIDDirectory: byIDDirectory.map { URL(fileURLWithPath: $0) },
                 diskDirectory: diskDirectory.map { URL(fileURLWithPath: $0) },
                 asyncDelay: .milliseconds(asyncDelayMs),
-                faults: SimulatorFaults(failRate: failRate, errorCode: errorCode, stuckRate: stuckRate, latencyMs: latencyMs)
+                faults: SimulatorFaults(failRate: failRate, errorCode: errorCode, stuckRate: stuckRate, latencyMs: latencyMs,
+                                        replyLostRate: replyLostRate)
             ),
             logger: logger,
             handleSignals: true

@@ -76,6 +76,11 @@ public struct CloudStackError: Error, CustomStringConvertible, Sendable, Equatab
     }
 
     public var description: String { "\(code): \(message)" }
+
+    /// CloudStack itself refused the request (its own `errorcode` in the reply, not a job's):
+    /// no job was started, so the request may be sent again. Anything else — no reply, a
+    /// reply that could not be read, a proxy's bare 5xx — leaves open that it was accepted.
+    public var provesRequestRefused: Bool { errorCode != nil && jobId == nil }
 }
 
 extension CloudStackError {

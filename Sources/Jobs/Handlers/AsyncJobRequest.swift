@@ -41,7 +41,7 @@ struct AsyncJobRequest: Sendable {
         let jobId: String
         do {
             jobId = try await request()
-        } catch let error as CloudStackError where error.errorCode != nil && error.jobId == nil {
+        } catch let error as CloudStackError where error.provesRequestRefused {
             progress.requestUnanswered = nil
             try await save(progress)
             throw error

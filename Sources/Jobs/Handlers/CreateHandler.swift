@@ -98,8 +98,9 @@ public struct CreateHandler: OperationHandler {
         return (volumeId, checkpoint.jobId)
     }
 
-    /// Sends createVolume. The "in flight" mark is saved first and cleared again when
-    /// CloudStack answered with an error (it then created nothing).
+    /// Sends createVolume. The "in flight" mark is saved first and cleared again only when
+    /// CloudStack itself refused the request (it then created nothing); after no reply or an
+    /// unreadable one the mark stays, and the retry looks for the volume before creating.
     private func requestVolume(_ request: Request, context: OperationContext) async throws -> (volumeId: String, jobId: String) {
         try context.checkCancellation()
         try await context.saveCheckpoint(Checkpoint(requestUnanswered: true))
@@ -107,7 +108,7 @@ public struct CreateHandler: OperationHandler {
             let (volumeId, jobId) = try await environment.cloudStack.createVolume(
                 name: request.name, zoneId: request.zoneId, diskOfferingId: request.diskOfferingId, sizeGB: request.sizeGB)
             return (volumeId, jobId)
-        } catch let error as CloudStackError where error.code != "cloudstack_unreachable" {
+        } catch let error as CloudStackError where error.provesRequestRefused {
             try await context.saveCheckpoint(Checkpoint())
             throw error
         }
