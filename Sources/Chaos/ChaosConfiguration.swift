@@ -32,6 +32,9 @@ public struct ChaosConfiguration: Sendable {
     /// Fraction of CloudStack async jobs that hang for `stuckJobDelay` before they finish.
     public var stuckRate: Double = 0.05
     public var stuckJobDelay: Duration = .seconds(8)
+    /// Fraction of state-changing CloudStack calls that run but whose reply is lost (a bare
+    /// 502 from a proxy): the worker cannot tell whether its request took effect.
+    public var replyLostRate: Double = 0.03
     /// How long an ordinary CloudStack async job takes.
     public var asyncDelay: Duration = .milliseconds(300)
     /// The whole run (start, drive, audit) must end within this, or it fails.
@@ -56,8 +59,8 @@ public struct ChaosConfiguration: Sendable {
         }
         guard (5...3600).contains(leaseSeconds) else { throw refuse("the lease must be 5-3600 s (got \(leaseSeconds))") }
         guard jobTimeoutSeconds >= 1 else { throw refuse("the job timeout must be at least 1 s (got \(jobTimeoutSeconds))") }
-        guard (0...1).contains(failRate), (0...1).contains(stuckRate) else {
-            throw refuse("the fail and stuck rates must be between 0 and 1 (got \(failRate), \(stuckRate))")
+        guard (0...1).contains(failRate), (0...1).contains(stuckRate), (0...1).contains(replyLostRate) else {
+            throw refuse("the fail, stuck and reply-lost rates must be between 0 and 1 (got \(failRate), \(stuckRate), \(replyLostRate))")
         }
         guard postgresRestarts >= 0 else { throw refuse("PostgreSQL restarts must not be negative (got \(postgresRestarts))") }
         if let killInterval, killInterval < .milliseconds(100) {

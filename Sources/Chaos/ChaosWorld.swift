@@ -72,7 +72,8 @@ public struct ChaosWorld: Sendable {
                 byIDDirectory: appliances[0].byIDDirectory, diskDirectory: appliances[0].diskDirectory,
                 asyncDelay: configuration.asyncDelay, maxDataVolumesPerVM: 1000,
                 faults: SimulatorFaults(failRate: configuration.failRate, stuckRate: configuration.stuckRate,
-                                        stuckDelayMs: configuration.stuckJobDelay.wholeMilliseconds))
+                                        stuckDelayMs: configuration.stuckJobDelay.wholeMilliseconds,
+                                        replyLostRate: configuration.replyLostRate))
             simulatorConfiguration.additionalAppliances = appliances.dropFirst().map {
                 SimulatorAppliance(vmID: $0.vmID, name: "migration-appliance-\($0.label.lowercased())",
                                    byIDDirectory: $0.byIDDirectory, diskDirectory: $0.diskDirectory)
