@@ -118,7 +118,23 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         if let value = patch.latencyMs { copy.latencyMs = value }
         if let value = patch.stuckDelayMs { copy.stuckDelayMs = value }
         if let value = patch.replyLostRate { copy.replyLostRate = value }
+        try copy.validate()
         return copy
+    }
+
+    public struct Invalid: Error, CustomStringConvertible, Sendable {
+        public let description: String
+    }
+
+    /// Rates are fractions and times are not negative; the message names the field.
+    func validate() throws {
+        for (field, rate) in [("fail_rate", failRate), ("stuck_rate", stuckRate), ("reply_lost_rate", replyLostRate)]
+        where !(0...1).contains(rate) {
+            throw Invalid(description: "\(field) must be between 0 and 1 (got \(rate))")
+        }
+        guard latencyMs >= 0, (stuckDelayMs ?? 0) >= 0 else {
+            throw Invalid(description: "latency_ms and stuck_delay_ms must not be negative")
+        }
     }
 
     private struct Patch: Decodable {

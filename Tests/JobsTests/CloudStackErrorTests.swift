@@ -248,6 +248,15 @@ struct CloudStackErrorTests {
             #expect(response.status.code == 200)
             _ = try await response.body.collect(upTo: 1 << 16)
 
+            // A rate outside 0…1 is refused naming the field, and changes nothing.
+            var invalid = HTTPClientRequest(url: harness.simulator.baseURL + "/sim/faults")
+            invalid.method = .POST
+            invalid.body = .bytes(.init(string: #"{"fail_rate":0,"reply_lost_rate":2}"#))
+            let refused = try await HTTPClient.shared.execute(invalid, timeout: .seconds(5))
+            #expect(refused.status.code == 400)
+            let refusal = String(buffer: try await refused.body.collect(upTo: 1 << 16))
+            #expect(refusal.contains("reply_lost_rate must be between 0 and 1"), "\(refusal)")
+
             let stateText = try await harness.get(harness.simulator.baseURL + "/sim/state").body
             let state = try JSONDecoder().decode(SimulatorState.self, from: Data(stateText.utf8))
             #expect(state.faults == SimulatorFaults(failRate: 1, errorCode: 534))
