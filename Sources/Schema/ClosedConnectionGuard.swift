@@ -64,14 +64,21 @@ extension PostgresConnection {
 }
 
 extension PostgresClient {
-    /// Runs `query` on a pooled connection and returns all its rows; fails with
-    /// `DatabaseConnectionClosed` instead of hanging when the connection closes under it
-    /// (see `PostgresConnection.failingWhenClosed`).
-    public func rows(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
+    /// `withConnection`, failing with `DatabaseConnectionClosed` instead of hanging when the
+    /// connection closes under `body` (see `PostgresConnection.failingWhenClosed`).
+    public func withGuardedConnection<Result: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
         try await withConnection { connection in
-            try await connection.failingWhenClosed { connection in
-                try await connection.query(query, logger: logger).collect()
-            }
+            try await connection.failingWhenClosed(body)
+        }
+    }
+
+    /// Runs `query` on a pooled connection and returns all its rows; fails with
+    /// `DatabaseConnectionClosed` instead of hanging when the connection closes under it.
+    public func rows(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
+        try await withGuardedConnection { connection in
+            try await connection.query(query, logger: logger).collect()
         }
     }
 }
@@ -85,10 +92,8 @@ extension PostgresClient {
     public func inTransaction<Result: Sendable>(
         logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        try await withConnection { connection in
-            try await connection.failingWhenClosed { connection in
-                try await connection.withTransaction(logger: logger) { try await body($0) }
-            }
+        try await withGuardedConnection { connection in
+            try await connection.withTransaction(logger: logger) { try await body($0) }
         }
     }
 }

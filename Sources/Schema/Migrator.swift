@@ -24,18 +24,16 @@ public struct Migrator: Sendable {
     /// makes them take turns, and each re-reads what is applied once it holds the lock.
     @discardableResult
     public func migrate(_ client: PostgresClient) async throws -> Report {
-        try await client.withConnection { connection in
-            try await connection.failingWhenClosed { connection in
-                // A session lock on this one connection; released in all paths below.
-                try await connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
-                do {
-                    let report = try await migrateHoldingLock(connection)
-                    try await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
-                    return report
-                } catch {
-                    _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
-                    throw error
-                }
+        try await client.withGuardedConnection { connection in
+            // A session lock on this one connection; released in all paths below.
+            try await connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
+            do {
+                let report = try await migrateHoldingLock(connection)
+                try await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                return report
+            } catch {
+                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                throw error
             }
         }
     }
@@ -103,13 +101,11 @@ public struct Migrator: Sendable {
 
     /// For `volumed worker`: the schema must be exactly what this binary expects.
     public func checkUpToDate(_ client: PostgresClient) async throws {
-        let applied = try await client.withConnection { connection in
-            try await connection.failingWhenClosed { connection in
-                let exists = try await connection.query(
-                    "SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
-                    .collect().first?.decode(Bool.self) ?? false
-                return exists ? try await appliedMigrations(connection) : [:]
-            }
+        let applied = try await client.withGuardedConnection { connection in
+            let exists = try await connection.query(
+                "SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
+                .collect().first?.decode(Bool.self) ?? false
+            return exists ? try await appliedMigrations(connection) : [:]
         }
         try verify(applied: applied)
         let pending = migrations.filter { applied[$0.version] == nil }

@@ -5,7 +5,7 @@
 
 /// A volume as `listVolumes` and the volume jobs return it. `deviceid` and the VM fields
 /// are absent while the volume is detached.
-public struct CloudStackVolume: Codable, Sendable, Equatable {
+public struct CloudStackVolume: Codable, Sendable, Equatable, ListedWithPendingJob {
     public var id: String
     public var name: String
     public var zoneid: String
@@ -67,12 +67,9 @@ public struct CloudStackVolume: Codable, Sendable, Equatable {
 
     /// Whether CloudStack reports the volume as attached to a VM.
     public var isAttached: Bool { virtualmachineid != nil }
-
-    /// The job CloudStack runs on the volume now, if any.
-    public var pendingJobId: String? { jobstatus == AsyncJobResult.Status.pending.rawValue ? jobid : nil }
 }
 
-public struct CloudStackVirtualMachine: Codable, Sendable, Equatable {
+public struct CloudStackVirtualMachine: Codable, Sendable, Equatable, ListedWithPendingJob {
     public var id: String
     public var name: String
     public var displayname: String?
@@ -93,8 +90,17 @@ public struct CloudStackVirtualMachine: Codable, Sendable, Equatable {
     /// DestroyVMCmd have the VM as their instance (`ApiCommandResourceType.VirtualMachine`).
     public var jobid: String?
     public var jobstatus: Int?
+}
 
-    /// The job CloudStack runs on the VM now, if any.
+/// An object CloudStack's list commands show with the async job acting on it (BaseResponse's
+/// `jobid` and `jobstatus`, set only while that job is pending).
+public protocol ListedWithPendingJob {
+    var jobid: String? { get }
+    var jobstatus: Int? { get }
+}
+
+extension ListedWithPendingJob {
+    /// The job CloudStack runs on the object now, if any.
     public var pendingJobId: String? { jobstatus == AsyncJobResult.Status.pending.rawValue ? jobid : nil }
 }
 

@@ -20,10 +20,8 @@ public struct BackendExportRemover: ExportRemover {
 
     public func removeExports(volumeId: String, context: OperationContext) async throws {
         let logger = context.logger
-        try await context.database.withConnection { connection in
-            _ = try await connection.failingWhenClosed { connection in
-                try await removeExports(volumeId: volumeId, connection: connection, logger: logger)
-            }
+        _ = try await context.database.withGuardedConnection { connection in
+            try await removeExports(volumeId: volumeId, connection: connection, logger: logger)
         }
     }
 
