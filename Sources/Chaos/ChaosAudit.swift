@@ -260,11 +260,14 @@ struct ChaosAudit {
     }
 
     /// An appliance mapping's by-id path is the volume's link in that appliance's by-id
-    /// directory, and its device path is where that link leads.
+    /// directory (named for that appliance's bus), and its device path is where that link leads.
     private func checkLink(_ volumeID: String, _ byIDPath: String?, _ devicePath: String?, on appliance: ChaosAppliance,
                            into findings: inout Findings)
     {
-        let expected = appliance.byIDDirectory.appendingPathComponent("virtio-" + CloudStackSimulator.diskSerial(forVolumeID: volumeID)).path
+        guard let expected = world.simulator.byIDLinkPath(forVolumeID: volumeID, onVM: appliance.vmID) else {
+            findings.violations.append("volume \(volumeID): appliance \(appliance.label) has no hot-plug in the simulator")
+            return
+        }
         guard byIDPath == expected else {
             findings.violations.append("volume \(volumeID) on appliance \(appliance.label): by_id_path is \(byIDPath ?? "none"), expected \(expected)")
             return

@@ -35,6 +35,10 @@ public struct ChaosConfiguration: Sendable {
     /// Fraction of state-changing CloudStack calls that run but whose reply is lost (a bare
     /// 502 from a proxy): the worker cannot tell whether its request took effect.
     public var replyLostRate: Double = 0.03
+    /// Late udev links: each by-id link appears (after an attach) or goes (after a detach)
+    /// up to this long after its job succeeded, drawn afresh each time; the handlers must
+    /// wait for it rather than record a missing link or call a detach done too early.
+    public var lateLinkJitter: Duration = .milliseconds(400)
     /// How long an ordinary CloudStack async job takes.
     public var asyncDelay: Duration = .milliseconds(300)
     /// The whole run (start, drive, audit) must end within this, or it fails.
@@ -61,6 +65,9 @@ public struct ChaosConfiguration: Sendable {
         guard jobTimeoutSeconds >= 1 else { throw refuse("the job timeout must be at least 1 s (got \(jobTimeoutSeconds))") }
         guard (0...1).contains(failRate), (0...1).contains(stuckRate), (0...1).contains(replyLostRate) else {
             throw refuse("the fail, stuck and reply-lost rates must be between 0 and 1 (got \(failRate), \(stuckRate), \(replyLostRate))")
+        }
+        guard lateLinkJitter >= .zero, lateLinkJitter <= .seconds(60) else {
+            throw refuse("the late-link jitter must be 0-60 s (got \(lateLinkJitter))")
         }
         guard postgresRestarts >= 0 else { throw refuse("PostgreSQL restarts must not be negative (got \(postgresRestarts))") }
         if let killInterval, killInterval < .milliseconds(100) {

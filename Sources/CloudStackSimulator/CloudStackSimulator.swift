@@ -116,11 +116,15 @@ public final class CloudStackSimulator: Sendable {
         try await cloud.setVirtualMachineFaults(id: id, faults)
     }
 
-    /// Where the by-id link of a volume hot-plugged into the appliance appears.
+    /// Where the by-id link of a volume hot-plugged into the appliance appears (on the
+    /// appliance's bus, in the case of the volume's UUID).
     public func byIDLinkPath(forVolumeID volumeID: String) -> String? {
-        configuration.byIDDirectory.map {
-            $0.appendingPathComponent("virtio-" + HotPlugEmulator.serial(forVolumeID: volumeID)).path
-        }
+        cloud.byIDLinkPath(forVolumeID: volumeID, onVM: configuration.applianceVMID)
+    }
+
+    /// The same for any appliance (`additionalAppliances` included); nil for a VM without hot-plug.
+    public func byIDLinkPath(forVolumeID volumeID: String, onVM vmID: String) -> String? {
+        cloud.byIDLinkPath(forVolumeID: volumeID, onVM: vmID)
     }
 
     /// The KVM disk serial CloudStack gives a volume (`diskUuidToSerial`).

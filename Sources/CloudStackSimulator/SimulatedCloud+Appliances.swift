@@ -5,8 +5,14 @@ import Foundation
 extension SimulatedCloud {
     /// The hot-plug emulation of the appliance VM `vmID`; nil for any other VM (or when
     /// hot-plug is off).
-    func hotPlug(forVM vmID: String) -> HotPlugEmulator? {
+    nonisolated func hotPlug(forVM vmID: String) -> HotPlugEmulator? {
         vmID == configuration.applianceVMID ? hotPlug : additionalHotPlugs[vmID]
+    }
+
+    /// The by-id link path a volume attached to appliance `vmID` gets, on that appliance's
+    /// bus; nil for a VM without hot-plug.
+    nonisolated func byIDLinkPath(forVolumeID volumeID: String, onVM vmID: String) -> String? {
+        hotPlug(forVM: vmID)?.linkURL(forVolumeID: volumeID).path
     }
 
     /// Every appliance's emulation: a deleted volume's backing file may be in any of them.
@@ -17,7 +23,8 @@ extension SimulatedCloud {
     static func prepareHotPlugs(_ appliances: [SimulatorAppliance]) throws -> [String: HotPlugEmulator] {
         var emulators: [String: HotPlugEmulator] = [:]
         for appliance in appliances {
-            let emulator = HotPlugEmulator(byIDDirectory: appliance.byIDDirectory, diskDirectory: appliance.diskDirectory)
+            let emulator = HotPlugEmulator(
+                byIDDirectory: appliance.byIDDirectory, diskDirectory: appliance.diskDirectory, bus: appliance.diskBus)
             try emulator.prepareDirectories()
             emulators[appliance.vmID] = emulator
         }

@@ -31,8 +31,8 @@ extension SimulatedCloud {
     func listVolumes(_ parameters: RequestParameters) throws -> JSONValue {
         var selected = volumes.filter { !$0.removed }
         if let id = parameters["id"], !id.isEmpty {
-            _ = try resolveVolume("listVolumes", parameter: "id", id)
-            selected = selected.filter { $0.id == id }
+            let resolved = volumes[try resolveVolume("listVolumes", parameter: "id", id)].id
+            selected = selected.filter { $0.id == resolved }
         }
         if let vmID = parameters["virtualmachineid"], !vmID.isEmpty {
             _ = try resolveVM("listVolumes", parameter: "virtualmachineid", vmID)
@@ -75,8 +75,10 @@ extension SimulatedCloud {
 
         let internalID = nextInternalID
         nextInternalID += 1
+        // Java's UUID.toString() is lower case; an admin's `updateVolume customid=` may be any case.
+        let uuid = UUID().uuidString
         let volume = SimulatedVolume(
-            id: UUID().uuidString.lowercased(), internalID: internalID,
+            id: faults.upperCaseVolumeIDs ? uuid.uppercased() : uuid.lowercased(), internalID: internalID,
             name: (parameters["name"].flatMap { $0.isEmpty ? nil : $0 }) ?? "volume-\(internalID)",
             type: "DATADISK", sizeBytes: sizeGB * Self.bytesPerGB, state: "Allocated",
             virtualMachineID: nil, deviceID: nil, diskOfferingID: offeringID, created: Date(), attached: nil

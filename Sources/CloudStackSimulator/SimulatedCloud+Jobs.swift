@@ -128,7 +128,7 @@ extension SimulatedCloud {
 
         if let hotPlug = hotPlug(forVM: vmID) {
             do {
-                try hotPlug.plug(volumeID: volumeID, sizeBytes: volume.sizeBytes)
+                try plugDisk(hotPlug, volumeID: volume.id, sizeBytes: volume.sizeBytes)
             } catch {
                 throw JobFailure.internalError("Failed to attach volume \(volume.name) to VM \(vm.name); \(error)")
             }
@@ -191,7 +191,7 @@ extension SimulatedCloud {
         let volume = volumes[volumeIndex]
         guard let vmID = volume.virtualMachineID, let hotPlug = hotPlug(forVM: vmID) else { return }
         do {
-            try hotPlug.unplug(volumeID: volume.id)
+            try unplugDisk(hotPlug, volumeID: volume.id)
         } catch {
             let vmName = virtualMachines.first { $0.id == volume.virtualMachineID }?.name ?? "the appliance"
             throw JobFailure.internalError("Failed to detach volume \(volume.name) from VM \(vmName); \(error)")

@@ -29,6 +29,9 @@ actor SimulatedCloud {
     var requestCounts: [String: Int] = [:]
     var faults: SimulatorFaults
     var jobTimers: [String: Task<Void, Never>] = [:]
+    /// Late by-id link events by volume id (SimulatedCloud+LateLinks.swift).
+    var pendingLinkEvents: [String: PendingLinkEvent] = [:]
+    var nextLinkEventToken = 0
     var nextInternalID = 100
     var nextVMInternalID = 10
 
@@ -38,7 +41,7 @@ actor SimulatedCloud {
         self.verifier = SignatureVerifier(apiKey: configuration.apiKey, secretKey: configuration.secretKey)
         self.faults = configuration.faults
         if let byID = configuration.byIDDirectory, let disks = configuration.diskDirectory {
-            let emulator = HotPlugEmulator(byIDDirectory: byID, diskDirectory: disks)
+            let emulator = HotPlugEmulator(byIDDirectory: byID, diskDirectory: disks, bus: configuration.applianceDiskBus)
             try emulator.prepareDirectories()
             self.hotPlug = emulator
         } else {
@@ -193,12 +196,17 @@ actor SimulatedCloud {
     func shutdown() {
         for timer in jobTimers.values { timer.cancel() }
         jobTimers.removeAll()
+        cancelLinkEvents()
     }
 
     // MARK: Lookups shared by the commands
 
     func vmIndex(_ id: String) -> Int? { virtualMachines.firstIndex { $0.id == id } }
-    func volumeIndex(_ id: String) -> Int? { volumes.firstIndex { $0.id == id } }
+    /// Case-insensitive, as CloudStack's lookups are: `volumes.uuid` is a `varchar(40)` in a
+    /// `DEFAULT CHARSET=utf8` table (apache/cloudstack `setup/db/create-schema.sql`), whose
+    /// default collation (`utf8_general_ci`) compares without case. It matters for volumes
+    /// with an upper-case id (`SimulatorFaults.upperCaseVolumeIDs`).
+    func volumeIndex(_ id: String) -> Int? { volumes.firstIndex { $0.id.caseInsensitiveCompare(id) == .orderedSame } }
 
     /// ParamProcessWorker resolves UUID parameters before the command runs; unknown ones
     /// fail the whole request with 431. Removed volumes still resolve.

@@ -29,6 +29,10 @@ public struct SimulatorConfiguration: Sendable {
     public var byIDDirectory: URL?
     /// Where the sparse backing files of appliance disks live.
     public var diskDirectory: URL?
+    /// The bus of the appliance's first disk, which hot-plugged disks join: `.scsi` makes
+    /// their links `scsi-0QEMU_QEMU_HARDDISK_<serial>` (`SimulatorDiskBus`,
+    /// `cloudstack-sim --appliance-disk-bus`).
+    public var applianceDiskBus: SimulatorDiskBus = .virtio
     /// How long an async job stays `jobstatus 0` before it runs.
     public var asyncDelay: Duration
     /// Data disks one VM may hold (the hypervisor capability `max_data_volumes_limit`,
@@ -88,6 +92,16 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
     /// of the management server that gave up waiting. The caller cannot tell whether the
     /// command took effect (an async command's job is running).
     public var replyLostRate: Double
+    /// Late udev links (SimulatedCloud+LateLinks.swift): milliseconds between an attach job
+    /// succeeding and the disk's by-id link appearing on the appliance.
+    public var linkCreateDelayMs: Int = 0
+    /// Milliseconds between a detach job succeeding and the by-id link going away.
+    public var linkRemoveDelayMs: Int = 0
+    /// Up to this many milliseconds more, drawn afresh for each link created or removed.
+    public var linkDelayJitterMs: Int = 0
+    /// New volumes get upper-case UUIDs, as volumes whose id an admin set with
+    /// `updateVolume customid=…` have; their disk serial (and by-id link) is upper case too.
+    public var upperCaseVolumeIDs: Bool = false
 
     public init(failRate: Double = 0, errorCode: Int = 530, stuckRate: Double = 0, latencyMs: Int = 0, stuckDelayMs: Int? = nil,
                 replyLostRate: Double = 0) {
@@ -106,6 +120,10 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         case latencyMs = "latency_ms"
         case stuckDelayMs = "stuck_delay_ms"
         case replyLostRate = "reply_lost_rate"
+        case linkCreateDelayMs = "link_create_delay_ms"
+        case linkRemoveDelayMs = "link_remove_delay_ms"
+        case linkDelayJitterMs = "link_delay_jitter_ms"
+        case upperCaseVolumeIDs = "upper_case_volume_ids"
     }
 
     /// Partial updates: fields absent from the JSON keep their current value.
@@ -118,6 +136,10 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         if let value = patch.latencyMs { copy.latencyMs = value }
         if let value = patch.stuckDelayMs { copy.stuckDelayMs = value }
         if let value = patch.replyLostRate { copy.replyLostRate = value }
+        if let value = patch.linkCreateDelayMs { copy.linkCreateDelayMs = value }
+        if let value = patch.linkRemoveDelayMs { copy.linkRemoveDelayMs = value }
+        if let value = patch.linkDelayJitterMs { copy.linkDelayJitterMs = value }
+        if let value = patch.upperCaseVolumeIDs { copy.upperCaseVolumeIDs = value }
         try copy.validate()
         return copy
     }
@@ -127,13 +149,20 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
     }
 
     /// Rates are fractions and times are not negative; the message names the field.
-    func validate() throws {
+    public func validate() throws {
         for (field, rate) in [("fail_rate", failRate), ("stuck_rate", stuckRate), ("reply_lost_rate", replyLostRate)]
         where !(0...1).contains(rate) {
             throw Invalid(description: "\(field) must be between 0 and 1 (got \(rate))")
         }
         guard latencyMs >= 0, (stuckDelayMs ?? 0) >= 0 else {
             throw Invalid(description: "latency_ms and stuck_delay_ms must not be negative")
+        }
+        for (field, milliseconds) in [
+            ("link_create_delay_ms", linkCreateDelayMs), ("link_remove_delay_ms", linkRemoveDelayMs),
+            ("link_delay_jitter_ms", linkDelayJitterMs),
+        ]
+        where !(0...Self.maximumLinkDelayMs).contains(milliseconds) {
+            throw Invalid(description: "\(field) must be between 0 and \(Self.maximumLinkDelayMs) (got \(milliseconds))")
         }
     }
 
@@ -144,6 +173,10 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         var latencyMs: Int?
         var stuckDelayMs: Int?
         var replyLostRate: Double?
+        var linkCreateDelayMs: Int?
+        var linkRemoveDelayMs: Int?
+        var linkDelayJitterMs: Int?
+        var upperCaseVolumeIDs: Bool?
         enum CodingKeys: String, CodingKey {
             case failRate = "fail_rate"
             case errorCode = "error_code"
@@ -151,6 +184,13 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
             case latencyMs = "latency_ms"
             case stuckDelayMs = "stuck_delay_ms"
             case replyLostRate = "reply_lost_rate"
+            case linkCreateDelayMs = "link_create_delay_ms"
+            case linkRemoveDelayMs = "link_remove_delay_ms"
+            case linkDelayJitterMs = "link_delay_jitter_ms"
+            case upperCaseVolumeIDs = "upper_case_volume_ids"
         }
     }
+
+    /// An hour: udev is late by seconds; a link that never comes is a longer delay than any wait.
+    public static let maximumLinkDelayMs = 3_600_000
 }

@@ -25,8 +25,11 @@ struct CloudStackSim: AsyncParsableCommand {
     @Option(name: .customLong("secret-key"), help: "The secret key clients must sign with.") var secretKey: String
     @Option(name: .customLong("appliance-vm-id"), help: "UUID of the appliance VM whose attached disks appear in --by-id-dir.")
     var applianceVMID = SimulatorConfiguration.defaultApplianceVMID
-    @Option(name: .customLong("by-id-dir"), help: "Directory where hot-plugged appliance disks appear as virtio-<serial> links.")
+    @Option(name: .customLong("by-id-dir"), help: "Directory where hot-plugged appliance disks appear as by-id links (virtio-<serial>).")
     var byIDDirectory: String?
+    @Option(name: .customLong("appliance-disk-bus"),
+            help: "Bus of the appliance's first disk, which hot-plugged disks join: virtio (links virtio-<serial>) or scsi (links scsi-0QEMU_QEMU_HARDDISK_<serial>).")
+    var applianceDiskBus = "virtio"
     @Option(name: .customLong("disk-dir"), help: "Directory for the sparse backing files of appliance disks.")
     var diskDirectory: String?
     @Option(name: .customLong("async-delay-ms"), help: "How long async jobs stay pending.") var asyncDelayMs = 200
@@ -37,6 +40,15 @@ struct CloudStackSim: AsyncParsableCommand {
     @Option(name: .customLong("reply-lost-rate"),
             help: "Fraction (0-1) of state-changing calls that run but are answered with a bare 502, as by a proxy that gave up.")
     var replyLostRate = 0.0
+    @Option(name: .customLong("link-create-delay-ms"), help: "Milliseconds between an attach job succeeding and the disk's by-id link appearing (late udev).")
+    var linkCreateDelayMs = 0
+    @Option(name: .customLong("link-remove-delay-ms"), help: "Milliseconds between a detach job succeeding and the by-id link going away.")
+    var linkRemoveDelayMs = 0
+    @Option(name: .customLong("link-delay-jitter-ms"), help: "Up to this many milliseconds more for each link created or removed, drawn each time.")
+    var linkDelayJitterMs = 0
+    @Flag(name: .customLong("upper-case-volume-ids"),
+          help: "New volumes get upper-case UUIDs (as set by an admin's updateVolume customid), so their disk serials and by-id links are upper case.")
+    var upperCaseVolumeIDs = false
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
 
     func validate() throws {
@@ -49,6 +61,26 @@ struct CloudStackSim: AsyncParsableCommand {
         guard asyncDelayMs >= 0, latencyMs >= 0 else {
             throw ValidationError("--async-delay-ms and --latency-ms must not be negative")
         }
+        guard SimulatorDiskBus(rawValue: applianceDiskBus) != nil else {
+            throw ValidationError("--appliance-disk-bus must be virtio or scsi (got \(applianceDiskBus))")
+        }
+        do {
+            try faults.validate()
+        } catch {
+            // Names the field (link_create_delay_ms …), which the flag spells with dashes.
+            throw ValidationError("\(error)")
+        }
+    }
+
+    /// The faults the flags ask for.
+    var faults: SimulatorFaults {
+        var faults = SimulatorFaults(failRate: failRate, errorCode: errorCode, stuckRate: stuckRate, latencyMs: latencyMs,
+                                     replyLostRate: replyLostRate)
+        faults.linkCreateDelayMs = linkCreateDelayMs
+        faults.linkRemoveDelayMs = linkRemoveDelayMs
+        faults.linkDelayJitterMs = linkDelayJitterMs
+        faults.upperCaseVolumeIDs = upperCaseVolumeIDs
+        return faults
     }
 
     func run() async throws {
@@ -58,22 +90,19 @@ struct CloudStackSim: AsyncParsableCommand {
     func serve() async throws {
         var logger = Logger(label: "cloudstack-sim")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let simulator = try await CloudStackSimulator.start(
-            SimulatorConfiguration(
-                host: host,
-                port: port,
-                apiKey: apiKey,
-                secretKey: secretKey,
-                applianceVMID: applianceVMID,
-                byIDDirectory: byIDDirectory.map { URL(fileURLWithPath: $0) },
-                diskDirectory: diskDirectory.map { URL(fileURLWithPath: $0) },
-                asyncDelay: .milliseconds(asyncDelayMs),
-                faults: SimulatorFaults(failRate: failRate, errorCode: errorCode, stuckRate: stuckRate, latencyMs: latencyMs,
-                                        replyLostRate: replyLostRate)
-            ),
-            logger: logger,
-            handleSignals: true
+        var configuration = SimulatorConfiguration(
+            host: host,
+            port: port,
+            apiKey: apiKey,
+            secretKey: secretKey,
+            applianceVMID: applianceVMID,
+            byIDDirectory: byIDDirectory.map { URL(fileURLWithPath: $0) },
+            diskDirectory: diskDirectory.map { URL(fileURLWithPath: $0) },
+            asyncDelay: .milliseconds(asyncDelayMs),
+            faults: faults
         )
+        configuration.applianceDiskBus = SimulatorDiskBus(rawValue: applianceDiskBus) ?? .virtio
+        let simulator = try await CloudStackSimulator.start(configuration, logger: logger, handleSignals: true)
         // Scripts read this line to learn the port when --port 0 was given.
         FileHandle.standardOutput.write(Data("cloudstack-sim listening on \(simulator.apiURL)\n".utf8))
         try await simulator.waitUntilStopped()

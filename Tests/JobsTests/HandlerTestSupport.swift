@@ -30,6 +30,7 @@ struct HandlerHarness: Sendable {
         asyncDelay: Duration = .milliseconds(10),
         faults: SimulatorFaults = SimulatorFaults(),
         hotPlug: Bool = true,
+        applianceDiskBus: SimulatorDiskBus = .virtio,
         clientSecretKey: String = HandlerHarness.secretKey,
         maxDataVolumesPerVM: Int = 6,
         deviceWaitTimeout: Duration = .seconds(5),
@@ -45,12 +46,12 @@ struct HandlerHarness: Sendable {
             defer { try? FileManager.default.removeItem(at: root) }
             var simLogger = Logger(label: "cloudstack-sim-handler-test")
             simLogger.logLevel = .warning
-            let simulator = try await CloudStackSimulator.start(
-                SimulatorConfiguration(
-                    apiKey: apiKey, secretKey: secretKey,
-                    byIDDirectory: hotPlug ? byID : nil, diskDirectory: hotPlug ? disks : nil,
-                    asyncDelay: asyncDelay, maxDataVolumesPerVM: maxDataVolumesPerVM, faults: faults),
-                logger: simLogger)
+            var configuration = SimulatorConfiguration(
+                apiKey: apiKey, secretKey: secretKey,
+                byIDDirectory: hotPlug ? byID : nil, diskDirectory: hotPlug ? disks : nil,
+                asyncDelay: asyncDelay, maxDataVolumesPerVM: maxDataVolumesPerVM, faults: faults)
+            configuration.applianceDiskBus = applianceDiskBus
+            let simulator = try await CloudStackSimulator.start(configuration, logger: simLogger)
             let client = CloudStackClient(
                 configuration: CloudStackConfiguration(
                     apiURL: simulator.apiURL, apiKey: apiKey, secretKey: clientSecretKey, requestTimeout: .seconds(10)),

@@ -22,7 +22,12 @@ public struct ByIdResolver: Sendable {
 
     /// Link names udev may create for the volume, in the order they are tried:
     /// virtio-blk first (CloudStack's default bus), then the names SCSI buses produce
-    /// (the CloudStack CSI drivers try the same three).
+    /// (the CloudStack CSI drivers try the same three). On KVM a hot-plugged disk takes the
+    /// bus of the VM's first disk (`KVMStorageProcessor.attachOrDetachDisk`), so an appliance
+    /// deployed with a virtio-scsi root disk gets `scsi-0QEMU_QEMU_HARDDISK_<serial>` links.
+    ///
+    /// The serial is spelled in lower case here; a link is matched whatever its case (see
+    /// `LinkInspection.entries(in:namedLike:)`), and the link found is what gets recorded.
     public func candidateLinkNames(volumeId: String) throws(DeviceError) -> [String] {
         let serial = try DiskSerial.serial(forVolumeId: volumeId)
         return ["virtio-\(serial)", "scsi-0QEMU_QEMU_HARDDISK_\(serial)", "scsi-\(serial)"]
@@ -35,7 +40,16 @@ public struct ByIdResolver: Sendable {
     /// The device behind the first candidate link that resolves, or nil when none does
     /// (no link yet, or a link whose target udev has not created yet).
     public func currentDevice(volumeId: String) throws(DeviceError) -> ResolvedDevice? {
-        try Self.firstResolved(among: candidateLinkPaths(volumeId: volumeId)).device
+        try Self.firstResolved(among: presentLinks(names: candidateLinkNames(volumeId: volumeId))).device
+    }
+
+    /// The volume's links that exist now (any case, dangling ones too), in candidate order.
+    public func presentLinkPaths(volumeId: String) throws(DeviceError) -> [String] {
+        presentLinks(names: try candidateLinkNames(volumeId: volumeId))
+    }
+
+    private func presentLinks(names: [String]) -> [String] {
+        LinkInspection.entries(in: directory, namedLike: names)
     }
 
     /// Returns as soon as a candidate link resolves to an existing device.
@@ -47,8 +61,9 @@ public struct ByIdResolver: Sendable {
     }
 
     private func untimedWaitForDevice(volumeId: String, timeout: Duration) async throws -> ResolvedDevice {
+        let names = try candidateLinkNames(volumeId: volumeId)
         let links = try candidateLinkPaths(volumeId: volumeId)
-        if let device = try Self.firstResolved(among: links).device { return device }
+        if let device = try Self.firstResolved(among: presentLinks(names: names)).device { return device }
 
         let deadline = ContinuousClock.now + timeout
         let directory = self.directory
@@ -62,7 +77,7 @@ public struct ByIdResolver: Sendable {
                 for target in lastDangling.values {
                     try watch.watchDirectoryOrAncestor(parentDirectory(of: target))
                 }
-                let scan = try Self.firstResolved(among: links)
+                let scan = try Self.firstResolved(among: LinkInspection.entries(in: directory, namedLike: names))
                 if let device = scan.device { return device }
                 if !scan.dangling.isEmpty && scan.dangling != lastDangling {
                     // A link appeared before its target: watch where the target will
@@ -87,8 +102,8 @@ public struct ByIdResolver: Sendable {
     }
 
     private func untimedWaitForRemoval(volumeId: String, timeout: Duration) async throws {
-        let links = try candidateLinkPaths(volumeId: volumeId)
-        if Self.presentLinks(among: links).isEmpty { return }
+        let names = try candidateLinkNames(volumeId: volumeId)
+        if presentLinks(names: names).isEmpty { return }
 
         let deadline = ContinuousClock.now + timeout
         let directory = self.directory
@@ -96,7 +111,7 @@ public struct ByIdResolver: Sendable {
             let watch = try InotifyWatch()
             while true {
                 try watch.watchDirectoryOrAncestor(directory)
-                let present = Self.presentLinks(among: links)
+                let present = LinkInspection.entries(in: directory, namedLike: names)
                 if present.isEmpty { return }
                 if try watch.waitForChange(until: Self.nextLook(deadline), cancellation: cancellation) == .timedOut,
                    ContinuousClock.now >= deadline {
@@ -167,10 +182,6 @@ public struct ByIdResolver: Sendable {
             }
         }
         return scan
-    }
-
-    private static func presentLinks(among links: [String]) -> [String] {
-        links.filter(LinkInspection.entryExists)
     }
 
     // MARK: - Messages

@@ -13,9 +13,11 @@ public enum DiskSerial {
 
     /// `b3bb9310-1b59-4f62-97e8-…` → `b3bb93101b594f6297e8`.
     ///
-    /// CloudStack stores volume UUIDs in lower case (Java `UUID.toString()`), and the
-    /// serial keeps that case, so an upper-case id is folded to lower case first: the
-    /// same volume must always map to the same link.
+    /// The serial is returned in lower case so the same volume always maps to the same
+    /// name, whatever case its id arrives in. CloudStack itself does not change case
+    /// (`uuid.replace("-", "")`): its UUIDs are lower case (Java `UUID.toString()`) unless an
+    /// admin set one (`updateVolume customid=`), and then the link udev creates is in that
+    /// case. `ByIdResolver` therefore matches link names case-insensitively.
     public static func serial(forVolumeId volumeId: String) throws(DeviceError) -> String {
         guard VolumeUUID.isUUID(volumeId) else {
             throw DeviceError(

@@ -69,7 +69,7 @@ public struct AttachHandler: OperationHandler {
             save: { progress in try await context.saveCheckpoint(progress) })
         try context.checkCancellation()
 
-        let placement = try await attacher.placement(of: volume, on: vmId, context: context)
+        let placement = try await attacher.placement(of: volume, as: volumeId, on: vmId, context: context)
         let response = Response(
             devicePath: placement.byIdPath, realDevice: placement.devicePath,
             cloudStackDeviceId: placement.cloudStackDeviceId, operationMode: placement.mode)

@@ -111,7 +111,7 @@ public struct CleanupHandler: OperationHandler {
         let attached = try await attacher.attach(
             volumeId: volumeId, vmId: appliance, deviceId: nil, resume: progress.current.attach, context: context,
             save: { attach in try await progress.update { $0.attach = attach } })
-        let placement = try await attacher.placement(of: attached, on: appliance, context: context)
+        let placement = try await attacher.placement(of: attached, as: volumeId, on: appliance, context: context)
         try await progress.update { $0.step = "attached"; $0.attach = nil }
 
         var destroyed = false

@@ -70,7 +70,7 @@ struct VolumeAttacher: Sendable {
     ) async throws -> CloudStackVolume {
         switch try await environment.waitForJob(jobId) {
         case .succeeded(let result):
-            if let volume = result.volume, volume.id == volumeId { return volume }
+            if let volume = result.volume, volume.id.lowercased() == volumeId.lowercased() { return volume }
             guard let volume = try await environment.cloudStack.volume(id: volumeId) else {
                 throw VolumeOperationFailure.volumeNotFound(volumeId)
             }
@@ -129,10 +129,11 @@ struct VolumeAttacher: Sendable {
     }
 
     /// On the appliance: waits for the by-id link and checks its size against CloudStack's;
-    /// on any other VM: a remote placement without paths.
-    func placement(of volume: CloudStackVolume, on vmId: String, context: OperationContext) async throws -> Placement {
+    /// on any other VM: a remote placement without paths. The mapping is keyed by
+    /// `volumeId` as the operation names it, which may differ in case from `volume.id`.
+    func placement(of volume: CloudStackVolume, as volumeId: String, on vmId: String, context: OperationContext) async throws -> Placement {
         guard environment.isAppliance(vmId) else {
-            return Placement(volumeId: volume.id, vmId: vmId, mode: "remote", cloudStackDeviceId: volume.deviceid,
+            return Placement(volumeId: volumeId, vmId: vmId, mode: "remote", cloudStackDeviceId: volume.deviceid,
                              byIdPath: nil, devicePath: nil, sizeBytes: volume.size)
         }
         let device = try await environment.resolver.waitForDevice(volumeId: volume.id, timeout: environment.deviceWaitTimeout)
@@ -140,7 +141,7 @@ struct VolumeAttacher: Sendable {
             throw VolumeOperationFailure.sizeMismatch(volumeId: volume.id, device: device, cloudStackBytes: volume.size)
         }
         context.logger.info("volume visible on the appliance", metadata: ["by_id_path": "\(device.byIdPath)", "device": "\(device.devicePath)"])
-        return Placement(volumeId: volume.id, vmId: vmId, mode: "appliance", cloudStackDeviceId: volume.deviceid,
+        return Placement(volumeId: volumeId, vmId: vmId, mode: "appliance", cloudStackDeviceId: volume.deviceid,
                          byIdPath: device.byIdPath, devicePath: device.devicePath, sizeBytes: volume.size)
     }
 }

@@ -61,6 +61,7 @@ struct VolumeDetacher: Sendable {
                 try await awaitUnplugged(volumeId: volumeId, from: sentFor)
                 return sentFor
             }
+            try await awaitStaleLinkGone(volumeId: volumeId, context: context)
             context.logger.debug("volume already detached")
             return nil
         }
@@ -99,6 +100,18 @@ struct VolumeDetacher: Sendable {
         if environment.isAppliance(vmId) {
             try await environment.resolver.waitForRemoval(volumeId: volumeId, timeout: environment.deviceWaitTimeout)
         }
+    }
+
+    /// CloudStack says the volume is on no VM, yet its by-id link is still here: a detach
+    /// (ours whose progress was lost, or someone else's) succeeded and udev has not removed
+    /// the link yet — it does so after the job, sometimes seconds later. The detach is not
+    /// done while the link is there: a re-attach or an export could still find the old one.
+    private func awaitStaleLinkGone(volumeId: String, context: OperationContext) async throws {
+        let present = try environment.resolver.presentLinkPaths(volumeId: volumeId)
+        guard !present.isEmpty else { return }
+        context.logger.notice("volume is detached but its by-id link is still present; waiting for udev to remove it",
+                              metadata: ["links": "\(present)"])
+        try await environment.resolver.waitForRemoval(volumeId: volumeId, timeout: environment.deviceWaitTimeout)
     }
 
     /// Refuses to detach an exported volume unless forced; forced, removes its exports.
