@@ -125,10 +125,12 @@ BEGIN
     NEW.seq := volume_operations_next_seq();
 
     -- Nesting depth: the count of '{' and '[' bounds it from above (brackets inside strings only
-    -- add to the count), so ordinary requests skip the walk.
+    -- add to the count), so ordinary requests skip the walk; one over 64 KiB is refused by
+    -- volume_operations_request_size without one.
     IF jsonb_typeof(NEW.request) = 'object' THEN
         request_text := NEW.request::text;
-        IF length(request_text) - length(translate(request_text, '{[', '')) > max_depth THEN
+        IF octet_length(request_text) <= 65536
+           AND length(request_text) - length(translate(request_text, '{[', '')) > max_depth THEN
             SELECT e.key INTO too_deep
             FROM jsonb_each(NEW.request) e
             WHERE volume_operations_json_depth(e.value, max_depth - 1) > max_depth - 1

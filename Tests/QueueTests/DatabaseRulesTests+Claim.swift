@@ -3,6 +3,7 @@ import PostgresNIO
 import Schema
 import TestSupport
 import Testing
+import Worker
 
 /// The rules of migration 0005 (issue 12): only the claim moves an executing row, an INSERT
 /// sets only the request columns, terminal rows never change, ids are canonical lower case,

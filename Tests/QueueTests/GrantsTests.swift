@@ -103,7 +103,7 @@ import Worker
             let rule = "only that worker, with its claim token, can change it"
             let deep = "{\"metadata\": " + String(repeating: "[", count: 40) + String(repeating: "]", count: 40) + "}"
 
-            try await Self.asRole(roles.orchestrator, db) { orchestrator in
+            try await Self.asRole(roles.orchestrator, db) { (orchestrator) async throws in
                 // It cannot finish or requeue the worker's operation, nor prove a claim.
                 await expectRejected(orchestrator, "UPDATE volume_operations SET status = 'completed' WHERE id = '\(target)'", message: rule)
                 await expectRejected(orchestrator, "UPDATE volume_operations SET status = 'pending' WHERE id = '\(target)'", message: rule)
@@ -131,7 +131,7 @@ import Worker
                     "SELECT volume_operation_enqueue('create', NULL, NULL, '\(deep)')", constraint: "volume_operations_request_depth")
             }
 
-            try await Self.asRole(roles.worker, db) { worker in
+            try await Self.asRole(roles.worker, db) { (worker) async throws in
                 // Without the token, a worker role is refused too; with it, the cancel is honoured.
                 await expectRejected(worker, "UPDATE volume_operations SET status = 'completed', response = '{}', lease_expires_at = NULL WHERE id = '\(target)'", message: rule)
                 #expect(try await worker.client.rows(QueueSQL.cancel(id: target, token: claimToken), logger: testLogger).count == 1)
@@ -142,7 +142,7 @@ import Worker
                 await expectRejected(worker, "UPDATE volume_operations SET seq = 1 WHERE status = 'pending'", message: "id and seq never change")
             }
 
-            try await Self.asRole(roles.dashboard, db) { dashboard in
+            try await Self.asRole(roles.dashboard, db) { (dashboard) async throws in
                 #expect(try await dashboard.scalar("SELECT claim_token FROM volume_operations WHERE id = '\(target)'") == nil)
                 await Self.expectDenied { try await dashboard.query("UPDATE volume_operations SET status = 'cancelled'") }
             }
