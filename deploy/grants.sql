@@ -13,6 +13,9 @@
 GRANT USAGE ON SCHEMA public TO :"orchestrator";
 GRANT SELECT, INSERT ON volume_operations TO :"orchestrator";
 GRANT UPDATE (status) ON volume_operations TO :"orchestrator";       -- UPDATE … SET status = 'cancelled'
+-- No other column: an executing row moves only for the worker that proves its claim token
+-- (migration 0005); the database turns an orchestrator's status change into a cancel request
+-- or refuses it, whatever this file grants.
 GRANT INSERT ON volume_operation_events TO :"orchestrator";          -- written by the triggers
 GRANT SELECT ON volume_operation_events, volumes, device_mappings, vm_export_mappings,
                volume_operation_stats, volume_operations_stuck, volume_inventory TO :"orchestrator";
@@ -25,7 +28,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON volume_operations, volume_operation_even
       device_mappings, vm_export_mappings, volumed_appliances TO :"worker";
 GRANT SELECT ON schema_migrations, volume_operation_stats, volume_operations_stuck,
                volume_inventory TO :"worker";
-GRANT EXECUTE ON FUNCTION volume_operations_claim(text, text, bigint, float8),
+GRANT EXECUTE ON FUNCTION volume_operations_claim_with_token(text, text, bigint, float8),
+                          volume_operations_claim_digest(text),
                           volume_operation_enqueue(text, text, text, jsonb, text, smallint, integer),
                           volume_operation_cancel(uuid) TO :"worker";
 

@@ -17,21 +17,25 @@ public struct ClaimedOperation: Sendable {
     public let maxAttempts: Int
     public let claimedBy: String
     public let createdAt: Date
+    /// This claim's secret: every statement that changes the row presents it (see `QueueSQL`).
+    /// A later claim of the same operation, even by the same worker, gets another one.
+    public let claimToken: String
 
     public static let columns = """
         id, type, volume_id, vm_id, request::text AS request, checkpoint::text AS checkpoint,
-        attempts, max_attempts, claimed_by, created_at
+        attempts, max_attempts, claimed_by, created_at, claim_token
         """
 
     public init(row: PostgresRow) throws {
-        let (id, type, volumeId, vmId, request, checkpoint, attempts, maxAttempts, claimedBy, createdAt) =
-            try row.decode((UUID, String, String?, String?, String, String?, Int, Int, String, Date).self)
+        let (id, type, volumeId, vmId, request, checkpoint, attempts, maxAttempts, claimedBy, createdAt, claimToken) =
+            try row.decode((UUID, String, String?, String?, String, String?, Int, Int, String, Date, String).self)
         self.init(id: id, type: type, volumeId: volumeId, vmId: vmId, request: request, checkpoint: checkpoint,
-                  attempts: attempts, maxAttempts: maxAttempts, claimedBy: claimedBy, createdAt: createdAt)
+                  attempts: attempts, maxAttempts: maxAttempts, claimedBy: claimedBy, createdAt: createdAt,
+                  claimToken: claimToken)
     }
 
     public init(id: UUID, type: String, volumeId: String?, vmId: String?, request: String, checkpoint: String?,
-                attempts: Int, maxAttempts: Int, claimedBy: String, createdAt: Date) {
+                attempts: Int, maxAttempts: Int, claimedBy: String, createdAt: Date, claimToken: String) {
         self.id = id
         self.type = type
         self.volumeId = volumeId
@@ -42,5 +46,6 @@ public struct ClaimedOperation: Sendable {
         self.maxAttempts = maxAttempts
         self.claimedBy = claimedBy
         self.createdAt = createdAt
+        self.claimToken = claimToken
     }
 }

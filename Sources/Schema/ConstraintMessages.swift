@@ -18,6 +18,8 @@ public enum ConstraintMessages {
             "request must be a JSON object, e.g. {\"size\": 10737418240}",
         "volume_operations_request_size":
             "request must be at most 64 KiB of JSON",
+        "volume_operations_request_depth":
+            "request must not nest JSON objects and arrays more than 32 levels deep (counting request itself)",
         "volume_operations_idempotency_key_size":
             "idempotency_key must be 1 to 200 characters",
         "volume_operations_attempts_valid":

@@ -3,110 +3,120 @@ import PostgresNIO
 
 /// Every statement the queue runtime runs, in one place.
 ///
-/// Each statement that finishes or releases a row is guarded by
-/// `status = 'executing' AND claimed_by = <this worker>`: a worker that lost its lease
-/// changes nothing, and zero rows back means "lost the lease", never success.
+/// Each claim hands its worker a random claim token (the row keeps only its SHA-256, in
+/// `claim_token`). Every statement that changes a claimed row proves the claim: it names the
+/// token's digest in its WHERE (a handler whose claim was rescued and given to another changes
+/// nothing: zero rows back means "lost the lease", never success) and writes the token itself
+/// into `claim_token`, which the database's guard (`volume_operations_require_claim`,
+/// migrations/0005_claim_token.sql) checks and replaces by the digest again. Nobody else, and no
+/// older claim of the same worker, can move an executing row.
 public enum QueueSQL {
     /// Claims up to `limit` operations for `worker` in one statement: the oldest claimable
     /// operation of each volume, by priority then creation order, honouring `run_after` and
     /// appliance routing (a `cleanup`, which ends with the volume on an appliance, only on a
-    /// worker that has one: the one its `vm_id` names when set). The statement itself is `volume_operations_claim` in
-    /// migrations/0004_claim_plan.sql, a function so that it carries the planner settings
-    /// that keep its cost independent of how many rows are pending.
+    /// worker that has one: the one its `vm_id` names when set). The statement itself is
+    /// `volume_operations_claim_with_token` (migrations/0005_claim_token.sql, the selection of
+    /// 0004_claim_plan.sql), a function so that it carries the planner settings that keep its
+    /// cost independent of how many rows are pending; each row comes back with its token.
     public static func claim(worker: String, applianceVMId: String?, limit: Int, leaseMilliseconds: Int) -> PostgresQuery {
         """
         SELECT \(unescaped: ClaimedOperation.columns)
-        FROM volume_operations_claim(\(worker), \(applianceVMId), \(limit), \(Double(leaseMilliseconds)))
+        FROM volume_operations_claim_with_token(\(worker), \(applianceVMId), \(limit), \(Double(leaseMilliseconds)))
         """
     }
 
     /// Completes many operations that have no mapping writes, in one statement (group commit).
-    public static func completeBatch(worker: String, ids: [UUID], responses: [String]) -> PostgresQuery {
+    public static func completeBatch(ids: [UUID], tokens: [String], responses: [String]) -> PostgresQuery {
         """
         UPDATE volume_operations o
            SET status = 'completed', response = v.response::jsonb, error = NULL, error_code = NULL,
-               lease_expires_at = NULL, completed_at = now(), updated_at = now()
-          FROM unnest(\(ids)::uuid[], \(responses)::text[]) AS v(id, response)
-         WHERE o.id = v.id AND o.status = 'executing' AND o.claimed_by = \(worker)
+               lease_expires_at = NULL, completed_at = now(), updated_at = now(), claim_token = v.token
+          FROM unnest(\(ids)::uuid[], \(tokens)::text[], \(responses)::text[]) AS v(id, token, response)
+         WHERE o.id = v.id AND o.status = 'executing' AND o.claim_token = volume_operations_claim_digest(v.token)
         RETURNING o.id
         """
     }
 
     /// Completes one operation; run inside the transaction that also writes its mappings.
-    public static func complete(id: UUID, worker: String, response: String?, volumeId: String?) -> PostgresQuery {
+    public static func complete(id: UUID, token: String, response: String?, volumeId: String?) -> PostgresQuery {
         """
         UPDATE volume_operations
            SET status = 'completed', response = \(response)::jsonb, error = NULL, error_code = NULL,
                volume_id = coalesce(\(volumeId), volume_id),
-               lease_expires_at = NULL, completed_at = now(), updated_at = now()
-         WHERE id = \(id) AND status = 'executing' AND claimed_by = \(worker)
+               lease_expires_at = NULL, completed_at = now(), updated_at = now(), claim_token = \(token)
+         WHERE id = \(id) AND status = 'executing' AND claim_token = volume_operations_claim_digest(\(token))
         RETURNING id
         """
     }
 
-    public static func fail(id: UUID, worker: String, error: String, errorCode: String) -> PostgresQuery {
+    public static func fail(id: UUID, token: String, error: String, errorCode: String) -> PostgresQuery {
         """
         UPDATE volume_operations
            SET status = 'failed', error = \(error), error_code = \(errorCode),
-               lease_expires_at = NULL, completed_at = now(), updated_at = now()
-         WHERE id = \(id) AND status = 'executing' AND claimed_by = \(worker)
+               lease_expires_at = NULL, completed_at = now(), updated_at = now(), claim_token = \(token)
+         WHERE id = \(id) AND status = 'executing' AND claim_token = volume_operations_claim_digest(\(token))
         RETURNING id
         """
     }
 
     /// Back to pending after a transient error, not before `delayMilliseconds`; the checkpoint stays.
-    public static func retry(id: UUID, worker: String, delayMilliseconds: Int, error: String, errorCode: String) -> PostgresQuery {
+    public static func retry(id: UUID, token: String, delayMilliseconds: Int, error: String, errorCode: String) -> PostgresQuery {
         """
         UPDATE volume_operations
            SET status = 'pending', error = \(error), error_code = \(errorCode),
                run_after = now() + \(delayMilliseconds)::float8 * interval '1 millisecond',
-               claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
-         WHERE id = \(id) AND status = 'executing' AND claimed_by = \(worker)
+               claimed_by = NULL, lease_expires_at = NULL, updated_at = now(), claim_token = \(token)
+         WHERE id = \(id) AND status = 'executing' AND claim_token = volume_operations_claim_digest(\(token))
         RETURNING id
         """
     }
 
     /// Finishes an operation whose cancellation was requested (only then may it be cancelled).
-    public static func cancel(id: UUID, worker: String) -> PostgresQuery {
+    public static func cancel(id: UUID, token: String) -> PostgresQuery {
         """
         UPDATE volume_operations
-           SET status = 'cancelled', lease_expires_at = NULL, completed_at = now(), updated_at = now()
-         WHERE id = \(id) AND status = 'executing' AND claimed_by = \(worker)
+           SET status = 'cancelled', lease_expires_at = NULL, completed_at = now(), updated_at = now(),
+               claim_token = \(token)
+         WHERE id = \(id) AND status = 'executing' AND claim_token = volume_operations_claim_digest(\(token))
            AND cancel_requested_at IS NOT NULL
         RETURNING id
         """
     }
 
-    /// Hands a claimed operation back at shutdown: pending again at once, the attempt not
+    /// Hands claimed operations back at shutdown: pending again at once, the attempt not
     /// counted, the checkpoint kept so the next worker resumes.
-    public static func release(ids: [UUID], worker: String) -> PostgresQuery {
+    public static func release(ids: [UUID], tokens: [String]) -> PostgresQuery {
         """
         UPDATE volume_operations o
            SET status = 'pending', claimed_by = NULL, lease_expires_at = NULL,
-               attempts = greatest(o.attempts - 1, 0), run_after = now(), updated_at = now()
-          FROM (SELECT set_config('volumed.event_detail', 'released at worker shutdown', true)) AS detail
-         WHERE o.id = ANY(\(ids)::uuid[]) AND o.status = 'executing' AND o.claimed_by = \(worker)
+               attempts = greatest(o.attempts - 1, 0), run_after = now(), updated_at = now(), claim_token = v.token
+          FROM unnest(\(ids)::uuid[], \(tokens)::text[]) AS v(id, token),
+               (SELECT set_config('volumed.event_detail', 'released at worker shutdown', true)) AS detail
+         WHERE o.id = v.id AND o.status = 'executing' AND o.claim_token = volume_operations_claim_digest(v.token)
         RETURNING o.id
         """
     }
 
     /// Stores a handler's progress; fails (zero rows) when the lease is gone.
-    public static func saveCheckpoint(id: UUID, worker: String, checkpoint: String) -> PostgresQuery {
+    public static func saveCheckpoint(id: UUID, token: String, checkpoint: String) -> PostgresQuery {
         """
-        UPDATE volume_operations SET checkpoint = \(checkpoint)::jsonb
-         WHERE id = \(id) AND status = 'executing' AND claimed_by = \(worker)
+        UPDATE volume_operations SET checkpoint = \(checkpoint)::jsonb, claim_token = \(token)
+         WHERE id = \(id) AND status = 'executing' AND claim_token = volume_operations_claim_digest(\(token))
         RETURNING id
         """
     }
 
-    /// Extends the leases this worker still holds; returns those it holds and whether
-    /// cancellation was requested for each. An id missing from the result was lost.
-    public static func heartbeat(worker: String, ids: [UUID], leaseMilliseconds: Int) -> PostgresQuery {
+    /// Extends the leases of the claims this worker still holds; returns the token of each one
+    /// it still holds and whether cancellation was requested. A claim missing from the result
+    /// was lost. One statement for all of them; the database's rules never fail it for one
+    /// row's sake (0005), and `LeaseHeartbeat` falls back to one statement per claim if it does.
+    public static func heartbeat(ids: [UUID], tokens: [String], leaseMilliseconds: Int) -> PostgresQuery {
         """
-        UPDATE volume_operations
-           SET lease_expires_at = now() + \(leaseMilliseconds)::float8 * interval '1 millisecond'
-         WHERE id = ANY(\(ids)::uuid[]) AND status = 'executing' AND claimed_by = \(worker)
-        RETURNING id, cancel_requested_at IS NOT NULL
+        UPDATE volume_operations o
+           SET lease_expires_at = now() + \(leaseMilliseconds)::float8 * interval '1 millisecond', claim_token = v.token
+          FROM unnest(\(ids)::uuid[], \(tokens)::text[]) AS v(id, token)
+         WHERE o.id = v.id AND o.status = 'executing' AND o.claim_token = volume_operations_claim_digest(v.token)
+        RETURNING v.token, o.cancel_requested_at IS NOT NULL
         """
     }
 

@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import PostgresNIO
 import Schema
-import Schema
 import Synchronization
 
 /// Group commit for completions without mapping writes: while one UPDATE is in flight, the
@@ -11,29 +10,28 @@ import Synchronization
 final class CompletionBatcher: Sendable {
     private struct Entry {
         let id: UUID
+        let token: String
         let response: String
         let continuation: CheckedContinuation<Bool, any Error>
     }
 
     private let client: PostgresClient
-    private let worker: String
     private let logger: Logger
     private let maximumBatch: Int
     private let buffer = Mutex<[Entry]>([])
     private let doorbell = Doorbell()
 
-    init(client: PostgresClient, worker: String, logger: Logger, maximumBatch: Int = 500) {
+    init(client: PostgresClient, logger: Logger, maximumBatch: Int = 500) {
         self.client = client
-        self.worker = worker
         self.logger = logger
         self.maximumBatch = maximumBatch
     }
 
-    /// Completes `id` with `response`; true if this worker still held it (the row is now
-    /// `completed`), false if its lease had been lost (nothing was changed).
-    func complete(id: UUID, response: String) async throws -> Bool {
+    /// Completes `id` with `response` under the claim `token`; true if that claim still held it
+    /// (the row is now `completed`), false if its lease had been lost (nothing was changed).
+    func complete(id: UUID, token: String, response: String) async throws -> Bool {
         try await withCheckedThrowingContinuation { continuation in
-            buffer.withLock { $0.append(Entry(id: id, response: response, continuation: continuation)) }
+            buffer.withLock { $0.append(Entry(id: id, token: token, response: response, continuation: continuation)) }
             doorbell.ring()
         }
     }
@@ -59,7 +57,7 @@ final class CompletionBatcher: Sendable {
     private func flush(_ batch: [Entry]) async {
         do {
             let rows = try await client.rows(
-                QueueSQL.completeBatch(worker: worker, ids: batch.map(\.id), responses: batch.map(\.response)),
+                QueueSQL.completeBatch(ids: batch.map(\.id), tokens: batch.map(\.token), responses: batch.map(\.response)),
                 logger: logger)
             let completed = Set(try rows.map { try $0.decode(UUID.self) })
             for entry in batch { entry.continuation.resume(returning: completed.contains(entry.id)) }

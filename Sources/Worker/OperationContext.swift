@@ -42,7 +42,7 @@ public final class OperationContext: Sendable {
         encoder.outputFormatting = [.sortedKeys]
         let text = String(decoding: try encoder.encode(value), as: UTF8.self)
         let rows = try await database.rows(
-            QueueSQL.saveCheckpoint(id: operation.id, worker: operation.claimedBy, checkpoint: text), logger: logger)
+            QueueSQL.saveCheckpoint(id: operation.id, token: operation.claimToken, checkpoint: text), logger: logger)
         guard !rows.isEmpty else {
             state.markLeaseLost()
             throw OperationInterruption.leaseLost
@@ -73,6 +73,8 @@ final class InFlightState: Sendable {
         var leaseLost = false
         var settling = false
         var task: Task<OperationOutcome, any Error>?
+        var done = false
+        var waitingForDone: [CheckedContinuation<Void, Never>] = []
     }
     private let values: Mutex<Values>
 
@@ -102,6 +104,28 @@ final class InFlightState: Sendable {
             return values.task
         }
         task?.cancel()
+    }
+
+    /// The handler has returned and its result, if any, is written: the claim is over here.
+    func markDone() {
+        let waiting = values.withLock { values -> [CheckedContinuation<Void, Never>] in
+            values.done = true
+            defer { values.waitingForDone = [] }
+            return values.waitingForDone
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
+    /// Returns once `markDone` has been called.
+    func waitUntilDone() async {
+        await withCheckedContinuation { continuation in
+            let doneAlready = values.withLock { values -> Bool in
+                if values.done { return true }
+                values.waitingForDone.append(continuation)
+                return false
+            }
+            if doneAlready { continuation.resume() }
+        }
     }
 
     func attach(_ task: Task<OperationOutcome, any Error>) {

@@ -6,16 +6,28 @@ import Schema
 /// Running one claimed operation and writing its result: completed (with its mapping writes
 /// in the same transaction), retried with backoff, failed, cancelled, or released.
 extension QueueWorker {
-    func execute(_ operation: ClaimedOperation, state: InFlightState) async {
+    /// Runs `operation` under its claim. `earlier` is a claim of the same operation this worker
+    /// still runs (see `InFlightRegistry`): it is stopped and awaited first.
+    func execute(_ operation: ClaimedOperation, state: InFlightState, after earlier: InFlightState? = nil) async {
         var logger = self.logger
         logger[metadataKey: "operation"] = "\(operation.id)"
         logger[metadataKey: "type"] = "\(operation.type)"
-        let started = ContinuousClock.now
         defer {
-            registry.remove(operation.id)
+            registry.remove(token: operation.claimToken)
+            state.markDone()
             metrics.inFlight(registry.count)
             doorbell.ring() // a slot is free
         }
+        if let earlier {
+            // The operation was rescued from this worker (its heartbeat stalled past the lease)
+            // and claimed again here while the earlier handler still runs. That claim is gone:
+            // stop its handler and let it finish (it writes nothing) before this one starts.
+            logger.warning("claimed an operation again while its earlier handler still runs here; stopping that one first")
+            metrics.leaseLost()
+            earlier.markLeaseLost()
+            await earlier.waitUntilDone()
+        }
+        let started = ContinuousClock.now
 
         let result: Result<OperationOutcome, any Error>
         if let handler = handlers[operation.type] {
@@ -53,13 +65,13 @@ extension QueueWorker {
             }
         case .failure(let error):
             if isStopping || (error is CancellationError && !isRunning) {
-                noteReleased(operation.id)
+                noteReleased(operation)
                 return nil
             }
             if case OperationInterruption.leaseLost = error { return nil }
             if case OperationInterruption.cancelRequested = error {
                 return await writeWithRetry(operation, logger: logger) {
-                    try await self.updateHeld(QueueSQL.cancel(id: operation.id, worker: operation.claimedBy), logger: logger)
+                    try await self.updateHeld(QueueSQL.cancel(id: operation.id, token: operation.claimToken), logger: logger)
                         ? "cancelled" : nil
                 }
             }
@@ -72,7 +84,7 @@ extension QueueWorker {
                 metrics.retried(type: operation.type, code: failure.code)
                 let status = await writeWithRetry(operation, logger: logger) {
                     try await self.updateHeld(
-                        QueueSQL.retry(id: operation.id, worker: operation.claimedBy, delayMilliseconds: delay.milliseconds,
+                        QueueSQL.retry(id: operation.id, token: operation.claimToken, delayMilliseconds: delay.milliseconds,
                                        error: failure.message, errorCode: failure.code),
                         logger: logger) ? "retried" : nil
                 }
@@ -85,7 +97,7 @@ extension QueueWorker {
             logger.warning("operation failed", metadata: ["error_code": "\(failure.code)", "error": "\(message)"])
             return await writeWithRetry(operation, logger: logger) {
                 try await self.updateHeld(
-                    QueueSQL.fail(id: operation.id, worker: operation.claimedBy, error: message, errorCode: failure.code),
+                    QueueSQL.fail(id: operation.id, token: operation.claimToken, error: message, errorCode: failure.code),
                     logger: logger) ? "failed" : nil
             }
         }
@@ -113,12 +125,12 @@ extension QueueWorker {
     /// transaction with the handler's mapping writes. False: the lease was lost, nothing written.
     private func complete(_ operation: ClaimedOperation, outcome: OperationOutcome, logger: Logger) async throws -> Bool {
         if outcome.commit == nil, outcome.volumeId == nil, let response = outcome.response {
-            return try await completer.complete(id: operation.id, response: response)
+            return try await completer.complete(id: operation.id, token: operation.claimToken, response: response)
         }
         do {
             return try await client.inTransaction(logger: logger) { connection in
                 let rows = try await connection.query(
-                    QueueSQL.complete(id: operation.id, worker: operation.claimedBy,
+                    QueueSQL.complete(id: operation.id, token: operation.claimToken,
                                       response: outcome.response, volumeId: outcome.volumeId),
                     logger: logger)
                 var held = false

@@ -25,7 +25,7 @@ public final class QueueWorker: Service, Sendable {
     private let phase = Mutex(Phase.running)
     /// The earliest `run_after` this worker set on a retry, to wake up for it.
     private let nextRetryAt = Mutex<ContinuousClock.Instant?>(nil)
-    private let released = Mutex<[UUID]>([])
+    private let released = Mutex<[(id: UUID, token: String)]>([])
     private let started = Mutex(false)
 
     enum Phase: Sendable { case running, draining, stopping }
@@ -44,7 +44,7 @@ public final class QueueWorker: Service, Sendable {
         var logger = logger
         logger[metadataKey: "worker"] = "\(configuration.workerName)"
         self.logger = logger
-        self.completer = CompletionBatcher(client: client, worker: configuration.workerName, logger: logger)
+        self.completer = CompletionBatcher(client: client, logger: logger)
     }
 
     public var name: String { configuration.workerName }
@@ -137,8 +137,8 @@ public final class QueueWorker: Service, Sendable {
                 }
                 for operation in claimed {
                     let state = InFlightState(checkpoint: operation.checkpoint)
-                    registry.insert(operation.id, state)
-                    handlersGroup.addTask { await self.execute(operation, state: state) }
+                    let earlier = registry.insert(operation, state)
+                    handlersGroup.addTask { await self.execute(operation, state: state, after: earlier) }
                 }
                 metrics.inFlight(registry.count)
                 lastClaimWasFull = claimed.count == limit
@@ -195,15 +195,16 @@ public final class QueueWorker: Service, Sendable {
         }
     }
 
-    func noteReleased(_ id: UUID) {
-        released.withLock { $0.append(id) }
+    func noteReleased(_ operation: ClaimedOperation) {
+        released.withLock { $0.append((operation.id, operation.claimToken)) }
     }
 
     private func releaseInterrupted() async {
-        let ids = released.withLock { $0 }
-        guard !ids.isEmpty else { return }
+        let claims = released.withLock { $0 }
+        guard !claims.isEmpty else { return }
         do {
-            let count = try await client.rows(QueueSQL.release(ids: ids, worker: configuration.workerName), logger: logger).count
+            let count = try await client.rows(
+                QueueSQL.release(ids: claims.map(\.id), tokens: claims.map(\.token)), logger: logger).count
             logger.notice("released interrupted operations with their checkpoints", metadata: ["count": "\(count)"])
         } catch {
             logger.error("could not release interrupted operations; the rescuer will return them when their leases expire",

@@ -111,8 +111,7 @@ struct ExportReconcilerTests {
                 VALUES ('export', '\(volume)', '\(otherVM)', '{}', now() + interval '1 hour') RETURNING id::text
                 """)!
             try await world.db.query("""
-                UPDATE volume_operations SET status = 'executing', claimed_by = 'another-worker',
-                       lease_expires_at = now() + interval '1 hour' WHERE id = '\(id)'
+                UPDATE volume_operations SET \(sqlClaim(worker: "another-worker", lease: "1 hour")) WHERE id = '\(id)'
                 """)
             let reconciler = exportReconciler(world, applianceVMId: applianceVM)
 
@@ -123,7 +122,7 @@ struct ExportReconcilerTests {
 
             // The operation failed without a row: now the entry is a stray.
             try await world.db.query("""
-                UPDATE volume_operations SET status = 'failed', error = 'x', error_code = 'x' WHERE id = '\(id)'
+                UPDATE volume_operations SET status = 'failed', error = 'x', error_code = 'x', \(sqlProof()) WHERE id = '\(id)'
                 """)
             let after = try await reconciler.reconcile()
             #expect(after.removed == ["migration-vol-\(volume)"])

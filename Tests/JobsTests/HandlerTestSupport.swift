@@ -82,12 +82,21 @@ struct HandlerHarness: Sendable {
     /// Enqueues by plain SQL, as an orchestrator would.
     func enqueue(_ type: String, volume: String? = nil, vm: String? = nil, request: String = "{}",
                  checkpoint: String? = nil, maxAttempts: Int = 5) async throws -> UUID {
-        let id = try await db.scalar("""
-            INSERT INTO volume_operations (type, volume_id, vm_id, request, checkpoint, max_attempts)
-            VALUES ('\(type)', \(sqlText(volume)), \(sqlText(vm)), '\(request)'::jsonb, \(sqlText(checkpoint))::jsonb, \(maxAttempts))
+        // A checkpoint is the queue's bookkeeping, which an INSERT cannot set: the row is held
+        // back (run_after) until the checkpoint an earlier worker would have left is in place.
+        let text = try await db.scalar("""
+            INSERT INTO volume_operations (type, volume_id, vm_id, request, max_attempts, run_after)
+            VALUES ('\(type)', \(sqlText(volume)), \(sqlText(vm)), '\(request)'::jsonb, \(maxAttempts),
+                    now() + interval '\(checkpoint == nil ? 0 : 1) hour')
             RETURNING id::text
             """)
-        return try #require(id.flatMap(UUID.init(uuidString:)))
+        let id = try #require(text.flatMap(UUID.init(uuidString:)))
+        if let checkpoint {
+            try await db.query("""
+                UPDATE volume_operations SET checkpoint = \(sqlText(checkpoint))::jsonb, run_after = now() WHERE id = '\(id)'
+                """)
+        }
+        return id
     }
 
     /// Enqueues one operation (with `checkpoint`, as an earlier worker left it), runs a fresh

@@ -17,10 +17,9 @@ struct ReconcileGuardTests {
             // A worker runs (and finishes) an operation on the volume that leaves its mapping row as it was.
             let id = try await world.harness.enqueue("detach", volume: volumeId)
             try await world.db.query("""
-                UPDATE volume_operations SET status = 'executing', claimed_by = 'w', lease_expires_at = now() + interval '1 minute'
-                WHERE id = '\(id)'
+                UPDATE volume_operations SET \(sqlClaim()) WHERE id = '\(id)'
                 """)
-            try await world.db.query("UPDATE volume_operations SET status = 'completed' WHERE id = '\(id)'")
+            try await world.db.query("UPDATE volume_operations SET status = 'completed', \(sqlProof()) WHERE id = '\(id)'")
 
             guard case .changed(let reason) = await reconciler.apply(repair, since: since) else {
                 Issue.record("the repair was applied although an operation finished after the snapshot")

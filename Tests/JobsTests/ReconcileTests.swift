@@ -194,8 +194,7 @@ struct ReconcileTests {
             _ = try await world.harness.enqueue("detach", volume: pending)
             let running = try await world.harness.enqueue("detach", volume: executing)
             try await world.db.query("""
-                UPDATE volume_operations SET status = 'executing', claimed_by = 'another-worker',
-                       lease_expires_at = now() + interval '1 hour' WHERE id = '\(running)'
+                UPDATE volume_operations SET \(sqlClaim(worker: "another-worker", lease: "1 hour")) WHERE id = '\(running)'
                 """)
             let before = try await world.tables()
 

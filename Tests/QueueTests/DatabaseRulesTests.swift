@@ -73,9 +73,9 @@ func expectRejected(_ db: TestDatabase, _ sql: String, constraint: String? = nil
     @Test func atMostOneExecutingOperationPerVolume() async throws {
         try await withDatabase { db in
             try await db.query("INSERT INTO volume_operations (type, volume_id) VALUES ('detach', '\(volumeA)'), ('delete', '\(volumeA)')")
-            try await db.query("UPDATE volume_operations SET status = 'executing', claimed_by = 'w1', lease_expires_at = now() + interval '1 minute' WHERE type = 'detach'")
+            try await db.query("UPDATE volume_operations SET \(sqlClaim(worker: "w1")) WHERE type = 'detach'")
             // Even a client that skips the order check cannot run two at once.
-            await expectRejected(db, "UPDATE volume_operations SET status = 'executing', claimed_by = 'w2', lease_expires_at = now() + interval '1 minute' WHERE type = 'delete'")
+            await expectRejected(db, "UPDATE volume_operations SET \(sqlClaim(worker: "w2", token: "t2")) WHERE type = 'delete'")
             #expect(try await db.count("SELECT count(*)::text FROM volume_operations WHERE status = 'executing'") == 1)
         }
     }
@@ -84,7 +84,7 @@ func expectRejected(_ db: TestDatabase, _ sql: String, constraint: String? = nil
         try await withDatabase { db in
             try await db.query("INSERT INTO volume_operations (type, volume_id) VALUES ('detach', '\(volumeA)')")
             try await db.query("INSERT INTO volume_operations (type, volume_id) VALUES ('delete', '\(volumeA)')")
-            await expectRejected(db, "UPDATE volume_operations SET status = 'executing', claimed_by = 'w', lease_expires_at = now() + interval '1 minute' WHERE type = 'delete'",
+            await expectRejected(db, "UPDATE volume_operations SET \(sqlClaim()) WHERE type = 'delete'",
                                  message: "older unfinished operation on the same volume")
         }
     }
@@ -92,9 +92,9 @@ func expectRejected(_ db: TestDatabase, _ sql: String, constraint: String? = nil
     @Test func everyStatusChangeIsAppendedToTheEvents() async throws {
         try await withDatabase { db in
             let id = try await db.scalar("INSERT INTO volume_operations (type, volume_id) VALUES ('detach', '\(volumeA)') RETURNING id::text")!
-            try await db.query("UPDATE volume_operations SET status = 'executing', claimed_by = 'w1', lease_expires_at = now() + interval '1 minute' WHERE id = '\(id)'")
-            try await db.query("UPDATE volume_operations SET lease_expires_at = now() + interval '2 minutes' WHERE id = '\(id)'") // not a status change
-            try await db.query("UPDATE volume_operations SET status = 'failed', error = 'boom', error_code = 'x_failed', completed_at = now() WHERE id = '\(id)'")
+            try await db.query("UPDATE volume_operations SET \(sqlClaim(worker: "w1")) WHERE id = '\(id)'")
+            try await db.query("UPDATE volume_operations SET lease_expires_at = now() + interval '2 minutes', \(sqlProof()) WHERE id = '\(id)'") // not a status change
+            try await db.query("UPDATE volume_operations SET status = 'failed', error = 'boom', error_code = 'x_failed', completed_at = now(), \(sqlProof()) WHERE id = '\(id)'")
             let events = try await db.query("""
                 SELECT coalesce(from_status, '-') || '>' || to_status || '@' || coalesce(worker, '-') || ':' || coalesce(detail, '-')
                 FROM volume_operation_events WHERE operation_id = '\(id)' ORDER BY id
@@ -135,7 +135,7 @@ func expectRejected(_ db: TestDatabase, _ sql: String, constraint: String? = nil
             let pending = try await db.scalar("SELECT volume_operation_enqueue('detach', '\(volumeA)', NULL)::text")!
             #expect(try await db.scalar("SELECT volume_operation_cancel('\(pending)')") == "cancelled")
             let running = try await db.scalar("SELECT volume_operation_enqueue('detach', '\(volumeB)', NULL)::text")!
-            try await db.query("UPDATE volume_operations SET status = 'executing', claimed_by = 'w', lease_expires_at = now() + interval '1 minute' WHERE id = '\(running)'")
+            try await db.query("UPDATE volume_operations SET \(sqlClaim()) WHERE id = '\(running)'")
             // A plain UPDATE to cancelled on an executing row becomes a request, so the volume
             // is never left with a half-done step and a free slot for the next operation.
             try await db.query("UPDATE volume_operations SET status = 'cancelled' WHERE id = '\(running)'")
@@ -153,8 +153,8 @@ func expectRejected(_ db: TestDatabase, _ sql: String, constraint: String? = nil
                     let id = try await db.scalar("INSERT INTO volume_operations (type, volume_id) VALUES ('detach', '\(volumeA)') RETURNING id::text")!
                     var pendingIterator = pending.makeAsyncIterator()
                     let wake = try await pendingIterator.next()
-                    try await db.query("UPDATE volume_operations SET status = 'executing', claimed_by = 'w', lease_expires_at = now() + interval '1 minute' WHERE id = '\(id)'")
-                    try await db.query("UPDATE volume_operations SET status = 'completed', response = '{}', completed_at = now() WHERE id = '\(id)'")
+                    try await db.query("UPDATE volume_operations SET \(sqlClaim()) WHERE id = '\(id)'")
+                    try await db.query("UPDATE volume_operations SET status = 'completed', response = '{}', completed_at = now(), \(sqlProof()) WHERE id = '\(id)'")
                     var completedIterator = completed.makeAsyncIterator()
                     let done = try await completedIterator.next()
                     return (id, wake?.payload, done?.payload)

@@ -14,7 +14,10 @@ import Worker
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("deploy/grants.sql").path
 
-    @Test func eachRoleCanDoItsJobAndNoMore() async throws {
+    typealias Roles = (orchestrator: String, worker: String, dashboard: String)
+
+    /// Three fresh roles, granted by deploy/grants.sql with psql as docs/operations.md says.
+    static func withGrantedRoles(_ body: @Sendable (TestDatabase, Roles) async throws -> Void) async throws {
         try await withDatabase { db in
             let suffix = UUID().uuidString.prefix(8).lowercased()
             let roles = (orchestrator: "orch_\(suffix)", worker: "worker_\(suffix)", dashboard: "dash_\(suffix)")
@@ -33,6 +36,12 @@ import Worker
                 "-v", "worker=\(roles.worker)", "-v", "dashboard=\(roles.dashboard)",
                 "-f", Self.grantsFile, db.urlText,
             ])
+            try await body(db, roles)
+        }
+    }
+
+    @Test func eachRoleCanDoItsJobAndNoMore() async throws {
+        try await Self.withGrantedRoles { db, roles in
 
             // The orchestrator: enqueue (plain INSERT and the function), cancel both ways, read.
             let pendingId = try await Self.asRole(roles.orchestrator, db) { orchestrator in
@@ -76,6 +85,68 @@ import Worker
                 }
                 await Self.expectDenied { try await dashboard.query("SELECT volume_operation_cancel(gen_random_uuid())") }
             }
+        }
+    }
+
+    /// The rules of migration 0005, for each role as granted: only the claim token moves an
+    /// executing row, an INSERT sets only the request columns (ids stored in lower case,
+    /// request nested at most 32 deep), terminal rows never change.
+    @Test func theDatabaseRulesHoldForEveryRole() async throws {
+        try await Self.withGrantedRoles { db, roles in
+            let target = try await insertOperation(db, volume: randomVolumeId())
+            let token = try await Self.asRole(roles.worker, db) { worker in
+                try await worker.client.rows(
+                    QueueSQL.claim(worker: "w", applianceVMId: nil, limit: 1, leaseMilliseconds: 60_000), logger: testLogger)
+                    .map(ClaimedOperation.init(row:)).first?.claimToken
+            }
+            let claimToken = try #require(token)
+            let rule = "only that worker, with its claim token, can change it"
+            let deep = "{\"metadata\": " + String(repeating: "[", count: 40) + String(repeating: "]", count: 40) + "}"
+
+            try await Self.asRole(roles.orchestrator, db) { (orchestrator) async throws in
+                // It cannot finish or requeue the worker's operation, nor prove a claim.
+                await expectRejected(orchestrator, "UPDATE volume_operations SET status = 'completed' WHERE id = '\(target)'", message: rule)
+                await expectRejected(orchestrator, "UPDATE volume_operations SET status = 'pending' WHERE id = '\(target)'", message: rule)
+                await expectRejected(orchestrator, "UPDATE volume_operations SET status = 'failed' WHERE id = '\(target)'", message: rule)
+                await Self.expectDenied {
+                    try await orchestrator.query("UPDATE volume_operations SET claim_token = '\(claimToken)', status = 'completed' WHERE id = '\(target)'")
+                }
+                // It can ask to cancel it.
+                #expect(try await orchestrator.scalar(
+                    "UPDATE volume_operations SET status = 'cancelled' WHERE id = '\(target)' RETURNING status") == "executing")
+                // Its inserts set only the request columns; ids are stored in lower case.
+                await expectRejected(orchestrator,
+                    "INSERT INTO volume_operations (type, volume_id, seq) OVERRIDING SYSTEM VALUE VALUES ('detach', gen_random_uuid()::text, 1)",
+                    message: "cannot set seq")
+                await expectRejected(orchestrator,
+                    "INSERT INTO volume_operations (type, volume_id, checkpoint) VALUES ('detach', gen_random_uuid()::text, '{}')",
+                    message: "cannot set checkpoint")
+                let upper = UUID().uuidString.uppercased()
+                #expect(try await orchestrator.scalar(
+                    "INSERT INTO volume_operations (type, volume_id, run_after) VALUES ('detach', '\(upper)', now() + interval '1 hour') RETURNING volume_id")
+                    == upper.lowercased())
+                await expectRejected(orchestrator,
+                    "INSERT INTO volume_operations (type, request) VALUES ('create', '\(deep)')", constraint: "volume_operations_request_depth")
+                await expectRejected(orchestrator,
+                    "SELECT volume_operation_enqueue('create', NULL, NULL, '\(deep)')", constraint: "volume_operations_request_depth")
+            }
+
+            try await Self.asRole(roles.worker, db) { (worker) async throws in
+                // Without the token, a worker role is refused too; with it, the cancel is honoured.
+                await expectRejected(worker, "UPDATE volume_operations SET status = 'completed', response = '{}', lease_expires_at = NULL WHERE id = '\(target)'", message: rule)
+                #expect(try await worker.client.rows(QueueSQL.cancel(id: target, token: claimToken), logger: testLogger).count == 1)
+                await expectRejected(worker, "UPDATE volume_operations SET response = '{}' WHERE id = '\(target)'", message: "already cancelled and never changes again")
+                await expectRejected(worker,
+                    "INSERT INTO volume_operations (type, volume_id, seq) OVERRIDING SYSTEM VALUE VALUES ('detach', gen_random_uuid()::text, 1)",
+                    message: "cannot set seq")
+                await expectRejected(worker, "UPDATE volume_operations SET seq = 1 WHERE status = 'pending'", message: "id and seq never change")
+            }
+
+            try await Self.asRole(roles.dashboard, db) { (dashboard) async throws in
+                #expect(try await dashboard.scalar("SELECT claim_token FROM volume_operations WHERE id = '\(target)'") == nil)
+                await Self.expectDenied { try await dashboard.query("UPDATE volume_operations SET status = 'cancelled'") }
+            }
+            #expect(try await status(db, target) == "cancelled")
         }
     }
 

@@ -126,20 +126,20 @@ struct RetentionTests {
     private func operation(_ db: TestDatabase, finishing: String?, daysAgo: Int) async throws -> UUID {
         let id = try await insertOperation(db, volume: randomVolumeId())
         if let finishing, finishing != "cancelled" {
-            try await db.query("""
-                UPDATE volume_operations SET status = 'executing', claimed_by = 'w', lease_expires_at = now() + interval '1 hour'
-                WHERE id = '\(id)'
-                """)
+            try await db.query("UPDATE volume_operations SET \(sqlClaim(lease: "1 hour")) WHERE id = '\(id)'")
         }
         switch finishing {
-        case "completed", "cancelled":
-            try await db.query("UPDATE volume_operations SET status = '\(finishing!)' WHERE id = '\(id)'")
+        case "completed":
+            try await db.query("UPDATE volume_operations SET status = 'completed', \(sqlProof()) WHERE id = '\(id)'")
+        case "cancelled":
+            try await db.query("UPDATE volume_operations SET status = 'cancelled' WHERE id = '\(id)'")
         case "failed":
-            try await db.query("UPDATE volume_operations SET status = 'failed', error = 'e', error_code = 'e' WHERE id = '\(id)'")
+            try await db.query("UPDATE volume_operations SET status = 'failed', error = 'e', error_code = 'e', \(sqlProof()) WHERE id = '\(id)'")
         default:
             break
         }
-        try await db.query("""
+        // Terminal rows never change: history is moved into the past with the rules off.
+        try await withTriggersOff(db, """
             UPDATE volume_operations
                SET created_at = created_at - interval '\(daysAgo) days',
                    completed_at = completed_at - interval '\(daysAgo) days'

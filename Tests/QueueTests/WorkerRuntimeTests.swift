@@ -235,11 +235,11 @@ import VolumeClient
             let finished = try await insertOperation(db, volume: randomVolumeId())
             let exhausted = try await insertOperation(db, volume: randomVolumeId(), maxAttempts: 1)
             try await db.query("""
-                UPDATE volume_operations SET status = 'executing', claimed_by = 'dead-worker', attempts = 1,
-                       lease_expires_at = now() - interval '1 second', checkpoint = '{"job_id": "j-1"}'
+                UPDATE volume_operations SET \(sqlClaim(worker: "dead-worker", token: "dead-token", lease: "-1 second")),
+                       attempts = 1, checkpoint = '{"job_id": "j-1"}'
                 """)
             // The dead worker's row that completed just in time stays completed.
-            try await db.query("UPDATE volume_operations SET status = 'completed', response = '{}', completed_at = now() WHERE id = '\(finished)'")
+            try await db.query("UPDATE volume_operations SET status = 'completed', response = '{}', completed_at = now(), \(sqlProof("dead-token")) WHERE id = '\(finished)'")
             let rescuer = Rescuer(client: db.client, interval: .seconds(1), logger: testLogger)
             #expect(try await rescuer.rescueOnce() == 2)
             #expect(try await db.scalar("SELECT status || '|' || coalesce(claimed_by, '-') || '|' || (checkpoint->>'job_id') FROM volume_operations WHERE id = '\(expired)'") == "pending|-|j-1")
@@ -247,7 +247,7 @@ import VolumeClient
             #expect(try await db.scalar("SELECT status || '|' || error_code FROM volume_operations WHERE id = '\(exhausted)'") == "failed|lease_expired")
             #expect(try await db.scalar("SELECT detail FROM volume_operation_events WHERE operation_id = '\(expired)' ORDER BY id DESC LIMIT 1") == "lease expired")
             // A worker that lost its lease cannot complete the row any more.
-            let rows = try await db.client.query(QueueSQL.complete(id: expired, worker: "dead-worker", response: "{}", volumeId: nil), logger: testLogger)
+            let rows = try await db.client.query(QueueSQL.complete(id: expired, token: "dead-token", response: "{}", volumeId: nil), logger: testLogger)
             var changed = 0
             for try await _ in rows { changed += 1 }
             #expect(changed == 0)
@@ -258,7 +258,7 @@ import VolumeClient
     @Test func onlyOneRescuerRunsAtATime() async throws {
         try await withDatabase { db in
             for _ in 0..<50 { _ = try await insertOperation(db, volume: randomVolumeId()) }
-            try await db.query("UPDATE volume_operations SET status = 'executing', claimed_by = 'dead', attempts = 1, lease_expires_at = now() - interval '1 second'")
+            try await db.query("UPDATE volume_operations SET \(sqlClaim(worker: "dead", lease: "-1 second")), attempts = 1")
             let total = try await withThrowingTaskGroup(of: Int.self) { group in
                 for _ in 0..<4 {
                     group.addTask { try await Rescuer(client: db.client, interval: .seconds(1), logger: testLogger).rescueOnce() }
@@ -286,7 +286,10 @@ import VolumeClient
             let worker = startWorker(db, handlers: [.detach: handler])
             try await eventually("claimed") { try await status(db, id) == "executing" }
             // Another worker took it over (as after a stall the rescuer would).
-            try await db.query("UPDATE volume_operations SET claimed_by = 'other-worker' WHERE id = '\(id)'")
+            try await withTriggersOff(db, """
+                UPDATE volume_operations SET claimed_by = 'other-worker', claim_token = volume_operations_claim_digest('other')
+                WHERE id = '\(id)'
+                """)
             try await eventually("handler stopped") { stopped.withLock { $0 } }
             try await worker.stop()
             #expect(try await db.scalar("SELECT status || '|' || claimed_by FROM volume_operations WHERE id = '\(id)'") == "executing|other-worker")

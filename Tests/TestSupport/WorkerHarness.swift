@@ -103,3 +103,27 @@ public let volumeA = "3f9c2a10-8b1e-4c6d-9f00-1a2b3c4d5e6f"
 public let volumeB = "4a0d3b21-9c2f-4d7e-8011-2b3c4d5e6f70"
 public let applianceVM = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
 public let otherVM = "7b2c3d4e-5f60-4b7c-9d8e-1f2a3b4c5d6e"
+
+// MARK: Playing a worker by hand, in SQL
+
+/// The SET clause with which a test claims a row by hand, as `volume_operations_claim_with_token`
+/// would for `worker`, with the claim token `token` (the row keeps its digest).
+public func sqlClaim(worker: String = "w", token: String = "token-of-w", lease: String = "1 minute") -> String {
+    """
+    status = 'executing', claimed_by = '\(worker)', lease_expires_at = now() + interval '\(lease)',
+    claim_token = volume_operations_claim_digest('\(token)')
+    """
+}
+
+/// The SET item that proves the claim `token`: without it the database refuses any change to
+/// an executing row but a cancel request (migrations/0005_claim_token.sql).
+public func sqlProof(_ token: String = "token-of-w") -> String {
+    "claim_token = '\(token)'"
+}
+
+/// Runs `sql` with the table's triggers off (replica mode, for this one statement; the tests
+/// connect as a superuser): for set-ups no client may make, such as history moved into the past
+/// or a takeover behind a running worker's back.
+public func withTriggersOff(_ db: TestDatabase, _ sql: String) async throws {
+    try await db.query("DO $by_hand$ BEGIN SET LOCAL session_replication_role = replica; \(sql); END $by_hand$")
+}
