@@ -35,6 +35,12 @@ public struct ChaosConfiguration: Sendable {
     /// Fraction of state-changing CloudStack calls that run but whose reply is lost (a bare
     /// 502 from a proxy): the worker cannot tell whether its request took effect.
     public var replyLostRate: Double = 0.03
+    /// Fraction of CloudStack async jobs its job GC cancels (failed, jobresultcode 0, no
+    /// jobresult, nothing done): the worker must look before it sends the request again.
+    public var jobGCCancelRate: Double = 0.02
+    /// CloudStack's `job.expire.minutes`, shortened: a job that ended this long ago is deleted,
+    /// so a worker that resumes after a kill or a backoff may find its checkpointed job gone.
+    public var jobExpiry: Duration? = .seconds(4)
     /// How long an ordinary CloudStack async job takes.
     public var asyncDelay: Duration = .milliseconds(300)
     /// The whole run (start, drive, audit) must end within this, or it fails.
@@ -61,6 +67,12 @@ public struct ChaosConfiguration: Sendable {
         guard jobTimeoutSeconds >= 1 else { throw refuse("the job timeout must be at least 1 s (got \(jobTimeoutSeconds))") }
         guard (0...1).contains(failRate), (0...1).contains(stuckRate), (0...1).contains(replyLostRate) else {
             throw refuse("the fail, stuck and reply-lost rates must be between 0 and 1 (got \(failRate), \(stuckRate), \(replyLostRate))")
+        }
+        guard (0...1).contains(jobGCCancelRate) else {
+            throw refuse("the job GC cancel rate must be between 0 and 1 (got \(jobGCCancelRate))")
+        }
+        if let jobExpiry, jobExpiry < .seconds(1) {
+            throw refuse("the job expiry must be at least 1 s (got \(jobExpiry))")
         }
         guard postgresRestarts >= 0 else { throw refuse("PostgreSQL restarts must not be negative (got \(postgresRestarts))") }
         if let killInterval, killInterval < .milliseconds(100) {

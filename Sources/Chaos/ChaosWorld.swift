@@ -67,13 +67,16 @@ public struct ChaosWorld: Sendable {
                     label: label, vmID: UUID().uuidString.lowercased(), byIDDirectory: folder.appendingPathComponent("by-id"),
                     diskDirectory: folder.appendingPathComponent("disks"), exportDirectory: exports, nbdkit: nbdkit))
             }
+            var faults = SimulatorFaults(failRate: configuration.failRate, stuckRate: configuration.stuckRate,
+                                         stuckDelayMs: configuration.stuckJobDelay.wholeMilliseconds,
+                                         replyLostRate: configuration.replyLostRate)
+            faults.jobGCCancelRate = configuration.jobGCCancelRate
+            faults.jobExpireSeconds = configuration.jobExpiry.map { max(1, Int($0.secondsValue.rounded(.up))) }
             var simulatorConfiguration = SimulatorConfiguration(
                 apiKey: apiKey, secretKey: secretKey, applianceVMID: appliances[0].vmID,
                 byIDDirectory: appliances[0].byIDDirectory, diskDirectory: appliances[0].diskDirectory,
                 asyncDelay: configuration.asyncDelay, maxDataVolumesPerVM: 1000,
-                faults: SimulatorFaults(failRate: configuration.failRate, stuckRate: configuration.stuckRate,
-                                        stuckDelayMs: configuration.stuckJobDelay.wholeMilliseconds,
-                                        replyLostRate: configuration.replyLostRate))
+                faults: faults)
             simulatorConfiguration.additionalAppliances = appliances.dropFirst().map {
                 SimulatorAppliance(vmID: $0.vmID, name: "migration-appliance-\($0.label.lowercased())",
                                    byIDDirectory: $0.byIDDirectory, diskDirectory: $0.diskDirectory)

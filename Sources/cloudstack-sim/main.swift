@@ -37,11 +37,38 @@ struct CloudStackSim: AsyncParsableCommand {
     @Option(name: .customLong("reply-lost-rate"),
             help: "Fraction (0-1) of state-changing calls that run but are answered with a bare 502, as by a proxy that gave up.")
     var replyLostRate = 0.0
+    @Option(name: .customLong("stuck-delay-ms"),
+            help: "How long a stuck job hangs before it finishes after all (a management server slower than the client's timeout); unset: forever.")
+    var stuckDelayMs: Int?
+    @Option(name: .customLong("job-gc-cancel-rate"),
+            help: "Fraction (0-1) of async jobs the job GC cancels: failed with jobresultcode 0 and no jobresult, effect not applied.")
+    var jobGCCancelRate = 0.0
+    @Option(name: .customLong("job-restart-cancel-rate"),
+            help: "Fraction (0-1) of async jobs a management-server restart fails: jobresultcode 530, no jobresult, effect not applied.")
+    var jobRestartCancelRate = 0.0
+    @Option(name: .customLong("job-expire-seconds"),
+            help: "job.expire.minutes, in seconds: ended jobs are deleted after this and queryAsyncJobResult answers 431; unset: never.")
+    var jobExpireSeconds: Int?
+    @Option(name: .customLong("account-role"),
+            help: "The API key's account role: admin (jobs run the ...CmdByAdmin classes) or user (user classes; expunge refused).")
+    var accountRole = "admin"
+    @Option(name: .customLong("unavailable-commands"),
+            help: "Comma-separated API commands the account's role does not allow.")
+    var unavailableCommands = ""
+    @Option(name: .customLong("role-checker"),
+            help: "How an unavailable command is refused: dynamic (432) or static (401 \"The given command ... is not available for user\").")
+    var roleChecker = "dynamic"
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
 
     func validate() throws {
         guard (0...1).contains(failRate), (0...1).contains(stuckRate), (0...1).contains(replyLostRate) else {
             throw ValidationError("--fail-rate, --stuck-rate and --reply-lost-rate must be between 0 and 1")
+        }
+        do {
+            _ = try faults()
+        } catch let invalid as SimulatorFaults.Invalid {
+            // The same checks as POST /sim/faults, named as flags.
+            throw ValidationError("--" + invalid.description.replacingOccurrences(of: "_", with: "-"))
         }
         guard (byIDDirectory == nil) == (diskDirectory == nil) else {
             throw ValidationError("--by-id-dir and --disk-dir go together: hot-plug emulation needs both")
@@ -49,6 +76,20 @@ struct CloudStackSim: AsyncParsableCommand {
         guard asyncDelayMs >= 0, latencyMs >= 0 else {
             throw ValidationError("--async-delay-ms and --latency-ms must not be negative")
         }
+    }
+
+    /// The faults the flags ask for, checked as `POST /sim/faults` checks them.
+    func faults() throws -> SimulatorFaults {
+        var faults = SimulatorFaults(failRate: failRate, errorCode: errorCode, stuckRate: stuckRate, latencyMs: latencyMs,
+                                     stuckDelayMs: stuckDelayMs, replyLostRate: replyLostRate)
+        faults.jobGCCancelRate = jobGCCancelRate
+        faults.jobRestartCancelRate = jobRestartCancelRate
+        faults.jobExpireSeconds = jobExpireSeconds
+        faults.accountRole = try SimulatorAccountRole.parse(accountRole, field: "account_role")
+        faults.unavailableCommands = unavailableCommands.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        faults.roleChecker = try SimulatorRoleChecker.parse(roleChecker, field: "role_checker")
+        try faults.validate()
+        return faults
     }
 
     func run() async throws {
@@ -68,8 +109,7 @@ struct CloudStackSim: AsyncParsableCommand {
                 byIDDirectory: byIDDirectory.map { URL(fileURLWithPath: $0) },
                 diskDirectory: diskDirectory.map { URL(fileURLWithPath: $0) },
                 asyncDelay: .milliseconds(asyncDelayMs),
-                faults: SimulatorFaults(failRate: failRate, errorCode: errorCode, stuckRate: stuckRate, latencyMs: latencyMs,
-                                        replyLostRate: replyLostRate)
+                faults: try faults()
             ),
             logger: logger,
             handleSignals: true

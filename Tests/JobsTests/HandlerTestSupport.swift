@@ -34,6 +34,7 @@ struct HandlerHarness: Sendable {
         maxDataVolumesPerVM: Int = 6,
         deviceWaitTimeout: Duration = .seconds(5),
         vmStopTimeout: Duration = .seconds(10),
+        jobTimeout: Duration = .seconds(20),
         exportRemover: (any ExportRemover)? = nil,
         _ body: @escaping @Sendable (HandlerHarness) async throws -> Void
     ) async throws {
@@ -58,7 +59,7 @@ struct HandlerHarness: Sendable {
             let environment = JobsEnvironment(
                 cloudStack: client, resolver: ByIdResolver(directory: byID.path),
                 applianceVMId: simulator.configuration.applianceVMID, deviceWaitTimeout: deviceWaitTimeout,
-                jobTimeout: .seconds(20), vmStopTimeout: vmStopTimeout, exportRemover: exportRemover, logger: testLogger)
+                jobTimeout: jobTimeout, vmStopTimeout: vmStopTimeout, exportRemover: exportRemover, logger: testLogger)
             let harness = HandlerHarness(db: db, simulator: simulator, environment: environment, byIDDirectory: byID, diskDirectory: disks)
             do {
                 try await body(harness)
