@@ -174,7 +174,8 @@ actor SimulatedCloud {
     func currentFaults() -> SimulatorFaults { faults }
 
     func snapshot() -> SimulatorState {
-        SimulatorState(
+        purgeExpiredJobs()
+        return SimulatorState(
             volumes: volumes.filter { !$0.removed }.map {
                 SimulatorState.Volume(
                     id: $0.id, name: $0.name, type: $0.type, size: $0.sizeBytes, state: $0.state,

@@ -14,8 +14,13 @@ import Testing
     /// while the simulator applies `faults` to the job it starts; later jobs run normally.
     private func attachJob(_ h: HandlerHarness, _ volumeId: String, faults: SimulatorFaults) async throws -> String {
         await h.simulator.setFaults(faults)
-        defer { Task { await h.simulator.setFaults(SimulatorFaults()) } }
-        let jobId = try await h.client.attachVolume(id: volumeId, virtualMachineId: Self.customer)
+        let jobId: String
+        do {
+            jobId = try await h.client.attachVolume(id: volumeId, virtualMachineId: Self.customer)
+        } catch {
+            await h.simulator.setFaults(SimulatorFaults())
+            throw error
+        }
         await h.simulator.setFaults(SimulatorFaults())
         return jobId
     }
@@ -37,9 +42,7 @@ import Testing
             let jobId = try await attachJob(h, volumeId, faults: Self.faults {
                 if ending == "gc_cancel" { $0.jobGCCancelRate = 1 } else { $0.jobRestartCancelRate = 1 }
             })
-            let abandoned = try await h.client.queryAsyncJobResult(jobId: jobId)
             try await eventually("the job ended") { try await h.client.queryAsyncJobResult(jobId: jobId).status != .pending }
-            _ = abandoned
             let ended = try await h.client.queryAsyncJobResult(jobId: jobId)
             #expect(ended.status == .failed && ended.errorCode == nil && ended.errorText == nil)
             #expect(ended.resultCode == (ending == "restart" ? 530 : 0))
@@ -78,7 +81,7 @@ import Testing
             let volumeId = try await h.cloudVolume()
             let jobId = try await h.client.attachVolume(id: volumeId, virtualMachineId: Self.customer)
             _ = try await h.client.waitForJob(jobId: jobId, timeout: .seconds(10))
-            try await eventually("the job purged", timeout: .seconds(10)) { await h.simulator.state().jobs.first { $0.id == jobId }?.purged == true }
+            try await eventually(timeout: .seconds(10), "the job purged") { await h.simulator.state().jobs.first { $0.id == jobId }?.purged == true }
             let purged = try #require(await expectCloudStackError { _ = try await h.client.queryAsyncJobResult(jobId: jobId) })
             #expect(purged.code == "cloudstack_job_purged" && purged.isTransient && purged.jobId == jobId)
 
@@ -102,7 +105,7 @@ import Testing
             _ = try await h.client.waitForJob(jobId: try await h.client.destroyVirtualMachine(id: gone), timeout: .seconds(10))
             let jobId = try await h.client.attachVolume(id: volumeId, virtualMachineId: gone)
             _ = try? await h.client.waitForJob(jobId: jobId, timeout: .seconds(10))
-            try await eventually("the job purged", timeout: .seconds(10)) { await h.simulator.state().jobs.first { $0.id == jobId }?.purged == true }
+            try await eventually(timeout: .seconds(10), "the job purged") { await h.simulator.state().jobs.first { $0.id == jobId }?.purged == true }
 
             let row = try await h.runOnFreshWorker("attach", volume: volumeId, vm: Self.customer, checkpoint: #"{"job_id":"\#(jobId)"}"#)
 
