@@ -3,6 +3,7 @@ import Foundation
 import Jobs
 import TestSupport
 import Testing
+import Worker
 
 /// How a step ends when CloudStack ends its job in ways other than success or the command's
 /// own failure: a job its GC cancelled or a restart failed (no `jobresult`), a job deleted
@@ -56,6 +57,39 @@ import Testing
             #expect(state.sideEffects(for: volumeId).attachVolume == 2, "one request that did nothing, one that attached")
             #expect(state.volume(volumeId)?.virtualmachineid == Self.customer)
             #expect(row.checkpoint?.contains(jobId) == false, "the retry waited on its own job")
+        }
+    }
+
+    /// Why the unanswered mark and not a plain reset: a GC-cancelled job's thread is not stopped,
+    /// so its detach may land after the attempt that saw the job fail. The retry then finds the
+    /// volume detached and reports the VM it came off (what the request was sent for), instead of
+    /// "was not attached", and sends nothing.
+    @Test func aDetachThatLandsAfterItsJobWasCancelledIsTakenAsThatRequestsWork() async throws {
+        try await HandlerHarness.with { h in
+            let volumeId = try await h.cloudVolume()
+            try await h.cloudAttach(volumeId, to: Self.customer)
+            await h.simulator.setFaults(Self.faults { $0.jobGCCancelRate = 1 })
+            let jobId = try await h.client.detachVolume(id: volumeId)
+            await h.simulator.setFaults(SimulatorFaults())
+            let id = try await h.enqueue("detach", volume: volumeId, checkpoint: #"{"job_id":"\#(jobId)","vm_id":"\#(Self.customer)"}"#)
+            // A worker whose retry waits long enough for the late detach to land first.
+            let first = h.startWorker { $0.backoff = Backoff(base: .seconds(3), cap: .seconds(3), jitter: 0) }
+            try await eventually("the first attempt ended") {
+                let row = try await h.operation(id)
+                return row.attempts == 1 && row.status == "pending"
+            }
+            try await first.stop()
+            #expect(try await h.operation(id).checkpoint?.contains(#""request_unanswered": true"#) == true)
+            // The cancelled job's work lands after all.
+            _ = try await h.client.waitForJob(jobId: try await h.client.detachVolume(id: volumeId), timeout: .seconds(10))
+
+            let worker = h.startWorker()
+            let row = try await h.finished(id)
+            try await worker.stop()
+
+            #expect(row.status == "completed", "\(row.errorCode ?? ""): \(row.error ?? "")")
+            #expect(try row.json()["vm_id"] as? String == Self.customer)
+            #expect(await h.sideEffects(volumeId).detachVolume == 2, "the cancelled one and the late one; none from the retry")
         }
     }
 
