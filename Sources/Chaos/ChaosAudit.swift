@@ -109,15 +109,21 @@ struct ChaosAudit {
     /// createVolume per completed create, one attachVolume per completed first attach (a
     /// repeated attach verifies), one detachVolume per detach, one deleteVolume per delete.
     /// A side effect on a volume no chain owns is a create repeated behind volumed's back.
+    /// An attach or detach whose job CloudStack itself failed without running it (job GC
+    /// cancel) did nothing, so the one request after it is not a repeat; a create's volume
+    /// exists from the request on, so an abandoned create job never excuses a second one.
     private func checkSideEffects(_ state: SimulatorState, into findings: inout Findings) {
         var owned: Set<String> = []
         for chain in drive.chains {
             guard let volumeID = chain.volumeID else { continue }
             owned.insert(volumeID)
             let actual = state.sideEffects(for: volumeID)
+            let abandoned = state.jobs.filter { $0.abandoned && $0.volumeid == volumeID }
             let expected = SimulatorState.SideEffects(
-                createVolume: chain.completedCount(.create), attachVolume: chain.completedCount(.attach),
-                detachVolume: chain.completedCount(.detach), deleteVolume: chain.completedCount(.delete))
+                createVolume: chain.completedCount(.create),
+                attachVolume: chain.completedCount(.attach) + abandoned.filter { $0.command == "attachVolume" }.count,
+                detachVolume: chain.completedCount(.detach) + abandoned.filter { $0.command == "detachVolume" }.count,
+                deleteVolume: chain.completedCount(.delete))
             for (name, want, got) in [
                 ("createVolume", expected.createVolume, actual.createVolume),
                 ("attachVolume", expected.attachVolume, actual.attachVolume),

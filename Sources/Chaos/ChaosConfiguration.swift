@@ -39,6 +39,12 @@ public struct ChaosConfiguration: Sendable {
     /// up to this long after its job succeeded, drawn afresh each time; the handlers must
     /// wait for it rather than record a missing link or call a detach done too early.
     public var lateLinkJitter: Duration = .milliseconds(400)
+    /// Fraction of CloudStack async jobs its job GC cancels (failed, jobresultcode 0, no
+    /// jobresult, nothing done): the worker must look before it sends the request again.
+    public var jobGCCancelRate: Double = 0.02
+    /// CloudStack's `job.expire.minutes`, shortened: a job that ended this long ago is deleted,
+    /// so a worker that resumes after a kill or a backoff may find its checkpointed job gone.
+    public var jobExpiry: Duration? = .seconds(4)
     /// How long an ordinary CloudStack async job takes.
     public var asyncDelay: Duration = .milliseconds(300)
     /// The whole run (start, drive, audit) must end within this, or it fails.
@@ -68,6 +74,12 @@ public struct ChaosConfiguration: Sendable {
         }
         guard lateLinkJitter >= .zero, lateLinkJitter <= .seconds(60) else {
             throw refuse("the late-link jitter must be 0-60 s (got \(lateLinkJitter))")
+        }
+        guard (0...1).contains(jobGCCancelRate) else {
+            throw refuse("the job GC cancel rate must be between 0 and 1 (got \(jobGCCancelRate))")
+        }
+        if let jobExpiry, jobExpiry < .seconds(1) {
+            throw refuse("the job expiry must be at least 1 s (got \(jobExpiry))")
         }
         guard postgresRestarts >= 0 else { throw refuse("PostgreSQL restarts must not be negative (got \(postgresRestarts))") }
         if let killInterval, killInterval < .milliseconds(100) {

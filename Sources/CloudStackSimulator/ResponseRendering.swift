@@ -116,7 +116,8 @@ enum ResponseRendering {
             ("jobstatus", .int(job.status)),
             ("jobprocstatus", .int(0)),
             ("jobresultcode", .int(job.resultCode)),
-            ("jobresulttype", finished ? .string("object") : nil),
+            // AsyncJobJoinDaoImpl sets the type only when the result could be read back.
+            ("jobresulttype", finished && job.result != nil ? .string("object") : nil),
             ("jobresult", finished ? job.result : nil),
             ("jobinstancetype", .string(job.action.instance.type)),
             ("jobinstanceid", .string(job.action.instance.id)),

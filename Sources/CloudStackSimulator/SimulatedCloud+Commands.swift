@@ -159,7 +159,7 @@ extension SimulatedCloud {
 
     func queryAsyncJobResult(_ parameters: RequestParameters) throws -> JSONValue {
         let jobID = parameters["jobid"] ?? ""
-        guard let index = jobs.firstIndex(where: { $0.id == jobID }) else {
+        guard let index = jobs.firstIndex(where: { $0.id == jobID && !$0.purged }) else {
             throw APIFailure.unknownEntity(command: "queryAsyncJobResult", parameter: "jobid", value: jobID)
         }
         // The timer normally has run the job already; run it here if it is due, so a poll

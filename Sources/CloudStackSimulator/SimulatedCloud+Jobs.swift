@@ -16,8 +16,9 @@ extension SimulatedCloud {
     func startJob(_ command: String, action: SimulatedJobAction) -> SimulatedJob {
         let stuck = faults.stuckRate > 0 && Double.random(in: 0..<1) < faults.stuckRate
         let job = SimulatedJob(
-            id: UUID().uuidString.lowercased(), apiCommand: command, javaClass: Self.javaClasses[command] ?? command,
-            action: action, created: Date(), dueAt: ContinuousClock.now.advanced(by: configuration.asyncDelay), stuck: stuck
+            id: UUID().uuidString.lowercased(), apiCommand: command, javaClass: javaClass(for: command),
+            action: action, created: Date(), dueAt: ContinuousClock.now.advanced(by: configuration.asyncDelay), stuck: stuck,
+            abandonment: stuck ? nil : drawAbandonment()
         )
         jobs.append(job)
         if !stuck {
@@ -38,6 +39,10 @@ extension SimulatedCloud {
     func runJob(_ jobID: String) {
         jobTimers[jobID] = nil
         guard let index = jobs.firstIndex(where: { $0.id == jobID }), jobs[index].status == 0, !jobs[index].stuck else { return }
+        if let how = jobs[index].abandonment {
+            abandon(jobAt: index, how)
+            return
+        }
         do {
             guard let (objectName, object) = try execute(jobs[index].action) else {
                 jobs[index].stuck = true
@@ -79,6 +84,7 @@ extension SimulatedCloud {
         case .startVirtualMachine(let vmID):
             return ("virtualmachine", try runStart(vmID: vmID))
         case .destroyVirtualMachine(let vmID, let expunge):
+            try checkExpungeAllowed(expunge)
             return try runDestroy(vmID: vmID, expunge: expunge).map { ("virtualmachine", $0) }
         }
     }

@@ -75,19 +75,26 @@ actor SimulatedCloud {
 
     // MARK: Entry point
 
-    /// Handles one `/client/api` request in ApiServlet's order: signature (401), command
-    /// lookup (432), injected faults, required parameters (431), then the command.
+    /// Handles one `/client/api` request in ApiServlet's order: command lookup and role check,
+    /// signature (401), injected faults, required parameters (431), then the command.
     func handle(_ parameters: RequestParameters) -> APIReply {
         let command = parameters["command"]
         requestCounts[command ?? "<none>", default: 0] += 1
         let spec = command.flatMap { Self.commands[$0] }
         let responseKey = command.map { spec != nil ? "\($0.lowercased())response" : "errorresponse" } ?? "errorresponse"
 
-        guard verifier.verify(parameters, now: Date()) else {
+        purgeExpiredJobs()
+        // ApiServer.verifyRequest: a command with no class fails before anything else, as a bare
+        // `false`, which ApiServlet answers with the signature failure; the role check
+        // (commandAvailable) comes before the signature check (SimulatedCloud+AccountRole.swift).
+        guard let command, let spec else {
             return failureReply(.signatureRejected, responseKey: responseKey)
         }
-        guard let command, let spec else {
-            return failureReply(.unknownCommand(command ?? ""), responseKey: responseKey)
+        if let refusal = unavailableCommandRefusal(command) {
+            return failureReply(refusal, responseKey: responseKey)
+        }
+        guard verifier.verify(parameters, now: Date()) else {
+            return failureReply(.signatureRejected, responseKey: responseKey)
         }
         if faults.failRate > 0, Double.random(in: 0..<1) < faults.failRate {
             logger.debug("injecting failure", metadata: ["command": "\(command)", "errorcode": "\(faults.errorCode)"])
@@ -170,7 +177,8 @@ actor SimulatedCloud {
     func currentFaults() -> SimulatorFaults { faults }
 
     func snapshot() -> SimulatorState {
-        SimulatorState(
+        purgeExpiredJobs()
+        return SimulatorState(
             volumes: volumes.filter { !$0.removed }.map {
                 SimulatorState.Volume(
                     id: $0.id, name: $0.name, type: $0.type, size: $0.sizeBytes, state: $0.state,
@@ -183,7 +191,8 @@ actor SimulatedCloud {
             jobs: jobs.map {
                 SimulatorState.Job(
                     id: $0.id, command: $0.apiCommand, status: $0.status, volumeid: $0.action.volumeID,
-                    virtualmachineid: $0.action.virtualMachineID, stuck: $0.stuck)
+                    virtualmachineid: $0.action.virtualMachineID, stuck: $0.stuck,
+                    abandoned: $0.abandonment != nil && $0.status == 2, purged: $0.purged)
             },
             sideEffects: sideEffects,
             vmSideEffects: vmSideEffects,

@@ -83,6 +83,10 @@ struct SimulatedJob: Sendable {
     var dueAt: ContinuousClock.Instant
     /// Fault injection: the job stays at status 0 (forever, or until `stuckDelayMs`).
     var stuck: Bool
+    /// Fault injection: at its due time CloudStack fails the job itself (job GC, restart).
+    var abandonment: JobAbandonment?
+    /// Deleted by the job GC after `jobExpireSeconds`: queryAsyncJobResult no longer finds it.
+    var purged = false
 }
 
 /// Why a job failed, reported in `jobresult` with `jobresultcode` = `errorCode`

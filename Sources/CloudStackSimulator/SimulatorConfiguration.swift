@@ -102,6 +102,29 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
     /// New volumes get upper-case UUIDs, as volumes whose id an admin set with
     /// `updateVolume customid=…` have; their disk serial (and by-id link) is upper case too.
     public var upperCaseVolumeIDs: Bool = false
+    // Job endings, account role and command access (SimulatedCloud+JobEndings.swift,
+    // SimulatedCloud+AccountRole.swift):
+    /// Fraction (0…1) of newly started async jobs that AsyncJobManagerImpl's GC cancels for
+    /// blocking their queue too long: at their due time they fail with `jobresultcode` 0 and no
+    /// `jobresult`, their effect not applied.
+    public var jobGCCancelRate: Double = 0
+    /// Fraction (0…1) of newly started async jobs that a management-server restart fails
+    /// (`cleanupLeftOverJobs`): `jobresultcode` 530, no `jobresult`, effect not applied, the VM's
+    /// transitional state rolled back.
+    public var jobRestartCancelRate: Double = 0
+    /// `job.expire.minutes`, in seconds: a job that ended this long ago is deleted, and
+    /// queryAsyncJobResult for it answers 431 "…entity does not exist…". Nil: never.
+    public var jobExpireSeconds: Int?
+    /// The role of the API key's account: `admin` (root admin: jobs run the `…CmdByAdmin` classes,
+    /// expunge allowed) or `user` (jobs run the user classes; `destroyVirtualMachine expunge=true`
+    /// fails with 530, as with `allow.user.expunge.recover.vm` off).
+    public var accountRole: SimulatorAccountRole = .admin
+    /// API commands the account's role does not allow: answered before the signature check
+    /// as ApiServer.commandAvailable does (`roleChecker` decides how).
+    public var unavailableCommands: [String] = []
+    /// Which role checker answers an unavailable command: `dynamic` (432, the default one) or
+    /// `static` (401 "The given command '…' either does not exist, is not available for user.").
+    public var roleChecker: SimulatorRoleChecker = .dynamic
 
     public init(failRate: Double = 0, errorCode: Int = 530, stuckRate: Double = 0, latencyMs: Int = 0, stuckDelayMs: Int? = nil,
                 replyLostRate: Double = 0) {
@@ -124,6 +147,12 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         case linkRemoveDelayMs = "link_remove_delay_ms"
         case linkDelayJitterMs = "link_delay_jitter_ms"
         case upperCaseVolumeIDs = "upper_case_volume_ids"
+        case jobGCCancelRate = "job_gc_cancel_rate"
+        case jobRestartCancelRate = "job_restart_cancel_rate"
+        case jobExpireSeconds = "job_expire_seconds"
+        case accountRole = "account_role"
+        case unavailableCommands = "unavailable_commands"
+        case roleChecker = "role_checker"
     }
 
     /// Partial updates: fields absent from the JSON keep their current value.
@@ -140,6 +169,12 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         if let value = patch.linkRemoveDelayMs { copy.linkRemoveDelayMs = value }
         if let value = patch.linkDelayJitterMs { copy.linkDelayJitterMs = value }
         if let value = patch.upperCaseVolumeIDs { copy.upperCaseVolumeIDs = value }
+        if let value = patch.jobGCCancelRate { copy.jobGCCancelRate = value }
+        if let value = patch.jobRestartCancelRate { copy.jobRestartCancelRate = value }
+        if let value = patch.jobExpireSeconds { copy.jobExpireSeconds = value }
+        if let value = patch.accountRole { copy.accountRole = try SimulatorAccountRole.parse(value, field: "account_role") }
+        if let value = patch.unavailableCommands { copy.unavailableCommands = value }
+        if let value = patch.roleChecker { copy.roleChecker = try SimulatorRoleChecker.parse(value, field: "role_checker") }
         try copy.validate()
         return copy
     }
@@ -150,7 +185,8 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
 
     /// Rates are fractions and times are not negative; the message names the field.
     public func validate() throws {
-        for (field, rate) in [("fail_rate", failRate), ("stuck_rate", stuckRate), ("reply_lost_rate", replyLostRate)]
+        for (field, rate) in [("fail_rate", failRate), ("stuck_rate", stuckRate), ("reply_lost_rate", replyLostRate),
+                              ("job_gc_cancel_rate", jobGCCancelRate), ("job_restart_cancel_rate", jobRestartCancelRate)]
         where !(0...1).contains(rate) {
             throw Invalid(description: "\(field) must be between 0 and 1 (got \(rate))")
         }
@@ -163,6 +199,9 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         ]
         where !(0...Self.maximumLinkDelayMs).contains(milliseconds) {
             throw Invalid(description: "\(field) must be between 0 and \(Self.maximumLinkDelayMs) (got \(milliseconds))")
+        }
+        if let seconds = jobExpireSeconds, seconds < 1 {
+            throw Invalid(description: "job_expire_seconds must be at least 1 (got \(seconds)); leave it out to keep jobs forever")
         }
     }
 
@@ -177,6 +216,12 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         var linkRemoveDelayMs: Int?
         var linkDelayJitterMs: Int?
         var upperCaseVolumeIDs: Bool?
+        var jobGCCancelRate: Double?
+        var jobRestartCancelRate: Double?
+        var jobExpireSeconds: Int?
+        var accountRole: String?
+        var unavailableCommands: [String]?
+        var roleChecker: String?
         enum CodingKeys: String, CodingKey {
             case failRate = "fail_rate"
             case errorCode = "error_code"
@@ -188,9 +233,41 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
             case linkRemoveDelayMs = "link_remove_delay_ms"
             case linkDelayJitterMs = "link_delay_jitter_ms"
             case upperCaseVolumeIDs = "upper_case_volume_ids"
+            case jobGCCancelRate = "job_gc_cancel_rate"
+            case jobRestartCancelRate = "job_restart_cancel_rate"
+            case jobExpireSeconds = "job_expire_seconds"
+            case accountRole = "account_role"
+            case unavailableCommands = "unavailable_commands"
+            case roleChecker = "role_checker"
         }
     }
 
     /// An hour: udev is late by seconds; a link that never comes is a longer delay than any wait.
     public static let maximumLinkDelayMs = 3_600_000
+}
+
+/// The API key's account role, as `SimulatorFaults.accountRole` sets it.
+public enum SimulatorAccountRole: String, Codable, Sendable, CaseIterable, SimulatorSettingValue {
+    case admin, user
+}
+
+/// Which of CloudStack's API access checkers refuses an unavailable command.
+public enum SimulatorRoleChecker: String, Codable, Sendable, CaseIterable, SimulatorSettingValue {
+    /// DynamicRoleBasedAPIAccessChecker (the default since 4.9): UnavailableCommandException, 432.
+    case dynamic
+    /// StaticRoleBasedAPIAccessChecker (commands.properties): PermissionDeniedException, 401.
+    case staticRoles = "static"
+}
+
+/// A setting spelled as one of a few words; a wrong word is refused naming the field and the choices.
+public protocol SimulatorSettingValue: RawRepresentable, CaseIterable where RawValue == String {}
+
+extension SimulatorSettingValue {
+    public static func parse(_ text: String, field: String) throws -> Self {
+        guard let value = Self(rawValue: text) else {
+            let choices = allCases.map(\.rawValue).joined(separator: " or ")
+            throw SimulatorFaults.Invalid(description: "\(field) must be \(choices) (got \(text))")
+        }
+        return value
+    }
 }

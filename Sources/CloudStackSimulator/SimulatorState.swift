@@ -39,6 +39,11 @@ public struct SimulatorState: Codable, Sendable, Equatable {
         public var virtualmachineid: String?
         /// True when fault injection made the job hang.
         public var stuck: Bool
+        /// True when CloudStack failed the job itself without running it (job GC cancel,
+        /// management-server restart): its request took no effect.
+        public var abandoned: Bool = false
+        /// True when the job was deleted after `job_expire_seconds`.
+        public var purged: Bool = false
     }
 
     /// How many requests with a side effect CloudStack accepted for one volume: the proof

@@ -49,11 +49,38 @@ struct CloudStackSim: AsyncParsableCommand {
     @Flag(name: .customLong("upper-case-volume-ids"),
           help: "New volumes get upper-case UUIDs (as set by an admin's updateVolume customid), so their disk serials and by-id links are upper case.")
     var upperCaseVolumeIDs = false
+    @Option(name: .customLong("stuck-delay-ms"),
+            help: "How long a stuck job hangs before it finishes after all (a management server slower than the client's timeout); unset: forever.")
+    var stuckDelayMs: Int?
+    @Option(name: .customLong("job-gc-cancel-rate"),
+            help: "Fraction (0-1) of async jobs the job GC cancels: failed with jobresultcode 0 and no jobresult, effect not applied.")
+    var jobGCCancelRate = 0.0
+    @Option(name: .customLong("job-restart-cancel-rate"),
+            help: "Fraction (0-1) of async jobs a management-server restart fails: jobresultcode 530, no jobresult, effect not applied.")
+    var jobRestartCancelRate = 0.0
+    @Option(name: .customLong("job-expire-seconds"),
+            help: "job.expire.minutes, in seconds: ended jobs are deleted after this and queryAsyncJobResult answers 431; unset: never.")
+    var jobExpireSeconds: Int?
+    @Option(name: .customLong("account-role"),
+            help: "The API key's account role: admin (jobs run the ...CmdByAdmin classes) or user (user classes; expunge refused).")
+    var accountRole = "admin"
+    @Option(name: .customLong("unavailable-commands"),
+            help: "Comma-separated API commands the account's role does not allow.")
+    var unavailableCommands = ""
+    @Option(name: .customLong("role-checker"),
+            help: "How an unavailable command is refused: dynamic (432) or static (401 \"The given command ... is not available for user\").")
+    var roleChecker = "dynamic"
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
 
     func validate() throws {
         guard (0...1).contains(failRate), (0...1).contains(stuckRate), (0...1).contains(replyLostRate) else {
             throw ValidationError("--fail-rate, --stuck-rate and --reply-lost-rate must be between 0 and 1")
+        }
+        do {
+            _ = try faults()
+        } catch let invalid as SimulatorFaults.Invalid {
+            // The same checks as POST /sim/faults, named as flags.
+            throw ValidationError("--" + invalid.description.replacingOccurrences(of: "_", with: "-"))
         }
         guard (byIDDirectory == nil) == (diskDirectory == nil) else {
             throw ValidationError("--by-id-dir and --disk-dir go together: hot-plug emulation needs both")
@@ -64,22 +91,23 @@ struct CloudStackSim: AsyncParsableCommand {
         guard SimulatorDiskBus(rawValue: applianceDiskBus) != nil else {
             throw ValidationError("--appliance-disk-bus must be virtio or scsi (got \(applianceDiskBus))")
         }
-        do {
-            try faults.validate()
-        } catch {
-            // Names the field (link_create_delay_ms …), which the flag spells with dashes.
-            throw ValidationError("\(error)")
-        }
     }
 
-    /// The faults the flags ask for.
-    var faults: SimulatorFaults {
+    /// The faults the flags ask for, checked as `POST /sim/faults` checks them.
+    func faults() throws -> SimulatorFaults {
         var faults = SimulatorFaults(failRate: failRate, errorCode: errorCode, stuckRate: stuckRate, latencyMs: latencyMs,
-                                     replyLostRate: replyLostRate)
+                                     stuckDelayMs: stuckDelayMs, replyLostRate: replyLostRate)
+        faults.jobGCCancelRate = jobGCCancelRate
+        faults.jobRestartCancelRate = jobRestartCancelRate
+        faults.jobExpireSeconds = jobExpireSeconds
+        faults.accountRole = try SimulatorAccountRole.parse(accountRole, field: "account_role")
+        faults.unavailableCommands = unavailableCommands.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        faults.roleChecker = try SimulatorRoleChecker.parse(roleChecker, field: "role_checker")
         faults.linkCreateDelayMs = linkCreateDelayMs
         faults.linkRemoveDelayMs = linkRemoveDelayMs
         faults.linkDelayJitterMs = linkDelayJitterMs
         faults.upperCaseVolumeIDs = upperCaseVolumeIDs
+        try faults.validate()
         return faults
     }
 
@@ -99,7 +127,7 @@ struct CloudStackSim: AsyncParsableCommand {
             byIDDirectory: byIDDirectory.map { URL(fileURLWithPath: $0) },
             diskDirectory: diskDirectory.map { URL(fileURLWithPath: $0) },
             asyncDelay: .milliseconds(asyncDelayMs),
-            faults: faults
+            faults: try faults()
         )
         configuration.applianceDiskBus = SimulatorDiskBus(rawValue: applianceDiskBus) ?? .virtio
         let simulator = try await CloudStackSimulator.start(configuration, logger: logger, handleSignals: true)

@@ -24,6 +24,10 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "How long a stuck job hangs before it completes.") var stuckSeconds = 8
     @Option(help: "Fraction of state-changing CloudStack calls that run but whose reply is lost (a proxy's 502).") var replyLostRate = 0.03
     @Option(help: "The workers' VOLUMED_CLOUDSTACK_JOB_TIMEOUT.") var jobTimeoutSeconds = 3
+    @Option(help: "Fraction of CloudStack async jobs its job GC cancels (failed without a result, nothing done).")
+    var jobGCCancelRate = 0.02
+    @Option(help: "Seconds after which CloudStack deletes an ended job (job.expire.minutes); 0 keeps them.")
+    var jobExpireSeconds = 4
     @Option(help: "Seed of the first run's plan (the next runs add 1 each); random when not given.") var seed: UInt64?
     @Flag(help: "Keep each run's directory (worker logs, by-id and export folders) even when it passed.") var keepFiles = false
 
@@ -57,6 +61,8 @@ struct ChaosCommand: AsyncParsableCommand {
             configuration.replyLostRate = replyLostRate
             configuration.stuckJobDelay = .seconds(stuckSeconds)
             configuration.jobTimeoutSeconds = jobTimeoutSeconds
+            configuration.jobGCCancelRate = jobGCCancelRate
+            configuration.jobExpiry = jobExpireSeconds > 0 ? .seconds(jobExpireSeconds) : nil
             configuration.maxDuration = .seconds(maxSeconds)
             configuration.seed = firstSeed &+ UInt64(number - 1)
             configuration.keepFiles = keepFiles

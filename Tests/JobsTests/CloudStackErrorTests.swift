@@ -217,13 +217,15 @@ struct CloudStackErrorTests {
         #expect(!error.message.contains("unreachable-secret"))
     }
 
-    @Test("unknown commands get 432 under errorresponse; a missing response=json gets XML")
+    /// ApiServer.verifyRequest refuses a command it has no class for before it looks at the
+    /// key, with a bare `false`, which ApiServlet answers as a signature failure.
+    @Test("unknown commands get the signature failure's 401; a missing response=json gets XML")
     func wireShapes() async throws {
         try await CloudStackHarness.with { harness in
             let unknown = try await harness.rawRequest([("command", "listFoos"), ("response", "json")])
-            #expect(unknown.status == 432)
-            #expect(unknown.body.hasPrefix(#"{"errorresponse":{"#))
-            #expect(unknown.body.contains(#""errorcode":432"#))
+            #expect(unknown.status == 401)
+            #expect(unknown.body.contains("unable to verify user credentials and/or request signature"))
+            #expect(unknown.body.contains(#""errorcode":401"#))
 
             let missing = try await harness.rawRequest([("command", "attachVolume"), ("id", "x"), ("response", "json")])
             #expect(missing.status == 431)
@@ -256,6 +258,22 @@ struct CloudStackErrorTests {
             #expect(refused.status.code == 400)
             let refusal = String(buffer: try await refused.body.collect(upTo: 1 << 16))
             #expect(refusal.contains("reply_lost_rate must be between 0 and 1"), "\(refusal)")
+            // So are the job endings, the role and the role checker.
+            for (body, complaint) in [
+                (#"{"job_gc_cancel_rate":1.5}"#, "job_gc_cancel_rate must be between 0 and 1"),
+                (#"{"job_restart_cancel_rate":-1}"#, "job_restart_cancel_rate must be between 0 and 1"),
+                (#"{"job_expire_seconds":0}"#, "job_expire_seconds must be at least 1"),
+                (#"{"account_role":"root"}"#, "account_role must be admin or user"),
+                (#"{"role_checker":"acl"}"#, "role_checker must be dynamic or static"),
+            ] {
+                var bad = HTTPClientRequest(url: harness.simulator.baseURL + "/sim/faults")
+                bad.method = .POST
+                bad.body = .bytes(.init(string: body))
+                let answer = try await HTTPClient.shared.execute(bad, timeout: .seconds(5))
+                #expect(answer.status.code == 400, "\(body)")
+                let text = String(buffer: try await answer.body.collect(upTo: 1 << 16))
+                #expect(text.contains(complaint), "\(body): \(text)")
+            }
 
             let stateText = try await harness.get(harness.simulator.baseURL + "/sim/state").body
             let state = try JSONDecoder().decode(SimulatorState.self, from: Data(stateText.utf8))

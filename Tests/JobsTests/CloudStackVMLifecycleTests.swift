@@ -22,7 +22,8 @@ struct CloudStackVMLifecycleTests {
             let result = try await harness.client.waitForJob(jobId: jobId, timeout: .seconds(10))
             #expect(result.virtualMachine?.id == vm.id)
             #expect(result.virtualMachine?.state == "Stopped")
-            #expect(result.command == "org.apache.cloudstack.api.command.user.vm.StopVMCmd")
+            // The simulator's key is a root admin's by default (SimulatorFaults.accountRole).
+            #expect(result.command == "org.apache.cloudstack.api.command.admin.vm.StopVMCmdByAdmin")
             #expect(try await harness.client.listVirtualMachines(id: vm.id).first?.state == "Stopped")
             let job = try await harness.rawRequest([("command", "queryAsyncJobResult"), ("jobid", jobId), ("response", "json")])
             #expect(job.body.contains(#""jobinstancetype":"VirtualMachine","jobinstanceid":"\#(vm.id)""#))

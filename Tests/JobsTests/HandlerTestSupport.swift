@@ -35,6 +35,7 @@ struct HandlerHarness: Sendable {
         maxDataVolumesPerVM: Int = 6,
         deviceWaitTimeout: Duration = .seconds(5),
         vmStopTimeout: Duration = .seconds(10),
+        jobTimeout: Duration = .seconds(20),
         exportRemover: (any ExportRemover)? = nil,
         _ body: @escaping @Sendable (HandlerHarness) async throws -> Void
     ) async throws {
@@ -59,7 +60,7 @@ struct HandlerHarness: Sendable {
             let environment = JobsEnvironment(
                 cloudStack: client, resolver: ByIdResolver(directory: byID.path),
                 applianceVMId: simulator.configuration.applianceVMID, deviceWaitTimeout: deviceWaitTimeout,
-                jobTimeout: .seconds(20), vmStopTimeout: vmStopTimeout, exportRemover: exportRemover, logger: testLogger)
+                jobTimeout: jobTimeout, vmStopTimeout: vmStopTimeout, exportRemover: exportRemover, logger: testLogger)
             let harness = HandlerHarness(db: db, simulator: simulator, environment: environment, byIDDirectory: byID, diskDirectory: disks)
             do {
                 try await body(harness)

@@ -124,8 +124,16 @@ public final class CloudStackClient: Sendable {
 
     /// One look at a job. A failed job is returned (status `.failed`), not thrown; use
     /// `waitForJob` to turn outcomes into errors.
+    ///
+    /// A job CloudStack no longer knows throws the transient `cloudstack_job_purged`
+    /// (`CloudStackError.jobPurged`): jobs are deleted `job.expire.minutes` after they end.
     public func queryAsyncJobResult(jobId: String) async throws -> AsyncJobResult {
-        let body = try await call("queryAsyncJobResult", [("jobid", jobId)], method: .get, as: AsyncJobBody.self)
+        let body: AsyncJobBody
+        do {
+            body = try await call("queryAsyncJobResult", [("jobid", jobId)], method: .get, as: AsyncJobBody.self)
+        } catch let error as CloudStackError where error.code == "cloudstack_not_found" {
+            throw CloudStackError.jobPurged(jobId: jobId, errorText: error.errorText)
+        }
         guard let status = AsyncJobResult.Status(rawValue: body.jobstatus) else {
             throw CloudStackError(
                 code: "cloudstack_bad_response",
@@ -175,14 +183,19 @@ public final class CloudStackClient: Sendable {
                 case .succeeded:
                     return result
                 case .failed:
-                    let error = CloudStackError.fromAPIError(
-                        command: Self.commandName(fromJavaClass: result.command),
-                        httpStatus: nil,
-                        errorCode: result.errorCode ?? result.resultCode,
-                        csErrorCode: nil,
-                        errorText: result.errorText ?? "no error text",
-                        jobId: jobId
-                    )
+                    let command = Self.commandName(fromJavaClass: result.command)
+                    // No `jobresult` at all: CloudStack failed the job itself (job GC, restart),
+                    // not the command; its outcome is for the volume or VM to tell.
+                    let error = result.errorCode == nil && result.errorText == nil
+                        ? CloudStackError.jobEndedWithoutResult(command: command, jobId: jobId, resultCode: result.resultCode)
+                        : CloudStackError.fromAPIError(
+                            command: command,
+                            httpStatus: nil,
+                            errorCode: result.errorCode ?? result.resultCode,
+                            csErrorCode: nil,
+                            errorText: result.errorText ?? "no error text",
+                            jobId: jobId
+                        )
                     metrics.cloudStackError(command: error.command ?? "asyncJob", code: error.code)
                     throw error
                 case .cancelled:
@@ -218,13 +231,10 @@ public final class CloudStackClient: Sendable {
         }
     }
 
-    /// `org.apache.cloudstack.api.command.user.volume.AttachVolumeCmd` → `attachVolume`.
+    /// `…user.volume.AttachVolumeCmd` and `…admin.volume.AttachVolumeCmdByAdmin` → `attachVolume`
+    /// (`CloudStackCommandClass`), for error messages and metric labels.
     private static func commandName(fromJavaClass javaClass: String?) -> String {
-        guard let simpleName = javaClass?.split(separator: ".").last, simpleName.hasSuffix("Cmd") else {
-            return "asyncJob"
-        }
-        let base = simpleName.dropLast(3)
-        return base.prefix(1).lowercased() + base.dropFirst()
+        CloudStackCommandClass.apiCommand(ofJavaClass: javaClass) ?? "asyncJob"
     }
 
     // MARK: Transport
@@ -334,7 +344,7 @@ public final class CloudStackClient: Sendable {
         let decoder = JSONDecoder()
         if let probe = try? decoder.decode(EnvelopeProbe.self, from: bodyData), let errorCode = probe.errorcode {
             let text = scrubAll(probe.errortext ?? "no error text")
-            if errorCode == 401 || status == 401 {
+            if errorCode == 401 || status == 401, !CloudStackError.isCommandUnavailableText(text.lowercased()) {
                 throw CloudStackError.authenticationFailed(command: command, httpStatus: status, errorText: text, csErrorCode: probe.cserrorcode)
             }
             throw CloudStackError.fromAPIError(

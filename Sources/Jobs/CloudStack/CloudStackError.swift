@@ -9,6 +9,7 @@
 /// |-----------------------------------------|-------------------------------------|-----------|
 /// | connect refused/reset, DNS, TLS, timeout | `cloudstack_unreachable`            | yes |
 /// | 401 UNAUTHORIZED (bad key, signature, expired) | `cloudstack_auth_failed`      | no  (needs new credentials or a fixed clock) |
+/// | 401 "The given command '…' either does not exist, is not available for user." (ApiServer.commandAvailable, the role lacks the command) | `cloudstack_unsupported_command` | no |
 /// | 429 API_LIMIT_EXCEED                    | `cloudstack_rate_limited`           | yes |
 /// | 430 MALFORMED_PARAMETER_ERROR           | `cloudstack_parameter_error`        | no  |
 /// | 431 PARAM_ERROR (generic)               | `cloudstack_parameter_error`        | no  |
@@ -18,8 +19,9 @@
 /// | 431 "…maximum number of data disks…"    | `cloudstack_vm_disk_limit`          | no  |
 /// | 431 "Root volume detach can happen only when vm is in states: Stopped or Destroyed" | `cloudstack_vm_not_stopped` | no |
 /// | 431 "unable to find a virtual machine with id …" (an expunged VM) | `cloudstack_not_found` | no |
-/// | 432 UNSUPPORTED_ACTION_ERROR            | `cloudstack_unsupported_command`    | no  |
+/// | 432 UNSUPPORTED_ACTION_ERROR (e.g. "The API [...] does not exist or is not available for the account …") | `cloudstack_unsupported_command` | no |
 /// | 530 INTERNAL_ERROR                      | `cloudstack_internal_error`         | yes: usually an agent/hypervisor hiccup |
+/// | 530 "Parameter expunge can be passed by Admin only…" (UserVmManagerImpl.destroyVm) | `cloudstack_expunge_not_permitted` | no: the caller destroys without expunge |
 /// | 530 whose text is a parameter complaint (e.g. "deviceId should be 1,2,4-7", "deviceId 4 is used by VM") | `cloudstack_parameter_error` | no: VolumeApiServiceImpl throws plain RuntimeExceptions for these, which surface as 530 |
 /// | 531 ACCOUNT_ERROR (permission denied)    | `cloudstack_permission_denied`      | no  |
 /// | 532 ACCOUNT_RESOURCE_LIMIT_ERROR        | `cloudstack_resource_limit`         | no  (an operator must raise the limit) |
@@ -31,6 +33,8 @@
 /// | other HTTP 4xx without a CloudStack body | `cloudstack_http_error`            | no  |
 /// | 200 with a body we cannot decode        | `cloudstack_bad_response`           | no  |
 /// | async job failed (jobstatus 2)          | the specific code above when the text is known, else `cloudstack_job_failed`; transient as its errorcode |
+/// | async job failed without a `jobresult` (job GC cancel: jobresultcode 0; management-server restart: 530) | `cloudstack_job_abandoned` | yes (the step looks at the volume or VM first) |
+/// | queryAsyncJobResult 431 "…entity does not exist…" (the job was purged after `job.expire.minutes`) | `cloudstack_job_purged` | yes (the step looks at the volume or VM first) |
 /// | async job cancelled (jobstatus 3)       | `cloudstack_job_cancelled`          | yes |
 /// | async job still pending at our deadline | `cloudstack_job_timeout`            | yes (resume waiting on the checkpointed job id) |
 public struct CloudStackError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -114,7 +118,8 @@ extension CloudStackError {
         CloudStackError(
             code: "cloudstack_auth_failed",
             message: "CloudStack rejected the request signature (HTTP \(httpStatus)) for \(command): check CLOUDSTACK_API_KEY and "
-                + "CLOUDSTACK_SECRET_KEY, and that this host's clock is right (signed requests expire)",
+                + "CLOUDSTACK_SECRET_KEY, and that this host's clock is right (signed requests expire); CloudStack answers a "
+                + "command it does not have at all the same way, so if other commands work, this CloudStack lacks \(command)",
             isTransient: false,
             command: command,
             httpStatus: httpStatus,
@@ -123,6 +128,67 @@ extension CloudStackError {
             errorText: errorText
         )
     }
+
+    /// A job CloudStack itself failed without running the command to its end, so there is no
+    /// `jobresult`: AsyncJobManagerImpl's GC task cancels a job that blocked its queue longer than
+    /// `job.cancel.threshold.minutes` with `completeAsyncJob(FAILED, 0, "Job is cancelled as it has
+    /// been blocking others for too long")`, and `cleanupLeftOverJobs` fails the jobs of a restarted
+    /// management server with 530 and "job cancelled because of management server restart or
+    /// shutdown" (apache/cloudstack `framework/jobs/src/main/java/org/apache/cloudstack/framework/jobs/impl/AsyncJobManagerImpl.java`).
+    /// Both texts are plain strings, which `ApiSerializerHelper.fromSerializedString` cannot read
+    /// back, so `AsyncJobJoinDaoImpl.newAsyncJobResponse` leaves `jobresult` out
+    /// (`server/src/main/java/com/cloud/api/query/dao/AsyncJobJoinDaoImpl.java`). The command may
+    /// have done its work or not (a GC-cancelled job's thread is not stopped): transient, and the
+    /// step looks at the volume or VM before sending anything again.
+    static func jobEndedWithoutResult(command: String, jobId: String, resultCode: Int) -> CloudStackError {
+        let cause = resultCode == 530
+            ? "failed by a management-server restart (jobresultcode 530)"
+            : "cancelled by CloudStack's job GC for blocking others longer than job.cancel.threshold.minutes (jobresultcode \(resultCode))"
+        return CloudStackError(
+            code: "cloudstack_job_abandoned",
+            message: "CloudStack async job \(jobId) for \(command) ended without a result, \(cause); "
+                + "the operation will be retried after looking at the volume or VM",
+            isTransient: true,
+            command: command,
+            errorCode: resultCode,
+            jobId: jobId)
+    }
+
+    /// queryAsyncJobResult answered 431 "…entity does not exist…" for a job id volumed started:
+    /// CloudStack deletes jobs `job.expire.minutes` (default 1440) after they end (the GC task of
+    /// AsyncJobManagerImpl, `expungeAsyncJob`), and ParamProcessWorker then no longer resolves the
+    /// `jobid`. The job is long over; transient, and the step derives its outcome from the volume
+    /// or VM.
+    static func jobPurged(jobId: String, errorText: String?) -> CloudStackError {
+        CloudStackError(
+            code: "cloudstack_job_purged",
+            message: "CloudStack no longer knows async job \(jobId) (it deletes jobs job.expire.minutes after they end); "
+                + "the operation will be retried after looking at the volume or VM",
+            isTransient: true,
+            command: "queryAsyncJobResult",
+            errorCode: 431,
+            errorText: errorText,
+            jobId: jobId)
+    }
+
+    /// The job's outcome is unknown (`cloudstack_job_abandoned`, `cloudstack_job_purged`): the
+    /// step treats it like a request whose answer was lost (see `AsyncJobRequest`).
+    public var leavesOutcomeUnknown: Bool {
+        code == "cloudstack_job_abandoned" || code == "cloudstack_job_purged"
+    }
+
+    /// ApiServer.commandAvailable (apache/cloudstack `server/src/main/java/com/cloud/api/ApiServer.java`):
+    /// a PermissionDeniedException from the role checker (StaticRoleBasedAPIAccessChecker) becomes
+    /// 401 "The given command '…' either does not exist, is not available for user."; an
+    /// UnavailableCommandException (DynamicRoleBasedAPIAccessChecker, "The API [...] does not exist
+    /// or is not available for the account …") becomes 432.
+    static func isCommandUnavailableText(_ lowercasedText: String) -> Bool {
+        lowercasedText.contains("either does not exist, is not available for user")
+    }
+
+    private static let commandUnavailableAdvice =
+        "command not available to this account: the API key's account role does not allow it (or this CloudStack lacks it); "
+        + "grant the role the command or use a key whose role has it"
 
     /// The code a bare errorcode maps to when the text adds nothing more specific.
     private static func genericCode(for errorCode: Int) -> String {
@@ -133,6 +199,9 @@ extension CloudStackError {
         let text = errorText.lowercased()
         switch errorCode {
         case 401:
+            if isCommandUnavailableText(text) {
+                return ("cloudstack_unsupported_command", false, commandUnavailableAdvice)
+            }
             return ("cloudstack_auth_failed", false, "check CLOUDSTACK_API_KEY, CLOUDSTACK_SECRET_KEY and the clock")
         case 429:
             return ("cloudstack_rate_limited", true, "CloudStack's API rate limit was hit; the operation will be retried")
@@ -156,8 +225,12 @@ extension CloudStackError {
             }
             return ("cloudstack_parameter_error", false, "fix the request parameters")
         case 432:
-            return ("cloudstack_unsupported_command", false, "this CloudStack does not offer the command to this API key")
+            return ("cloudstack_unsupported_command", false, commandUnavailableAdvice)
         case 530:
+            if text.contains("parameter expunge can be passed by admin only") {
+                return ("cloudstack_expunge_not_permitted", false,
+                        "the API key's account may not expunge VMs (not an admin, and allow.user.expunge.recover.vm is off)")
+            }
             if looksLikeParameterComplaint(text) {
                 return ("cloudstack_parameter_error", false, "fix the request parameters")
             }

@@ -83,19 +83,9 @@ struct AsyncJobRequest: Sendable {
         return progress
     }
 
-    /// Whether CloudStack's `cmd` (the Java class, e.g.
-    /// `org.apache.cloudstack.api.command.user.volume.AttachVolumeCmd`, or the admin variant
-    /// `…admin.volume.AttachVolumeCmdByAdmin`) runs `command`. The API names differ from the
-    /// class names for the VM commands (stopVirtualMachine → StopVMCmd), so those are listed.
+    /// Whether CloudStack's `cmd` (the Java class, user or admin spelling) runs `command`
+    /// (see `CloudStackCommandClass`).
     static func isJob(of command: String, javaClass: String?) -> Bool {
-        guard let simpleName = javaClass?.split(separator: ".").last else { return false }
-        let expected = classNames[command] ?? (command.prefix(1).uppercased() + command.dropFirst() + "Cmd")
-        return simpleName == expected || simpleName == expected + "ByAdmin"
+        CloudStackCommandClass.runs(command, javaClass: javaClass)
     }
-
-    /// apache/cloudstack `api/src/main/java/org/apache/cloudstack/api/command/user/vm/StopVMCmd.java`, `DestroyVMCmd.java`.
-    private static let classNames = [
-        "stopVirtualMachine": "StopVMCmd",
-        "destroyVirtualMachine": "DestroyVMCmd",
-    ]
 }

@@ -64,6 +64,9 @@ public struct CleanupHandler: OperationHandler {
         /// Whether the test VM is destroyed (false when `delete_vm` was not asked for, or
         /// other volumes volumed keeps are still on it).
         var testVmDestroyed: Bool
+        /// With `delete_vm`: whether it was expunged too. False when CloudStack refused the
+        /// expunge to this API key (the VM is `Destroyed`, recoverable until `expunge.delay`).
+        var testVmExpunged: Bool?
 
         enum CodingKeys: String, CodingKey {
             case devicePath = "device_path"
@@ -72,6 +75,7 @@ public struct CleanupHandler: OperationHandler {
             case cloudStackDeviceId = "cloudstack_device_id"
             case testVmId = "test_vm_id"
             case testVmDestroyed = "test_vm_destroyed"
+            case testVmExpunged = "test_vm_expunged"
         }
     }
 
@@ -114,17 +118,19 @@ public struct CleanupHandler: OperationHandler {
         let placement = try await attacher.placement(of: attached, as: volumeId, on: appliance, context: context)
         try await progress.update { $0.step = "attached"; $0.attach = nil }
 
-        var destroyed = false
+        var destroyed: VirtualMachineDestroyer.Outcome?
         if request.deleteVm ?? false {
             try context.checkCancellation()
-            destroyed = try await VirtualMachineDestroyer(environment: environment).destroy(
+            let outcome = try await VirtualMachineDestroyer(environment: environment).destroy(
                 vmId: testVmId, resume: progress.current.destroy, context: context,
                 save: { destroy in try await progress.update { $0.destroy = destroy } })
-            try await progress.update { $0.step = destroyed ? "destroyed" : "kept"; $0.destroy = nil }
+            destroyed = outcome
+            try await progress.update { $0.step = outcome.destroyed ? "destroyed" : "kept"; $0.destroy = nil }
         }
         let response = Response(
             devicePath: placement.byIdPath, vmId: appliance, realDevice: placement.devicePath,
-            cloudStackDeviceId: placement.cloudStackDeviceId, testVmId: testVmId, testVmDestroyed: destroyed)
+            cloudStackDeviceId: placement.cloudStackDeviceId, testVmId: testVmId, testVmDestroyed: destroyed?.destroyed ?? false,
+            testVmExpunged: destroyed.flatMap { $0.destroyed ? $0.expunged : nil })
         return try .completed(response, commit: placement.upsertMapping(context: context))
     }
 

@@ -87,7 +87,8 @@ struct VirtualMachineStopper: Sendable {
         } catch let error as CloudStackError where error.jobId == jobId {
             if error.code == "cloudstack_job_timeout" { return }
             if try await environment.cloudStack.virtualMachine(id: vmId)?.state == "Stopped" { return }
-            try await save(Progress())
+            // An unknown outcome keeps the unanswered mark: the retry looks at the VM first.
+            try await save(error.leavesOutcomeUnknown ? Progress(requestUnanswered: true) : Progress())
             throw error
         }
     }

@@ -64,7 +64,9 @@ struct VolumeAttacher: Sendable {
 
     /// Waits on the attach job. When it ended without success, the volume decides: attached
     /// to the VM after all is success; otherwise the job id is forgotten (the retry may
-    /// attach anew, the job being over) and the job's error stands.
+    /// attach anew, the job being over) and the job's error stands. A job whose outcome is
+    /// unknown (failed by CloudStack without a result, or purged) leaves the unanswered mark
+    /// instead, so the retry looks at the volume, and at any job pending on it, first.
     private func finish(
         volumeId: String, vmId: String, jobId: String, save: @Sendable (Progress) async throws -> Void
     ) async throws -> CloudStackVolume {
@@ -81,7 +83,7 @@ struct VolumeAttacher: Sendable {
             {
                 return volume
             }
-            try await save(Progress())
+            try await save(error.leavesOutcomeUnknown ? Progress(requestUnanswered: true) : Progress())
             throw error
         }
     }

@@ -77,7 +77,8 @@ struct VolumeDetacher: Sendable {
     }
 
     /// Waits on the detach job; a job that ended without success is accepted when the volume
-    /// is off `vmId` anyway, else forgotten (the retry detaches anew). Off the appliance, the
+    /// is off `vmId` anyway, else forgotten (the retry detaches anew; after a job whose outcome is
+    /// unknown the unanswered mark stays, so the retry looks first). Off the appliance, the
     /// by-id link must be gone before the detach counts as done.
     private func finish(
         volumeId: String, vmId: String, jobId: String, context: OperationContext,
@@ -86,7 +87,7 @@ struct VolumeDetacher: Sendable {
         if case .ended(let error) = try await environment.waitForJob(jobId) {
             let now = try await environment.cloudStack.volume(id: volumeId)
             if now?.virtualmachineid?.lowercased() == vmId.lowercased() {
-                try await save(Progress())
+                try await save(error.leavesOutcomeUnknown ? Progress(vmId: vmId, requestUnanswered: true) : Progress())
                 throw error
             }
             context.logger.notice("detach job failed but the volume is off the VM; accepting",
