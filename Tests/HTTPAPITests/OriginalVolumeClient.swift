@@ -188,7 +188,7 @@ struct OriginalVolumeClient: Sendable {
         request.method = method
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(body)))
+            request.body = .bytes(ByteBuffer(bytes: Array(try JSONEncoder().encode(body))))
         }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30)) // the Go client's 30 s
         return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 22)))
