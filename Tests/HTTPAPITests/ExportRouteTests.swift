@@ -1,3 +1,4 @@
+import DevServices
 import Foundation
 import TestSupport
 import Testing
@@ -24,6 +25,17 @@ import Testing
             let deleteId = try #require(try delete.apiError().details["operation_id"] as? String)
             #expect(try await world.db.scalar("SELECT type FROM volume_operations WHERE id = '\(deleteId)'") == "unexport")
         }
+    }
+
+    @Test("a bad export wait is refused naming the variable", arguments: ["0", "soon", "3601"])
+    func aBadExportWaitIsRefused(value: String) async throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("serve-wait-\(UUID().uuidString.prefix(6)).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let serve = try ChildProcess(executable: URL(fileURLWithPath: ServeProcessTests.volumed), arguments: ["serve"], outputPath: log,
+                                     environment: ["VOLUMED_HTTP_EXPORT_WAIT": value, "DATABASE_URL": "postgres://localhost/none"])
+        #expect(await serve.waitForExit() != 0)
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(output.contains("VOLUMED_HTTP_EXPORT_WAIT (--export-wait) must be a whole number of seconds"), "\(output)")
     }
 
     @Test func aFailedExportAnswersItsErrorWithAMatchingStatus() async throws {
