@@ -92,6 +92,15 @@ import Testing
             let snapshots = try #require(read["snapshots"] as? [[String: Any]])
             #expect(snapshots.count == 1 && snapshots.first?["volume_uuid"] as? String == volume, "\(read)")
             #expect(snapshots.first?["snapshot_status"] as? String == "none" && snapshots.first?["operation_mode"] as? String == "oma")
+            // Through the queue's other door, a plain INSERT: the worker refuses a bad context
+            // before any CloudStack call, naming the field.
+            let sqlAttach = try #require(try await world.db.scalar("""
+                INSERT INTO volume_operations (type, volume_id, vm_id, request)
+                VALUES ('attach', '\(volume)', '\(world.appliance)', '{"vm_context_id": "two\\nlines"}') RETURNING id
+                """))
+            #expect(try await world.finished(sqlAttach) == "failed")
+            #expect(try await world.db.scalar("SELECT error_code || ': ' || error FROM volume_operations WHERE id = '\(sqlAttach)'")?
+                .hasPrefix("invalid_request: field 'vm_context_id'") == true)
             // A later attach without a context (verified, not repeated) keeps the recorded one.
             let again = try await world.post("/api/v1/volumes/\(volume)/attach", #"{"vm_id": "\#(world.appliance)"}"#)
             #expect(try await world.finished(try #require(try again.object()["id"] as? String)) == "completed")
