@@ -10,12 +10,17 @@ public struct HTTPSettings: Sendable, Equatable {
     public var token: String?
     /// Largest request body accepted.
     public var bodyLimit: Int
+    /// How long `POST /exports` and `DELETE /exports/{volume_id}` wait for their operation
+    /// before answering 504 (`VOLUMED_HTTP_EXPORT_WAIT`, see `ExportWaitSetting`).
+    public var exportWait: Duration
 
-    public init(host: String = "127.0.0.1", port: Int = 8090, token: String? = nil, bodyLimit: Int = 64 * 1024) {
+    public init(host: String = "127.0.0.1", port: Int = 8090, token: String? = nil, bodyLimit: Int = 64 * 1024,
+                exportWait: Duration = .seconds(ExportWaitSetting.defaultSeconds)) {
         self.host = host
         self.port = port
         self.token = token
         self.bodyLimit = bodyLimit
+        self.exportWait = exportWait
     }
 
     /// From `VOLUMED_HTTP_ADDR`-style text (`host:port`, `[v6]:port`) and an optional token;

@@ -24,8 +24,11 @@ public enum VolumedAPI {
                          logger: dependencies.logger).add(to: api)
         DeviceRoutes(reads: reads, resolver: dependencies.resolver).add(to: api)
         OperationRoutes(volumes: dependencies.volumes).add(to: api)
-        ExportRoutes(enqueuer: enqueuer, reads: reads, bodyLimit: settings.bodyLimit).add(to: api)
+        ExportRoutes(completion: ExportCompletion(enqueuer: enqueuer, wait: settings.exportWait), reads: reads,
+                     bodyLimit: settings.bodyLimit).add(to: api)
         CleanupRoutes(enqueuer: enqueuer, bodyLimit: settings.bodyLimit, applianceVMId: dependencies.worker?.applianceVMId)
+            .add(to: api)
+        SnapshotRoutes(sql: SnapshotSQL(client: dependencies.database, logger: dependencies.logger), bodyLimit: settings.bodyLimit)
             .add(to: api)
         AdminRoutes(forceSync: dependencies.forceSync).add(to: api)
         HealthRoutes(probe: HealthProbe(dependencies: dependencies)).add(to: api, root: router)

@@ -11,6 +11,12 @@ struct DemoCommand: AsyncParsableCommand {
         discussion: "Ctrl-C (SIGINT) or SIGTERM stops the flow at its next step and still removes everything it started; a second Ctrl-C exits at once.")
 
     func run() async throws {
+        do {
+            try await DemoPrerequisites.ensure()
+        } catch let missing as DemoPrerequisites.Missing {
+            print(missing.description)
+            throw ExitCode(1)
+        }
         // A signal's default action would end the process at once, leaving PostgreSQL and
         // nbdkit running and the temporary folders behind. Trapped, it asks the flow to stop
         // at its next step, whose clean-up then runs as after any failure.

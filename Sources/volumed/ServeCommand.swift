@@ -18,6 +18,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "host:port to listen on (default: $VOLUMED_HTTP_ADDR or \(HTTPSettings.defaultAddress)).") var httpAddr: String?
     @Option(help: "Bearer token required by every route but GET /health (default: $VOLUMED_HTTP_TOKEN; unset: no auth).")
     var httpToken: String?
+    @Option(help: "Seconds POST/DELETE /api/v1/exports wait for the export before answering 504 (default: $VOLUMED_HTTP_EXPORT_WAIT or 60).")
+    var exportWait: String?
 
     func validate() throws {
         _ = try httpSettings()
@@ -25,8 +27,10 @@ struct ServeCommand: AsyncParsableCommand {
 
     func httpSettings() throws -> HTTPSettings {
         do {
-            return try HTTPSettings(address: options.value(httpAddr, "VOLUMED_HTTP_ADDR") ?? HTTPSettings.defaultAddress,
-                                    token: options.value(httpToken, "VOLUMED_HTTP_TOKEN"))
+            var settings = try HTTPSettings(address: options.value(httpAddr, "VOLUMED_HTTP_ADDR") ?? HTTPSettings.defaultAddress,
+                                            token: options.value(httpToken, "VOLUMED_HTTP_TOKEN"))
+            settings.exportWait = try ExportWaitSetting.parse(options.value(exportWait, ExportWaitSetting.variable))
+            return settings
         } catch let error as HTTPSettingsError {
             throw ValidationError(error.message)
         }

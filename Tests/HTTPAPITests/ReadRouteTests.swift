@@ -137,21 +137,27 @@ import Testing
         }
     }
 
-    @Test func exportsAreEnqueuedAndRead() async throws {
+    /// With `Prefer: respond-async` (RFC 7240) the export routes answer at once with the
+    /// enqueued operation (without it they wait for the worker: `ExportRouteTests`).
+    @Test func exportsAreEnqueuedAsynchronouslyAndRead() async throws {
         try await APIWorld.with { world in
-            let post = try await world.post("/api/v1/exports", #"{"volume_id": "\#(volumeA)", "vm_id": "\#(otherVM)", "vm_name": "pgtest1", "disk_number": 1}"#)
+            let async = [("Prefer", "respond-async")]
+            let post = try await world.post("/api/v1/exports", #"{"volume_id": "\#(volumeA)", "vm_id": "\#(otherVM)", "vm_name": "pgtest1", "disk_number": 1}"#,
+                                            headers: async)
             #expect(post.status == 201, "\(post.text)")
+            #expect(post.headers["preference-applied"] == "respond-async")
             let export = try post.object()
             #expect(export["type"] as? String == "export" && export["vm_id"] as? String == otherVM)
             let request = try #require(export["request"] as? [String: Any])
             #expect(request["vm_name"] as? String == "pgtest1" && (request["disk_unit_number"] as? NSNumber)?.intValue == 1)
             #expect(request["job_id"] == nil)
-            let withJob = try await world.post("/api/v1/exports", #"{"volume_id": "\#(volumeB)", "vm_id": "\#(otherVM)", "vm_name": "pgtest1", "disk_number": 0, "job_id": "job-9"}"#)
+            let withJob = try await world.post("/api/v1/exports", #"{"volume_id": "\#(volumeB)", "vm_id": "\#(otherVM)", "vm_name": "pgtest1", "disk_number": 0, "job_id": "job-9"}"#,
+                                               headers: [("Prefer", "wait=5, Respond-Async")])
             #expect((try withJob.object()["request"] as? [String: Any])?["job_id"] as? String == "job-9")
             let bad = try await world.post("/api/v1/exports", #"{"volume_id": "\#(volumeA)", "vm_id": "\#(otherVM)", "vm_name": "v", "disk_number": -1}"#)
             #expect(bad.status == 400)
             #expect(try bad.apiError().details["field"] as? String == "disk_number")
-            let delete = try await world.send(.DELETE, "/api/v1/exports/\(volumeA)")
+            let delete = try await world.send(.DELETE, "/api/v1/exports/\(volumeA)", headers: async)
             #expect(delete.status == 201)
             #expect(try delete.object()["type"] as? String == "unexport")
 

@@ -145,22 +145,26 @@ import Testing
 
     // MARK: Exports and reconciliation through the worker
 
+    /// As the original daemon: `POST /exports` answers once the export exists, `201` with the
+    /// export object; `DELETE /exports/{volume_id}` once it is gone, `200` `{message}`.
     @Test func anExportWithoutAJobIdRunsAndIsReadBack() async throws {
         try await APIWorld.with(.serve) { world in
             let (volume, _) = try await Self.createAndAttach(world)
             let export = try await world.post("/api/v1/exports", #"{"volume_id": "\#(volume)", "vm_id": "\#(otherVM)", "vm_name": "pgtest1", "disk_number": 0}"#)
-            let id = try #require(try export.object()["id"] as? String)
-            let exportStatus = try await world.finished(id)
-            let exportError = try await world.db.scalar("SELECT error FROM volume_operations WHERE id = '\(id)'")
-            #expect(exportStatus == "completed", "\(exportError ?? "")")
+            #expect(export.status == 201, "\(export.text)")
+            let created = try export.object()
+            #expect(created["export_name"] as? String == "migration-vol-\(volume)" && created["status"] as? String == "active", "\(export.text)")
+            #expect((created["port"] as? NSNumber)?.intValue ?? 0 > 0 && created["type"] == nil)
+            #expect(try await world.db.scalar("SELECT status FROM volume_operations WHERE type = 'export'") == "completed")
             let read = try await world.get("/api/v1/exports/\(volume)").object()
             #expect(read["status"] as? String == "active" && read["job_id"] is NSNull)
             #expect(read["export_name"] as? String == "migration-vol-\(volume)")
             #expect(read["device_path"] as? String == world.simulator.byIDLinkPath(forVolumeID: volume))
 
             let unexport = try await world.send(.DELETE, "/api/v1/exports/\(volume)")
-            let unexportId = try #require(try unexport.object()["id"] as? String)
-            #expect(try await world.finished(unexportId) == "completed")
+            #expect(unexport.status == 200, "\(unexport.text)")
+            #expect(try unexport.object()["message"] as? String == "NBD export deleted successfully")
+            #expect(try await world.db.scalar("SELECT status FROM volume_operations WHERE type = 'unexport'") == "completed")
             #expect(try await world.get("/api/v1/exports/\(volume)").object()["status"] as? String == "removed")
         }
     }

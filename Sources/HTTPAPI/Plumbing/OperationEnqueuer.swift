@@ -17,6 +17,13 @@ struct OperationEnqueuer: Sendable {
 
     func enqueue(_ type: OperationType, volumeId: String?, vmId: String?, request: [String: JSONValue],
                  from httpRequest: Request) async throws -> Response {
+        let record = try await enqueueRecord(type, volumeId: volumeId, vmId: vmId, request: request, from: httpRequest)
+        return JSONResponse.make(OperationShape.json(record), status: .created)
+    }
+
+    /// The enqueued operation as read back (a repeated idempotency key: the first one).
+    func enqueueRecord(_ type: OperationType, volumeId: String?, vmId: String?, request: [String: JSONValue],
+                       from httpRequest: Request) async throws -> OperationRecord {
         let key = httpRequest.headers[Self.idempotencyKey]
         let enqueue = EnqueueRequest(type: type, volumeId: volumeId, vmId: vmId,
                                      request: JSONValue.object(request).jsonText(), idempotencyKey: key)
@@ -32,6 +39,6 @@ struct OperationEnqueuer: Sendable {
         guard let record = try await volumes.operation(id) else {
             throw APIError.internalError("operation \(id) was enqueued but could not be read back")
         }
-        return JSONResponse.make(OperationShape.json(record), status: .created)
+        return record
     }
 }

@@ -36,6 +36,7 @@ struct DeviceRoutes {
                     "operation_mode": .string(DeviceShape.originalMode(mapping.operationMode)),
                     "state": "attached",
                     "size": .int(mapping.sizeBytes ?? 0),
+                    "attached_at": .time(mapping.attachedAt), // the original client's VolumeMapping reads it
                     "last_operation": last[mapping.volumeId].map(OperationShape.json) ?? .null,
                 ])
             }

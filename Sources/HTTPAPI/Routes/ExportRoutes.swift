@@ -1,9 +1,11 @@
 import Hummingbird
 
 /// NBD exports: `POST /exports` and `DELETE /exports/{volume_id}` enqueue `export` /
-/// `unexport`; `GET /exports/{volume_id}` and `GET /exports?…` read `vm_export_mappings`.
+/// `unexport` and, as the original daemon, answer once it is done (`ExportCompletion`): `201`
+/// with the export object / `200` `{message}`. `GET /exports/{volume_id}` and
+/// `GET /exports?…` read `vm_export_mappings`.
 struct ExportRoutes {
-    let enqueuer: OperationEnqueuer
+    let completion: ExportCompletion
     let reads: ReadSQL
     let bodyLimit: Int
 
@@ -18,11 +20,22 @@ struct ExportRoutes {
                                             requirement: "the disk's unit number on the source VM, a whole number from 0")
             var fields: [String: JSONValue] = ["vm_name": .string(vmName), "disk_unit_number": .int(disk)]
             if let job = try body.optionalString("job_id", hint: "the replication job's id") { fields["job_id"] = .string(job) }
-            return try await enqueuer.enqueue(.export, volumeId: volumeId, vmId: vmId, request: fields, from: request)
+            return try await completion.run(.export, volumeId: volumeId, vmId: vmId, request: fields, from: request) { [reads] record in
+                guard let export = try await reads.export(volumeId: volumeId) else {
+                    throw APIError.internalError("the export operation \(record.id.uuidString.lowercased()) completed but volume \(volumeId) has no export row; see GET /api/v1/operations/\(record.id.uuidString.lowercased())")
+                }
+                return JSONResponse.make(ExportShape.json(export), status: .created)
+            }
         }
         api.delete("exports/{volume_id}") { request, context in
             let volumeId = try context.cloudStackID("volume_id", of: "volume")
-            return try await enqueuer.enqueue(.unexport, volumeId: volumeId, vmId: nil, request: [:], from: request)
+            return try await completion.run(.unexport, volumeId: volumeId, vmId: nil, request: [:], from: request) { record in
+                JSONResponse.make(.object([
+                    "message": "NBD export deleted successfully", "volume_id": .string(volumeId),
+                    "export_name": .embedded(record.response).field("export_name"),
+                    "operation_id": .string(record.id.uuidString.lowercased()),
+                ]))
+            }
         }
         api.get("exports/{volume_id}") { _, context in
             let volumeId = try context.cloudStackID("volume_id", of: "volume")

@@ -43,12 +43,16 @@ struct VolumeWriteRoutes {
         return try await enqueuer.enqueue(.create, volumeId: nil, vmId: nil, request: fields, from: request)
     }
 
-    /// `{vm_id}`; attach-root adds `attach_as: "root"` (device 0, for a test-failover VM).
+    /// `{vm_id, vm_context_id?}`; attach-root adds `attach_as: "root"` (device 0, for a
+    /// test-failover VM). `vm_context_id` is recorded on the mapping for snapshot tracking.
     private func attach(_ request: Request, _ context: BasicRequestContext, asRoot: Bool) async throws -> Response {
         let volumeId = try context.cloudStackID("id", of: "volume")
         let body = try await RequestBodyReader.object(request, limit: bodyLimit, required: true, example: #"{"vm_id": "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"}"#)
         let vmId = try body.uuid("vm_id", of: "VM")
-        return try await enqueuer.enqueue(.attach, volumeId: volumeId, vmId: vmId,
-                                          request: asRoot ? ["attach_as": "root"] : [:], from: request)
+        var fields: [String: JSONValue] = asRoot ? ["attach_as": "root"] : [:]
+        if let vmContext = try body.optionalString("vm_context_id", hint: SnapshotRoutes.vmContextHint) {
+            fields["vm_context_id"] = .string(vmContext)
+        }
+        return try await enqueuer.enqueue(.attach, volumeId: volumeId, vmId: vmId, request: fields, from: request)
     }
 }

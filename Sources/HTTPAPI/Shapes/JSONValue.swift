@@ -71,6 +71,12 @@ public enum JSONValue: Sendable, Equatable, Codable {
         return (try? JSONValue(text: text)) ?? .string(text)
     }
 
+    /// An object's field, or `.null` (also for anything that is not an object).
+    func field(_ name: String) -> JSONValue {
+        guard case .object(let fields) = self else { return .null }
+        return fields[name] ?? .null
+    }
+
     /// The JSON text of this value, keys sorted, slashes unescaped.
     func jsonText() -> String {
         let encoder = JSONEncoder()

@@ -25,10 +25,14 @@ public struct AttachHandler: OperationHandler {
         var deviceId: Int?
         /// `"root"`: attach as the root disk (device 0), the original daemon's attach-root.
         var attachAs: String?
+        /// The replication engine's VM context, recorded on the mapping for snapshot tracking
+        /// (the original read it from a database it shared with its callers).
+        var vmContextId: String?
 
         enum CodingKeys: String, CodingKey {
             case deviceId = "device_id"
             case attachAs = "attach_as"
+            case vmContextId = "vm_context_id"
         }
     }
 
@@ -61,6 +65,7 @@ public struct AttachHandler: OperationHandler {
         let volumeId = try RequestDecoding.volumeId(of: operation)
         let vmId = try RequestDecoding.vmId(of: operation)
         let deviceId = try Self.requestedDeviceId(operation)
+        let vmContextId = try Self.requestedVMContextId(operation)
         let attacher = VolumeAttacher(environment: environment)
 
         let volume = try await attacher.attach(
@@ -69,11 +74,23 @@ public struct AttachHandler: OperationHandler {
             save: { progress in try await context.saveCheckpoint(progress) })
         try context.checkCancellation()
 
-        let placement = try await attacher.placement(of: volume, as: volumeId, on: vmId, context: context)
+        var placement = try await attacher.placement(of: volume, as: volumeId, on: vmId, context: context)
+        placement.vmContextId = vmContextId
         let response = Response(
             devicePath: placement.byIdPath, realDevice: placement.devicePath,
             cloudStackDeviceId: placement.cloudStackDeviceId, operationMode: placement.mode)
         return try .completed(response, commit: placement.upsertMapping(context: context))
+    }
+
+    /// `vm_context_id`: one line of text (the engine's context names, e.g. `ctx-pgtest1-20250909-113839`).
+    static func requestedVMContextId(_ operation: ClaimedOperation) throws -> String? {
+        guard let context = try RequestDecoding.decode(Request.self, from: operation).vmContextId else { return nil }
+        guard !context.trimmingCharacters(in: .whitespaces).isEmpty, context.count <= 255,
+              !context.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+            throw QueueFailure.invalidRequest(
+                "field 'vm_context_id' must be one line of 1 to 255 characters without control characters, e.g. \"ctx-pgtest1-20250909-113839\"; got \(quotedForMessage(context))")
+        }
+        return context
     }
 
     /// `device_id` (0, 1, 2, 4 and up: 3 is CloudStack's CD-ROM slot) or `attach_as: "root"`

@@ -36,16 +36,19 @@ enum MappingSQL {
     }
 
     /// One row per attached volume. `attached_at` survives a re-verification of the same
-    /// attachment and restarts when the volume moved to another VM.
+    /// attachment and restarts when the volume moved to another VM. The snapshot-tracking
+    /// columns (migration 0006) are the API's: only a given `vmContextId` changes one of them.
     static func upsertMapping(
         volumeId: String, vmId: String, mode: String, cloudStackDeviceId: Int32?, byIdPath: String?,
-        devicePath: String?, sizeBytes: Int64?
+        devicePath: String?, sizeBytes: Int64?, vmContextId: String? = nil
     ) -> PostgresQuery {
         """
-        INSERT INTO device_mappings (volume_id, vm_id, operation_mode, cloudstack_device_id, by_id_path, device_path, size_bytes)
-        VALUES (\(volumeId), \(vmId), \(mode), \(cloudStackDeviceId), \(byIdPath), \(devicePath), \(sizeBytes))
+        INSERT INTO device_mappings (volume_id, vm_id, operation_mode, cloudstack_device_id, by_id_path, device_path, size_bytes,
+                                     vm_context_id)
+        VALUES (\(volumeId), \(vmId), \(mode), \(cloudStackDeviceId), \(byIdPath), \(devicePath), \(sizeBytes), \(vmContextId))
         ON CONFLICT (volume_id) DO UPDATE
-           SET vm_id = EXCLUDED.vm_id, operation_mode = EXCLUDED.operation_mode,
+           SET vm_context_id = coalesce(EXCLUDED.vm_context_id, device_mappings.vm_context_id),
+               vm_id = EXCLUDED.vm_id, operation_mode = EXCLUDED.operation_mode,
                cloudstack_device_id = EXCLUDED.cloudstack_device_id, by_id_path = EXCLUDED.by_id_path,
                device_path = EXCLUDED.device_path, size_bytes = EXCLUDED.size_bytes,
                attached_at = CASE WHEN device_mappings.vm_id = EXCLUDED.vm_id

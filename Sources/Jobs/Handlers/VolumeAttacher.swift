@@ -113,6 +113,9 @@ struct VolumeAttacher: Sendable {
         /// What the by-id link resolves to now; nil on a remote VM.
         var devicePath: String?
         var sizeBytes: Int64
+        /// The replication engine's VM context for snapshot tracking, when the attach named one;
+        /// nil keeps what the row already has.
+        var vmContextId: String? = nil
 
         /// The mapping row, for the transaction that completes the operation. Every volume
         /// has its own row, so a remote VM holds any number of volumes without paths.
@@ -124,7 +127,7 @@ struct VolumeAttacher: Sendable {
                     MappingSQL.upsertMapping(
                         volumeId: placement.volumeId, vmId: placement.vmId, mode: placement.mode,
                         cloudStackDeviceId: placement.cloudStackDeviceId.map(Int32.init), byIdPath: placement.byIdPath,
-                        devicePath: placement.devicePath, sizeBytes: placement.sizeBytes),
+                        devicePath: placement.devicePath, sizeBytes: placement.sizeBytes, vmContextId: placement.vmContextId),
                     logger: logger)
             }
         }
