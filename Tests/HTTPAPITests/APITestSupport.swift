@@ -65,7 +65,7 @@ struct APIWorld: Sendable {
                                                            requestTimeout: .seconds(5)),
                     httpClient: HTTPClient.shared, logger: testLogger)
                 let dependencies = APIDependencies(
-                    database: db.client, volumes: volumes, cloudStack: cloudStack, resolver: ByIdResolver(directory: byID.path),
+                    database: db.client, volumes: volumes, cloudStack: cloudStack, resolver: ByIdResolver(directory: byID.path, allowsRegularFiles: true),
                     nbdPort: nil, worker: nil, forceSync: nil, registry: MetricsSetup.registry, logger: testLogger)
                 group = ServiceGroup(configuration: .init(
                     services: [VolumedAPI.application(dependencies, settings: settings, onListening: onListening)], logger: testLogger))
@@ -80,7 +80,7 @@ struct APIWorld: Sendable {
                                                             requestTimeout: .seconds(5)),
                         byIdDirectory: byID.path, applianceVMId: simulator.configuration.applianceVMID,
                         exports: ExportBackendSettings(exportDirectory: exports.path, port: server.port),
-                        deviceWaitTimeout: .seconds(10)),
+                        deviceWaitTimeout: .seconds(10), allowsRegularFileDevices: true),
                     reconcileInterval: nil, logger: testLogger)
                 let serve = ServeServices.make(worker: workerServices, http: settings, registry: MetricsSetup.registry,
                                                logger: testLogger, onListening: onListening)

@@ -77,6 +77,29 @@ struct ExportUnexportTests {
         }
     }
 
+    @Test("an unexport naming an entry volumed does not own (issue 12 item 6) is refused and the entry stays")
+    func unexportRefusesNamesVolumedDoesNotOwn() async throws {
+        try await ExportWorld.run { world in
+            let volume = randomVolumeId()
+            try await world.attach(volume)
+            try #require(try await world.export(volume, disk: 0).status == "completed")
+            // An operator's own file in the export directory: valid as a name, not volumed's.
+            let keep = world.appliance.exports + "/keepme"
+            try Data("mine".utf8).write(to: URL(fileURLWithPath: keep))
+
+            for foreign in ["keepme", "migration-vol-\(volume).bak", "MIGRATION-VOL-\(volume)"] {
+                let result = try await world.unexport(volume, exportName: foreign)
+                #expect(result.status == "failed")
+                #expect(result.errorCode == "invalid_request")
+                #expect(result.error?.contains("field 'export_name' must be this volume's own export name migration-vol-\(volume)") == true,
+                        "\(result)")
+            }
+            #expect(try world.exportDirectoryEntries() == ["keepme", "migration-vol-\(volume)"])
+            #expect(try fileBytes(keep) == Data("mine".utf8))
+            #expect(try await world.mapping("migration-vol-\(volume)")?.status == "active")
+        }
+    }
+
     @Test("after a reboot re-points the by-id link, the same export name serves the new device")
     func rebootRepointsTheDevice() async throws {
         try await ExportWorld.run { world in

@@ -116,6 +116,25 @@ struct ReconcileTests {
         }
     }
 
+    @Test("a by-id link re-pointed at a file that is not the attached disk is reported, never recorded (issue 12 item 5)")
+    func doesNotFollowALinkToAnotherFile() async throws {
+        try await ReconcileWorld.run { world in
+            let volumeId = try await world.attachedThroughVolumed()
+            let before = try #require(try await world.harness.mapping(volumeId))
+            // A harmless file of ours standing in for /etc/shadow: not the attached disk's size.
+            let secret = try world.newDevice("shadow-stand-in", bytes: 4096)
+            try world.repointLink(volumeId, to: secret)
+
+            let report = try await world.reconcile()
+
+            #expect(report.applied.isEmpty, "\(report.applied)")
+            let finding = try #require(report.findings(.checkFailed).first { $0.volumeId == volumeId }, "\(report.unresolved)")
+            #expect(finding.message.contains("4096 bytes") && finding.message.contains("refusing"), "\(finding.message)")
+            let after = try #require(try await world.harness.mapping(volumeId))
+            #expect(after.devicePath == before.devicePath && after.devicePath != secret)
+        }
+    }
+
     @Test("what reconcile cannot settle is reported, and the tables are left alone")
     func reportsWhatItCannotRepair() async throws {
         try await ReconcileWorld.run { world in

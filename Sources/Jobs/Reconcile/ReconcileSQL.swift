@@ -13,7 +13,7 @@ enum ReconcileSQL {
 
     static func mappings() -> PostgresQuery {
         """
-        SELECT volume_id, vm_id, operation_mode, cloudstack_device_id, by_id_path, device_path
+        SELECT volume_id, vm_id, operation_mode, cloudstack_device_id, by_id_path, device_path, size_bytes
         FROM device_mappings ORDER BY volume_id
         """
     }

@@ -63,11 +63,14 @@ extension Reconciler {
     /// Busy volumes are not looked up: nothing will be done to them.
     func takeSnapshot() async throws -> ReconcileSnapshot {
         var snapshot = ReconcileSnapshot(since: try await databaseNow())
-        snapshot.mappings = try await database.decodedRows(ReconcileSQL.mappings(), logger: logger) { row in
-            let (volumeId, vmId, mode, deviceId, byId, device) = try row.decode((String, String, String, Int32?, String?, String?).self)
-            return MappedVolume(volumeId: volumeId, vmId: vmId, mode: mode, cloudStackDeviceId: deviceId.map(Int.init),
-                                byIdPath: byId, devicePath: device)
+        let mapped = try await database.decodedRows(ReconcileSQL.mappings(), logger: logger) { row in
+            let (volumeId, vmId, mode, deviceId, byId, device, size) =
+                try row.decode((String, String, String, Int32?, String?, String?, Int64?).self)
+            return (MappedVolume(volumeId: volumeId, vmId: vmId, mode: mode, cloudStackDeviceId: deviceId.map(Int.init),
+                                 byIdPath: byId, devicePath: device), size)
         }
+        snapshot.mappings = mapped.map(\.0)
+        let recordedSizes = Dictionary(mapped.compactMap { mapping, size in size.map { (mapping.volumeId, $0) } }) { first, _ in first }
         snapshot.recorded = try await database.decodedRows(ReconcileSQL.liveVolumes(), logger: logger) { row in
             let (volumeId, name, state) = try row.decode((String, String, String).self)
             return RecordedVolume(volumeId: volumeId, name: name, state: state)
@@ -87,7 +90,7 @@ extension Reconciler {
             let local = snapshot.mappings.filter { environment.isAppliance($0.vmId) }.map(\.volumeId)
                 + snapshot.onAppliance.map(\.id)
             for volumeId in Set(local).subtracting(snapshot.busy).sorted() {
-                snapshot.devices[volumeId] = lookUpDevice(volumeId)
+                snapshot.devices[volumeId] = lookUpDevice(volumeId, recordedSize: recordedSizes[volumeId])
             }
         }
         return snapshot
@@ -109,9 +112,16 @@ extension Reconciler {
         }
     }
 
-    private func lookUpDevice(_ volumeId: String) -> DeviceLookup {
+    /// The device behind the volume's by-id link, accepted only as `ByIdResolver.verifiedDevice`
+    /// accepts it: a block device (a regular file only with the test/demo setting) and, for a
+    /// mapped volume, of the size recorded at attach. A link re-pointed elsewhere is a
+    /// `check_failed` finding, never a repair that records it.
+    private func lookUpDevice(_ volumeId: String, recordedSize: Int64?) -> DeviceLookup {
         do {
-            if let device = try environment.resolver.currentDevice(volumeId: volumeId) { return .resolved(device) }
+            if let device = try environment.resolver.currentDevice(volumeId: volumeId) {
+                return .resolved(try environment.resolver.verifiedDevice(
+                    byIdPath: device.byIdPath, volumeId: volumeId, expectedSize: recordedSize))
+            }
             return .missing(expected: try environment.resolver.candidateLinkPaths(volumeId: volumeId)[0])
         } catch {
             return .failed(error.message)
