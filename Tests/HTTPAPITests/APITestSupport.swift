@@ -41,6 +41,7 @@ struct APIWorld: Sendable {
 
     static func with(
         _ mode: Mode = .apiOnly, token: String? = nil, asyncDelay: Duration = .milliseconds(10),
+        headerReadTimeout: Duration = HTTPSettings.defaultHeaderReadTimeout, apiLogger: Logger = testLogger,
         _ body: @escaping @Sendable (APIWorld) async throws -> Void
     ) async throws {
         try await withDatabase { db in
@@ -48,7 +49,7 @@ struct APIWorld: Sendable {
             defer { scratch.remove() }
             let (byID, disks, exports) = (scratch.byID, scratch.disks, scratch.exports)
             let simulator = try await scratch.startSimulator(asyncDelay: asyncDelay)
-            let settings = HTTPSettings(host: "127.0.0.1", port: 0, token: token)
+            let settings = HTTPSettings(host: "127.0.0.1", port: 0, token: token, headerReadTimeout: headerReadTimeout)
             let (ports, portSink) = AsyncStream<Int>.makeStream()
             let onListening: @Sendable (Int) async -> Void = { port in
                 portSink.yield(port)
@@ -66,7 +67,7 @@ struct APIWorld: Sendable {
                     httpClient: HTTPClient.shared, logger: testLogger)
                 let dependencies = APIDependencies(
                     database: db.client, volumes: volumes, cloudStack: cloudStack, resolver: ByIdResolver(directory: byID.path, allowsRegularFiles: true),
-                    nbdPort: nil, worker: nil, forceSync: nil, registry: MetricsSetup.registry, logger: testLogger)
+                    nbdPort: nil, worker: nil, forceSync: nil, registry: MetricsSetup.registry, logger: apiLogger)
                 group = ServiceGroup(configuration: .init(
                     services: [VolumedAPI.application(dependencies, settings: settings, onListening: onListening)], logger: testLogger))
                 running = Task { try await group.run() }

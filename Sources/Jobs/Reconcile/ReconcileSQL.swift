@@ -23,6 +23,24 @@ enum ReconcileSQL {
         "SELECT volume_id, name, state FROM volumes WHERE state <> 'Deleted' ORDER BY volume_id"
     }
 
+    /// The names failed or cancelled creates asked for: a volume of such a name that nothing
+    /// tracks may have been made by a createVolume whose reply was lost.
+    static func namesOfUnfinishedCreates() -> PostgresQuery {
+        """
+        SELECT DISTINCT request->>'name' FROM volume_operations
+        WHERE type = 'create' AND status IN ('failed', 'cancelled') AND request->>'name' IS NOT NULL
+        """
+    }
+
+    /// Every volume id volumed tracks: `volumes` rows, and ids any operation names or checkpointed.
+    static func trackedVolumeIds(among ids: [String]) -> PostgresQuery {
+        """
+        SELECT volume_id FROM volumes WHERE volume_id = ANY(\(ids))
+        UNION SELECT volume_id FROM volume_operations WHERE volume_id = ANY(\(ids))
+        UNION SELECT checkpoint->>'volume_id' FROM volume_operations WHERE checkpoint->>'volume_id' = ANY(\(ids))
+        """
+    }
+
     /// Volumes with unfinished operations (served by `volume_operations_unfinished_by_volume`).
     static func busyVolumes() -> PostgresQuery {
         "SELECT DISTINCT volume_id FROM volume_operations WHERE status IN ('pending', 'executing') AND volume_id IS NOT NULL"

@@ -43,6 +43,8 @@ struct ReconcileSnapshot: Sendable {
     /// The database clock before CloudStack was read. An operation on a volume that finished
     /// after this may have changed what CloudStack showed us, so repairs skip such volumes.
     var since: Date
+    /// Volumes a failed create may have left in CloudStack that nothing tracks.
+    var untracked: [CloudStackVolume] = []
     var mappings: [MappedVolume] = []
     var recorded: [RecordedVolume] = []
     /// Volumes with a pending or executing operation: never touched by reconcile.
@@ -81,6 +83,7 @@ extension Reconciler {
         for volumeId in wanted.sorted() {
             snapshot.cloudStack[volumeId] = try await lookUp(volumeId)
         }
+        snapshot.untracked = try await untrackedVolumes()
         if let appliance = environment.applianceVMId {
             snapshot.onAppliance = try await environment.cloudStack.listVolumes(virtualMachineId: appliance)
                 .filter { $0.type.uppercased() != "ROOT" && $0.virtualmachineid?.lowercased() == appliance.lowercased() }
@@ -126,6 +129,23 @@ extension Reconciler {
         } catch {
             return .failed(error.message)
         }
+    }
+
+    /// CloudStack volumes named as a failed or cancelled create asked, that no `volumes` row
+    /// and no operation owns: what a createVolume whose reply was lost may have left behind.
+    private func untrackedVolumes() async throws -> [CloudStackVolume] {
+        let names = Set(try await database.decodedRows(ReconcileSQL.namesOfUnfinishedCreates(), logger: logger) {
+            try $0.decode(String.self)
+        })
+        guard !names.isEmpty else { return [] }
+        let candidates = try await environment.cloudStack.listVolumes().filter {
+            names.contains($0.name) && $0.type.uppercased() == "DATADISK" && !ReconcilePlanner.goneStates.contains($0.state)
+        }
+        guard !candidates.isEmpty else { return [] }
+        let tracked = Set(try await database.decodedRows(ReconcileSQL.trackedVolumeIds(among: candidates.map(\.id)), logger: logger) {
+            try $0.decode(String.self)
+        })
+        return candidates.filter { !tracked.contains($0.id) }
     }
 
     private func databaseNow() async throws -> Date {
