@@ -58,7 +58,7 @@ public struct DatabaseReachability: Sendable {
                     try await Task.sleep(for: timeout + .seconds(1))
                     throw DatabaseUnreachable(reason: "cannot connect to PostgreSQL at \(address): no answer within \(timeout)")
                 }
-                try await group.next()
+                _ = try await group.next()
                 group.cancelAll()
             }
             return nil

@@ -17,7 +17,7 @@ enum JSONResponse {
     /// A JSON array of `items`; when one cannot be encoded, the 500 names that one.
     static func array(_ items: [(value: JSONValue, subject: String)]) -> Response {
         do {
-            return body(try JSONValue.array(items.map(\.value)).encodedText(), status: .ok)
+            return body(try JSONValue.array(items.map { $0.value }).encodedText(), status: .ok)
         } catch {
             // Only on failure: find the row at fault, so the operator knows which one to look at.
             for item in items {

@@ -24,7 +24,7 @@ struct OperationRoutes {
                 volumeId: try query.uuid("volume_id"), vmId: try query.uuid("vm_id"),
                 limit: try query.limit(default: 100, maximum: 1000))
             let records = try await volumes.operations(filter)
-            return JSONResponse.array(records.map { (OperationShape.json($0), "operation \($0.id.uuidString.lowercased())") })
+            return JSONResponse.array(records.map { (value: OperationShape.json($0), subject: "operation \($0.id.uuidString.lowercased())") })
         }
     }
 }

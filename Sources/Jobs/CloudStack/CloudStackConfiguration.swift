@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where and how volumed talks to the CloudStack management server (CONTRACT.md §7:
 /// `CLOUDSTACK_API_URL`, `CLOUDSTACK_API_KEY`, `CLOUDSTACK_SECRET_KEY`).
 ///
