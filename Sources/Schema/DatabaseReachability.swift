@@ -45,13 +45,14 @@ public struct DatabaseReachability: Sendable {
             return DatabaseUnreachable(reason: "cannot connect to PostgreSQL at \(address): \(error)")
         }
         configuration.options.connectTimeout = .init(timeout)
+        let attempt = configuration
         var quiet = logger
         quiet.logLevel = .critical
         let silent = quiet
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: silent)
+                    let connection = try await PostgresConnection.connect(configuration: attempt, id: 0, logger: silent)
                     try? await connection.close()
                 }
                 group.addTask {

@@ -116,9 +116,10 @@ import Testing
     func accessLog() async throws {
         let recorder = LogRecorder()
         try await APIWorld.with(token: "access-log-token", apiLogger: recorder.logger()) { world in
-            #expect(try await world.get("/api/v1/operations?volume_id=\(volumeA)").status == 200)
-            #expect(try await world.send(.GET, "/api/v1/operations", authorization: .some(nil)).status == 401)
-            #expect(try await world.get("/api/v1/no-such-route").status == 404)
+            let listed = try await world.get("/api/v1/operations?volume_id=\(volumeA)")
+            let refused = try await world.send(.GET, "/api/v1/operations", authorization: .some(nil))
+            let unknown = try await world.get("/api/v1/no-such-route")
+            #expect(listed.status == 200 && refused.status == 401 && unknown.status == 404)
         }
         let lines = recorder.all.filter { $0.contains("http request") }
         #expect(lines.count == 3, "\(lines)")
