@@ -86,6 +86,13 @@ public struct ExportHandler: OperationHandler {
         try await backend.publish(exportName: exportName, devicePath: byIdPath)
         do {
             let size = try await NBDHandshake.check(host: checkHost, port: backend.port, exportName: exportName, timeout: checkTimeout)
+            // What the server serves now must still be the disk just verified (the link could
+            // have been re-pointed between the check and the publish).
+            guard size == device.sizeBytes else {
+                throw DeviceError(.deviceMismatch,
+                                  "export \(exportName) serves \(size) bytes through \(byIdPath), but the verified disk has "
+                                    + "\(device.sizeBytes); the by-id link changed while exporting: check it and export again")
+            }
             logger.info("export published", metadata: [
                 "export": "\(exportName)", "device": "\(byIdPath)", "resolves_to": "\(device.devicePath)", "size": "\(size)",
             ])
