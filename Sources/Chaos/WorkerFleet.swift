@@ -93,7 +93,7 @@ actor WorkerFleet {
                 "CLOUDSTACK_API_KEY": ChaosWorld.apiKey,
                 "CLOUDSTACK_SECRET_KEY": ChaosWorld.secretKey,
                 "VOLUMED_APPLIANCE_VM_ID": appliance.vmID,
-                "VOLUMED_BY_ID_DIR": appliance.byIDDirectory.path,
+                "VOLUMED_BY_ID_DIR": appliance.byIDDirectory.path, "VOLUMED_ALLOW_FILE_DEVICES": "1",
                 "VOLUMED_NBD_EXPORT_DIR": appliance.exportDirectory.path,
                 "VOLUMED_NBD_PORT": "\(appliance.nbdkit.port)",
                 "VOLUMED_CONCURRENCY": "\(configuration.workerConcurrency)",

@@ -2,6 +2,7 @@ import HTTPAPI
 import Hummingbird
 import Logging
 import Prometheus
+import Schema
 import ServiceLifecycle
 import UnixSignals
 import VolumeClient
@@ -23,7 +24,8 @@ public struct ServeServices: Sendable {
             database: worker.client, volumes: volumes, cloudStack: worker.runtime.cloudStack, resolver: worker.runtime.resolver,
             nbdPort: worker.runtime.backend.port, worker: worker.worker,
             forceSync: { try await reconciler.reconcile(dryRun: false) },
-            registry: registry, logger: logger)
+            registry: registry, logger: logger,
+            databaseReachability: DatabaseReachability(url: worker.database, timeout: .seconds(2)))
         let api = VolumedAPI.application(dependencies, settings: http, onListening: onListening)
         return ServeServices(worker: worker, api: api, volumes: volumes)
     }

@@ -47,7 +47,8 @@ public struct WorkerServices: Sendable {
     public var services: [ServiceGroupConfiguration.ServiceConfiguration] {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: client),
-            .init(service: StartupThenWork(client: client, worker: worker, reconciler: exportReconciler, logger: logger)),
+            .init(service: StartupThenWork(database: database, client: client, worker: worker, reconciler: exportReconciler,
+                                           logger: logger)),
         ]
         if let reconcileInterval {
             services.append(.init(service: PeriodicReconciler(reconciler: reconciler, interval: reconcileInterval, logger: logger)))
@@ -77,12 +78,16 @@ public struct WorkerServices: Sendable {
 /// a mapping removed, missing ones recreated, old /dev/vdX rows rewritten to by-id), so an
 /// appliance reboot or a crash between an export and its row never leaves drift behind.
 struct StartupThenWork: Service {
+    let database: DatabaseURL
     let client: PostgresClient
     let worker: QueueWorker
     let reconciler: ExportReconciler
     let logger: Logger
 
     func run() async throws {
+        // A database that is down or refuses the login fails the start at once, in words,
+        // rather than after the pool's minute of retries with its internal error type.
+        try await DatabaseReachability(url: database).require(logger: logger)
         try await Migrator(logger: logger).checkUpToDate(client)
         let report = try await reconciler.reconcile()
         logger.info("export reconciliation", metadata: ["summary": "\(report)"])

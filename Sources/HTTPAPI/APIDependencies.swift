@@ -26,13 +26,18 @@ public struct APIDependencies: Sendable {
     /// Prometheus text for `GET /metrics`.
     public var registry: PrometheusCollectorRegistry
     public var logger: Logger
+    /// A direct connection check, so a request waiting on a database that is down is
+    /// answered 503 within seconds; nil: requests wait for the pool.
+    public var databaseReachability: DatabaseReachability?
 
     public typealias ForceSync = @Sendable () async throws -> any Encodable & Sendable
 
     public init(
         database: PostgresClient, volumes: VolumeClient, cloudStack: CloudStackClient?, resolver: ByIdResolver?,
-        nbdPort: Int?, worker: QueueWorker?, forceSync: ForceSync?, registry: PrometheusCollectorRegistry, logger: Logger
+        nbdPort: Int?, worker: QueueWorker?, forceSync: ForceSync?, registry: PrometheusCollectorRegistry, logger: Logger,
+        databaseReachability: DatabaseReachability? = nil
     ) {
+        self.databaseReachability = databaseReachability
         self.database = database
         self.volumes = volumes
         self.cloudStack = cloudStack

@@ -13,14 +13,25 @@ public struct HTTPSettings: Sendable, Equatable {
     /// How long `POST /exports` and `DELETE /exports/{volume_id}` wait for their operation
     /// before answering 504 (`VOLUMED_HTTP_EXPORT_WAIT`, see `ExportWaitSetting`).
     public var exportWait: Duration
+    /// A keep-alive connection with no request for this long is closed.
+    public var idleTimeout: Duration
+    /// A request head (request line and every header) must be complete this soon after the
+    /// connection opens or the previous answer went out; otherwise the connection is closed.
+    public var headerReadTimeout: Duration
+
+    public static let defaultIdleTimeout: Duration = .seconds(60)
+    public static let defaultHeaderReadTimeout: Duration = .seconds(10)
 
     public init(host: String = "127.0.0.1", port: Int = 8090, token: String? = nil, bodyLimit: Int = 64 * 1024,
-                exportWait: Duration = .seconds(ExportWaitSetting.defaultSeconds)) {
+                exportWait: Duration = .seconds(ExportWaitSetting.defaultSeconds),
+                idleTimeout: Duration = defaultIdleTimeout, headerReadTimeout: Duration = defaultHeaderReadTimeout) {
         self.host = host
         self.port = port
         self.token = token
         self.bodyLimit = bodyLimit
         self.exportWait = exportWait
+        self.idleTimeout = idleTimeout
+        self.headerReadTimeout = headerReadTimeout
     }
 
     /// From `VOLUMED_HTTP_ADDR`-style text (`host:port`, `[v6]:port`) and an optional token;

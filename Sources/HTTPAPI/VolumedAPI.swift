@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import Schema
@@ -10,11 +11,16 @@ public enum VolumedAPI {
     /// Every route, behind the error shape, the body limit and (when a token is set) auth.
     public static func router(_ dependencies: APIDependencies, settings: HTTPSettings) -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: AccessLogMiddleware(logger: dependencies.logger))
         router.add(middleware: ErrorMiddleware(logger: dependencies.logger, bodyLimit: settings.bodyLimit))
         if let token = settings.token {
             router.add(middleware: BearerAuthMiddleware(token: token))
         }
         router.add(middleware: BodyLimitMiddleware(limit: settings.bodyLimit))
+        router.add(middleware: NULByteMiddleware())
+        if let reachability = dependencies.databaseReachability {
+            router.add(middleware: DatabaseAvailabilityMiddleware(reachability: reachability))
+        }
 
         let api = router.group("api/v1")
         let reads = ReadSQL(client: dependencies.database, logger: dependencies.logger)
@@ -46,8 +52,14 @@ public enum VolumedAPI {
         var httpLogger = dependencies.logger
         httpLogger[metadataKey: "component"] = "http"
         let logger = httpLogger
+        let headerReadTimeout = TimeAmount(settings.headerReadTimeout)
+        // A fresh handler per connection: the closure runs once for each accepted channel.
+        let http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [HeaderReadTimeoutHandler(timeout: headerReadTimeout)],
+            idleTimeout: TimeAmount(settings.idleTimeout))
         return Application(
             router: router(dependencies, settings: settings),
+            server: .http1(configuration: http1),
             configuration: ApplicationConfiguration(address: .hostname(settings.host, port: settings.port), serverName: "volumed"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? settings.port

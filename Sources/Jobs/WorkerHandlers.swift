@@ -26,10 +26,14 @@ public struct WorkerHandlers: Sendable {
         public var deviceWaitTimeout: Duration
         /// How long one CloudStack async job is waited on per attempt (`VOLUMED_CLOUDSTACK_JOB_TIMEOUT`).
         public var jobTimeout: Duration
+        /// `VOLUMED_ALLOW_FILE_DEVICES`: by-id links may lead to regular files (the simulator's
+        /// backing files) for export and reconcile. Tests and demos only; off by default.
+        public var allowsRegularFileDevices: Bool
 
         public init(cloudStack: CloudStackConfiguration, byIdDirectory: String, applianceVMId: String?,
                     exports: ExportBackendSettings, deviceWaitTimeout: Duration = .seconds(60),
-                    jobTimeout: Duration = .seconds(JobTimeoutSetting.defaultSeconds)) {
+                    jobTimeout: Duration = .seconds(JobTimeoutSetting.defaultSeconds), allowsRegularFileDevices: Bool = false) {
+            self.allowsRegularFileDevices = allowsRegularFileDevices
             self.cloudStack = cloudStack
             self.byIdDirectory = byIdDirectory
             self.applianceVMId = applianceVMId
@@ -55,21 +59,38 @@ public struct WorkerHandlers: Sendable {
             return Settings(cloudStack: cloudStack,
                             byIdDirectory: byIdDirectory ?? environment["VOLUMED_BY_ID_DIR"] ?? "/dev/disk/by-id",
                             applianceVMId: applianceVMId, exports: try ExportBackendSettings(environment: environment),
-                            jobTimeout: try JobTimeoutSetting.fromEnvironment(environment))
+                            jobTimeout: try JobTimeoutSetting.fromEnvironment(environment),
+                            allowsRegularFileDevices: try allowsFileDevices(environment))
+        }
+    }
+
+    /// `VOLUMED_ALLOW_FILE_DEVICES`: `1`/`true` on, unset/`0`/`false` off, anything else refused.
+    static func allowsFileDevices(_ environment: [String: String]) throws -> Bool {
+        let name = ByIdResolver.allowFileDevicesVariable
+        switch environment[name]?.lowercased() {
+        case nil, "", "0", "false", "no": return false
+        case "1", "true", "yes": return true
+        case let other?:
+            throw QueueFailure(code: "invalid_configuration",
+                               message: "\(name) must be 1 or 0 (true or false), got \"\(other)\"; leave it unset in production",
+                               isTransient: false)
         }
     }
 
     public static func make(_ settings: Settings, logger: Logger) async throws -> WorkerHandlers {
         let backend = try await ExportBackendFactory.makeBackend(settings.exports)
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
-        let resolver = ByIdResolver(directory: settings.byIdDirectory)
+        let resolver = ByIdResolver(directory: settings.byIdDirectory, allowsRegularFiles: settings.allowsRegularFileDevices)
+        if settings.allowsRegularFileDevices {
+            logger.warning("\(ByIdResolver.allowFileDevicesVariable) is on: by-id links may lead to regular files (tests and demos only)")
+        }
         let cloudStack = CloudStackClient(configuration: settings.cloudStack, httpClient: httpClient, logger: logger)
         let environment = JobsEnvironment(
             cloudStack: cloudStack,
             resolver: resolver, applianceVMId: settings.applianceVMId, deviceWaitTimeout: settings.deviceWaitTimeout,
             jobTimeout: settings.jobTimeout, exportRemover: BackendExportRemover(backend: backend), logger: logger)
         var handlers = environment.handlers()
-        handlers[.export] = ExportHandler(backend: backend)
+        handlers[.export] = ExportHandler(backend: backend, resolver: resolver)
         handlers[.unexport] = UnexportHandler(backend: backend)
         return WorkerHandlers(handlers: handlers, backend: backend, resolver: resolver, environment: environment, httpClient: httpClient)
     }

@@ -9,6 +9,9 @@ extension PostgresClient {
         _ url: DatabaseURL, maximumConnections: Int = 20, logger: Logger,
         _ body: @Sendable (PostgresClient) async throws -> Result
     ) async throws -> Result {
+        // Fail within seconds, naming the cause, when PostgreSQL is down or refuses the login:
+        // the pool alone would retry for about a minute and then report its internal type.
+        try await DatabaseReachability(url: url).require(logger: logger)
         var configuration = try url.clientConfiguration()
         configuration.options.maximumConnections = maximumConnections
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)

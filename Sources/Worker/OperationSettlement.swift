@@ -92,7 +92,7 @@ extension QueueWorker {
                 return status
             }
             let message = failure.isTransient
-                ? "gave up after \(operation.attempts) attempts (max_attempts): \(failure.message)"
+                ? "gave up after \(operation.attempts) attempts (max_attempts): \(withoutRetryPromise(failure.message))"
                 : failure.message
             logger.warning("operation failed", metadata: ["error_code": "\(failure.code)", "error": "\(message)"])
             return await writeWithRetry(operation, logger: logger) {

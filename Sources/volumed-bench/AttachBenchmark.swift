@@ -34,7 +34,7 @@ struct AttachBenchmark: AsyncParsableCommand {
             let handlers = try await WorkerHandlers.make(WorkerHandlers.Settings(
                 cloudStack: CloudStackConfiguration(apiURL: simulatorURL, apiKey: "k", secretKey: "s"),
                 byIdDirectory: byId.path, applianceVMId: appliance,
-                exports: ExportBackendSettings(exportDirectory: exports.path)), logger: logger)
+                exports: ExportBackendSettings(exportDirectory: exports.path), allowsRegularFileDevices: true), logger: logger)
             let worker = QueueWorker(client: client, database: parsed, handlers: handlers.handlers,
                                      configuration: WorkerConfiguration(applianceVMId: appliance), logger: logger)
             let running = Task { try await worker.run() }

@@ -52,7 +52,9 @@ struct Demo {
                 let handlers = try await WorkerHandlers.make(WorkerHandlers.Settings(
                     cloudStack: CloudStackConfiguration(apiURL: simulator.apiURL, apiKey: "demo-key", secretKey: "demo-secret"),
                     byIdDirectory: byId.path, applianceVMId: appliance,
-                    exports: ExportBackendSettings(exportDirectory: exports.path, port: nbdkit.port)), logger: logger)
+                    exports: ExportBackendSettings(exportDirectory: exports.path, port: nbdkit.port),
+                    // The simulator's disks are backing files.
+                    allowsRegularFileDevices: true), logger: logger)
                 let worker = QueueWorker(client: client, database: url, handlers: handlers.handlers,
                                          configuration: WorkerConfiguration(applianceVMId: appliance), logger: logger)
                 let running = Task { try await worker.run() }

@@ -42,6 +42,7 @@ struct APIWorld: Sendable {
     static func with(
         _ mode: Mode = .apiOnly, token: String? = nil, asyncDelay: Duration = .milliseconds(10),
         exportWait: Duration = .seconds(ExportWaitSetting.defaultSeconds),
+        headerReadTimeout: Duration = HTTPSettings.defaultHeaderReadTimeout, apiLogger: Logger = testLogger,
         _ body: @escaping @Sendable (APIWorld) async throws -> Void
     ) async throws {
         try await withDatabase { db in
@@ -49,7 +50,8 @@ struct APIWorld: Sendable {
             defer { scratch.remove() }
             let (byID, disks, exports) = (scratch.byID, scratch.disks, scratch.exports)
             let simulator = try await scratch.startSimulator(asyncDelay: asyncDelay)
-            let settings = HTTPSettings(host: "127.0.0.1", port: 0, token: token, exportWait: exportWait)
+            let settings = HTTPSettings(host: "127.0.0.1", port: 0, token: token, exportWait: exportWait,
+                                        headerReadTimeout: headerReadTimeout)
             let (ports, portSink) = AsyncStream<Int>.makeStream()
             let onListening: @Sendable (Int) async -> Void = { port in
                 portSink.yield(port)
@@ -66,8 +68,8 @@ struct APIWorld: Sendable {
                                                            requestTimeout: .seconds(5)),
                     httpClient: HTTPClient.shared, logger: testLogger)
                 let dependencies = APIDependencies(
-                    database: db.client, volumes: volumes, cloudStack: cloudStack, resolver: ByIdResolver(directory: byID.path),
-                    nbdPort: nil, worker: nil, forceSync: nil, registry: MetricsSetup.registry, logger: testLogger)
+                    database: db.client, volumes: volumes, cloudStack: cloudStack, resolver: ByIdResolver(directory: byID.path, allowsRegularFiles: true),
+                    nbdPort: nil, worker: nil, forceSync: nil, registry: MetricsSetup.registry, logger: apiLogger)
                 group = ServiceGroup(configuration: .init(
                     services: [VolumedAPI.application(dependencies, settings: settings, onListening: onListening)], logger: testLogger))
                 running = Task { try await group.run() }
@@ -81,7 +83,7 @@ struct APIWorld: Sendable {
                                                             requestTimeout: .seconds(5)),
                         byIdDirectory: byID.path, applianceVMId: simulator.configuration.applianceVMID,
                         exports: ExportBackendSettings(exportDirectory: exports.path, port: server.port),
-                        deviceWaitTimeout: .seconds(10)),
+                        deviceWaitTimeout: .seconds(10), allowsRegularFileDevices: true),
                     reconcileInterval: nil, logger: testLogger)
                 let serve = ServeServices.make(worker: workerServices, http: settings, registry: MetricsSetup.registry,
                                                logger: testLogger, onListening: onListening)

@@ -34,6 +34,22 @@ import Testing
         }
     }
 
+    @Test("the Bearer scheme name is case-insensitive (RFC 7235); HEAD /health answers without a token (issue 12 item 10)")
+    func schemeIsCaseInsensitive() async throws {
+        try await APIWorld.with(token: Self.token) { world in
+            for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+                let answer = try await world.send(.GET, "/api/v1/operations", authorization: "\(scheme) \(Self.token)")
+                #expect(answer.status == 200, "\(scheme)")
+            }
+            #expect(try await world.send(.GET, "/api/v1/operations", authorization: "bearer  \(Self.token)").status == 200)
+            #expect(try await world.send(.GET, "/api/v1/operations", authorization: "bearer\(Self.token)").status == 401)
+            #expect(try await world.send(.GET, "/api/v1/operations", authorization: "Bearers \(Self.token)").status == 401)
+            let head = try await world.send(.HEAD, "/health", authorization: .some(nil))
+            #expect(head.status == 200)
+            #expect(head.text.isEmpty)
+        }
+    }
+
     @Test func withoutATokenNoAuthorizationIsAsked() async throws {
         try await APIWorld.with { world in
             let answer = try await world.send(.GET, "/api/v1/operations", authorization: .some(nil))

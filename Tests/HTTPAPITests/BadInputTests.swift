@@ -16,6 +16,8 @@ import Testing
         let door: Door
         let name: String
         let expected: [String]
+        /// The input is a good operation the worker then refuses: it leaves its (failed) row.
+        var leavesARow = false
         /// Sends the input; returns the error text it got back.
         let send: @Sendable (APIWorld) async throws -> String
     }
@@ -189,7 +191,50 @@ import Testing
              send: http(.post, "/api/v1/volumes/\(volume)/attach", "vm_id=\(vm)")),
         Case(door: .http, name: "operations filtered by an unknown status", expected: ["400 INVALID_REQUEST", "status"],
              send: http(.get, "/api/v1/operations?status=done")),
+
+        // Issue 12: nesting, NUL bytes, foreign export names, a database that is not there
+        Case(door: .http, name: "metadata nested 510 levels deep", expected: ["400 INVALID_REQUEST", "field 'metadata'", "at most 8 levels"],
+             send: http(.post, "/api/v1/volumes", #"{"name":"d","size":1073741824,"disk_offering_id":"\#(vm)","zone_id":"\#(vm)","metadata":\#(String(repeating: #"{"a":"#, count: 510) + "1" + String(repeating: "}", count: 510))}"#)),
+        Case(door: .http, name: "a body nested 50 000 arrays deep", expected: ["400 INVALID_REQUEST", "field 'vm_id'", "levels deep"],
+             send: http(.post, "/api/v1/volumes/\(volume)/attach", #"{"vm_id":"# + String(repeating: "[", count: 50_000) + "}")),
+        Case(door: .http, name: "NUL byte in the device path", expected: ["400 INVALID_REQUEST", "NUL"],
+             send: http(.get, "/api/v1/devices/%2Fdev%2Fvd%00b/volume")),
+        Case(door: .http, name: "NUL byte in a query parameter", expected: ["400 INVALID_REQUEST", "vm_name", "NUL"],
+             send: http(.get, "/api/v1/exports?vm_name=src%00vm")),
+        Case(door: .http, name: "NUL byte in the operation id of the path", expected: ["400 INVALID_REQUEST", "NUL"],
+             send: http(.get, "/api/v1/operations/%00")),
+        Case(door: .sql, name: "unexport naming an entry volumed does not own", expected: ["export_name", "migration-vol-\(volume)"],
+             leavesARow: true,
+             send: { world in
+                 let id = try await world.db.scalar(
+                     #"SELECT volume_operation_enqueue('unexport', '\#(volume)', NULL, '{"export_name": "keepme"}')::text"#) ?? ""
+                 _ = try await world.finished(id)
+                 return try await world.db.scalar("SELECT coalesce(error, 'accepted') FROM volume_operations WHERE id = '\(id)'") ?? ""
+             }),
+        Case(door: .configuration, name: "DATABASE_URL of a port nothing listens on",
+             expected: ["cannot connect to PostgreSQL at 127.0.0.1:1: connection refused"],
+             send: command(["ops"], environment: ["DATABASE_URL": "postgres://nobody@127.0.0.1:1/x"], database: false)),
+        Case(door: .configuration, name: "DATABASE_URL of a database that does not exist", expected: ["database", "does not exist"],
+             send: { world in
+                 try await command(["ops"], environment: ["DATABASE_URL": otherDatabase(world.db.urlText, "no_such_db")], database: false)(world)
+             }),
+        Case(door: .configuration, name: "DATABASE_URL of a role that does not exist", expected: ["refused the login", "nobody"],
+             send: { world in
+                 try await command(["ops"], environment: ["DATABASE_URL": world.db.urlText.replacingOccurrences(of: "://postgres@", with: "://nobody@")],
+                                   database: false)(world)
+             }),
+        Case(door: .configuration, name: "VOLUMED_ALLOW_FILE_DEVICES not a flag", expected: ["VOLUMED_ALLOW_FILE_DEVICES", "1 or 0"],
+             send: command(["worker"], environment: ["CLOUDSTACK_API_URL": "http://127.0.0.1:1/client/api", "CLOUDSTACK_API_KEY": "k",
+                                                     "CLOUDSTACK_SECRET_KEY": "s", "VOLUMED_ALLOW_FILE_DEVICES": "maybe"])),
     ]
+
+    /// `url` naming `database` instead of its own.
+    static func otherDatabase(_ url: String, _ database: String) -> String {
+        guard let slash = url.range(of: "@/") else { return url }
+        let rest = url[slash.upperBound...]
+        let end = rest.firstIndex(of: "?") ?? rest.endIndex
+        return url.replacingCharacters(in: slash.upperBound..<end, with: database)
+    }
 
     @Test func everyMalformedInputGetsAClearErrorAndLosesNothing() async throws {
         #expect(Self.cases.count >= 25)
@@ -208,7 +253,7 @@ import Testing
                 }
                 // Only the cases that enqueue a good operation on purpose add a row.
                 let added = try await world.operationCount() - before
-                #expect(added == (input.name.contains("idempotency") || input.name.contains("terminal") || input.name.contains("claim token") ? 1 : 0),
+                #expect(added == (input.leavesARow || input.name.contains("idempotency") || input.name.contains("terminal") || input.name.contains("claim token") ? 1 : 0),
                         "\(input.door) \(input.name) left \(added) rows")
             }
             #expect(try await world.db.count("SELECT count(*)::text FROM pg_tables WHERE tablename IN ('volume_operations', 'volumes')") == 2)

@@ -45,7 +45,11 @@ import Testing
             #expect(details["active_operations"] as? String == "0")
 
             // CloudStack failing: degraded, not down (requests are still queued and answered).
+            // (The CloudStack check is reused for a few seconds: the change shows within them.)
             await world.simulator.setFaults(SimulatorFaults(failRate: 1))
+            try await eventually(timeout: .seconds(15), "the health check to see CloudStack failing") {
+                try await world.get("/api/v1/health").object()["cloudstack_health"] as? String == "unhealthy"
+            }
             let degraded = try await world.get("/api/v1/health")
             #expect(degraded.status == 200)
             let degradedHealth = try degraded.object()

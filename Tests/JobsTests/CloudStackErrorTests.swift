@@ -1,7 +1,8 @@
+@testable import Jobs
 import AsyncHTTPClient
 import CloudStackSimulator
 import Foundation
-@testable import Jobs
+import TestSupport
 import Testing
 
 /// Failures, as CloudStack reports them and as the client classifies them.
@@ -215,6 +216,20 @@ struct CloudStackErrorTests {
         #expect(error.code == "cloudstack_unreachable")
         #expect(error.isTransient)
         #expect(!error.message.contains("unreachable-secret"))
+    }
+
+    @Test("credentials written into CLOUDSTACK_API_URL never reach a message (issue 12 item 10)")
+    func urlCredentialsRedacted() async throws {
+        let url = try await CloudStackHarness.with { $0.simulator.apiURL }
+            .replacingOccurrences(of: "http://", with: "http://proxyuser:pr%40xy-pass@")
+        let configuration = CloudStackConfiguration(apiURL: url, apiKey: "k", secretKey: "s", requestTimeout: .seconds(1))
+        let client = CloudStackClient(configuration: configuration, httpClient: HTTPClient.shared, logger: LogRecorder().logger())
+        let error = try #require(await expectCloudStackError { _ = try await client.listZones() })
+        #expect(error.code == "cloudstack_unreachable")
+        for text in [error.message, "\(error)", String(reflecting: error), "\(configuration)", configuration.redactedAPIURL] {
+            #expect(!text.contains("pr%40xy-pass") && !text.contains("pr@xy-pass") && !text.contains("proxyuser"), "\(text)")
+        }
+        #expect(error.message.contains("http://<redacted>@127.0.0.1:"), "\(error.message)")
     }
 
     /// ApiServer.verifyRequest refuses a command it has no class for before it looks at the

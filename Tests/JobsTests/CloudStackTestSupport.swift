@@ -4,6 +4,7 @@ import Foundation
 import Jobs
 import Logging
 import Synchronization
+import TestSupport
 import Testing
 
 /// A running simulator, a client signed with its keys, and temp dirs for hot-plug; torn
@@ -104,36 +105,6 @@ struct CloudStackHarness: Sendable {
         let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
         let body = try await response.body.collect(upTo: 1 << 20)
         return (Int(response.status.code), response.headers.first(name: "Content-Type"), String(buffer: body))
-    }
-}
-
-/// Captures everything the client logs, at trace level, to prove secrets stay out.
-final class LogRecorder: Sendable {
-    private let lines = Mutex<[String]>([])
-
-    func logger() -> Logger {
-        var logger = Logger(label: "cloudstack-client-test") { _ in RecordingHandler(recorder: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-
-    func append(_ line: String) { lines.withLock { $0.append(line) } }
-    var all: [String] { lines.withLock { $0 } }
-
-    struct RecordingHandler: LogHandler {
-        let recorder: LogRecorder
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-            recorder.append("\(event.level) \(event.message) \(merged)")
-        }
     }
 }
 

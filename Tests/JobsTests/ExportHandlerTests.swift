@@ -8,6 +8,61 @@ import Testing
 /// `export` through the queue, against a real nbdkit and PostgreSQL.
 @Suite("export operation")
 struct ExportHandlerTests {
+    @Test("a by-id link re-pointed after the attach is refused: nothing published, an existing export left alone (issue 12 item 5)")
+    func exportRefusesALinkThatNoLongerLeadsToTheDisk() async throws {
+        try await ExportWorld.run { world in
+            // A harmless file of ours standing in for /etc/shadow.
+            let secret = try world.appliance.scratch.randomFile("shadow-stand-in", count: 4096)
+
+            // A fresh export of a volume whose link now points at it.
+            let fresh = randomVolumeId()
+            let attached = try await world.attach(fresh)
+            try repointSymlink(attached.byIdPath, to: secret.path)
+            let refused = try await world.export(fresh, disk: 0)
+            #expect(refused.status == "failed")
+            #expect(refused.errorCode == "device_mismatch", "\(refused)")
+            #expect(refused.error?.contains("4096 bytes") == true && refused.error?.contains(attached.byIdPath) == true, "\(refused)")
+            #expect(try world.exportDirectoryEntries().isEmpty)
+            #expect(try await world.mapping("migration-vol-\(fresh)") == nil)
+            await #expect(throws: (any Error).self) { _ = try await world.appliance.readExport("migration-vol-\(fresh)") }
+
+            // An export already active: repeating it with the link re-pointed fails and removes nothing.
+            let exported = randomVolumeId()
+            let disk = try await world.attach(exported, bytes: 512 * 1024)
+            try #require(try await world.export(exported, disk: 1).status == "completed")
+            try repointSymlink(disk.byIdPath, to: secret.path)
+            let again = try await world.export(exported, disk: 1)
+            #expect(again.errorCode == "device_mismatch", "\(again)")
+            #expect(try world.exportDirectoryEntries() == ["migration-vol-\(exported)"])
+            #expect(try await world.mapping("migration-vol-\(exported)")?.status == "active")
+        }
+    }
+
+    @Test("only a block device passes unless the test/demo setting allows regular files (issue 12 item 5)")
+    func onlyBlockDevicesInProduction() throws {
+        let scratch = try ScratchDirectory("volumed-verify")
+        defer { scratch.remove() }
+        let volume = randomVolumeId()
+        let file = try scratch.randomFile("disk", count: 8192)
+        let byId = try scratch.makeDirectory("by-id")
+        let link = byId + "/virtio-" + (try DiskSerial.serial(forVolumeId: volume))
+        try repointSymlink(link, to: file.path)
+
+        let production = ByIdResolver(directory: byId)
+        let refused = #expect(throws: DeviceError.self) {
+            try production.verifiedDevice(byIdPath: link, volumeId: volume, expectedSize: 8192)
+        }
+        #expect(refused?.kind == .deviceMismatch)
+        #expect(refused?.message.contains("not a block device") == true, "\(String(describing: refused))")
+
+        let demo = ByIdResolver(directory: byId, allowsRegularFiles: true)
+        #expect(try demo.verifiedDevice(byIdPath: link, volumeId: volume, expectedSize: 8192).sizeBytes == 8192)
+        #expect(throws: DeviceError.self) { try demo.verifiedDevice(byIdPath: link, volumeId: volume, expectedSize: 4096) }
+        // A character device is no disk, whatever the setting.
+        try repointSymlink(link, to: "/dev/null")
+        #expect(throws: DeviceError.self) { try demo.verifiedDevice(byIdPath: link, volumeId: volume, expectedSize: nil) }
+    }
+
     @Test("an export serves the volume's bytes under migration-vol-<id> and records an active row with the by-id path")
     func exportServesTheVolume() async throws {
         try await ExportWorld.run { world in

@@ -46,7 +46,8 @@ struct ExportWorld: Sendable {
     func handlers(backend: any NBDExportBackend) -> [OperationType: any OperationHandler] {
         let remover = BackendExportRemover(backend: backend)
         return [
-            .export: ExportHandler(backend: backend, checkTimeout: .seconds(3)),
+            .export: ExportHandler(backend: backend, resolver: ByIdResolver(directory: appliance.byId, allowsRegularFiles: true),
+                                   checkTimeout: .seconds(3)),
             .unexport: UnexportHandler(backend: backend),
             .detach: ClosureHandler { operation, context in
                 try await remover.removeExports(volumeId: operation.volumeId!, context: context)

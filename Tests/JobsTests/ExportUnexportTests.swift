@@ -77,6 +77,29 @@ struct ExportUnexportTests {
         }
     }
 
+    @Test("an unexport naming an entry volumed does not own (issue 12 item 6) is refused and the entry stays")
+    func unexportRefusesNamesVolumedDoesNotOwn() async throws {
+        try await ExportWorld.run { world in
+            let volume = randomVolumeId()
+            try await world.attach(volume)
+            try #require(try await world.export(volume, disk: 0).status == "completed")
+            // An operator's own file in the export directory: valid as a name, not volumed's.
+            let keep = world.appliance.exports + "/keepme"
+            try Data("mine".utf8).write(to: URL(fileURLWithPath: keep))
+
+            for foreign in ["keepme", "migration-vol-\(volume).bak", "MIGRATION-VOL-\(volume)"] {
+                let result = try await world.unexport(volume, exportName: foreign)
+                #expect(result.status == "failed")
+                #expect(result.errorCode == "invalid_request")
+                #expect(result.error?.contains("field 'export_name' must be this volume's own export name migration-vol-\(volume)") == true,
+                        "\(result)")
+            }
+            #expect(try world.exportDirectoryEntries() == ["keepme", "migration-vol-\(volume)"])
+            #expect(try fileBytes(keep) == Data("mine".utf8))
+            #expect(try await world.mapping("migration-vol-\(volume)")?.status == "active")
+        }
+    }
+
     @Test("after a reboot re-points the by-id link, the same export name serves the new device")
     func rebootRepointsTheDevice() async throws {
         try await ExportWorld.run { world in
@@ -86,15 +109,16 @@ struct ExportUnexportTests {
             try #require(try await world.export(volume).status == "completed")
             #expect(try await world.appliance.readExport(name) == before.bytes)
 
-            // udev re-creates the link towards the device's new node; nothing in volumed changes.
-            let after = try world.appliance.attachVolume(volume, bytes: 384 * 1024)
+            // udev re-creates the link towards the device's new node (the same disk, so the same
+            // size: export refuses a link to anything else); nothing in volumed changes.
+            let after = try world.appliance.attachVolume(volume, bytes: 256 * 1024)
             #expect(after.byIdPath == before.byIdPath)
             #expect(after.bytes != before.bytes)
             #expect(try await world.appliance.readExport(name) == after.bytes)
 
             let again = try await world.export(volume)
             #expect(again.response[bool: "reused"] == true)
-            #expect(try await NBDHandshake.check(host: "127.0.0.1", port: world.port, exportName: name) == 384 * 1024)
+            #expect(try await NBDHandshake.check(host: "127.0.0.1", port: world.port, exportName: name) == 256 * 1024)
             #expect(try await world.mapping(name)?.devicePath == before.byIdPath)
         }
     }

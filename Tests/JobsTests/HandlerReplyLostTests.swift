@@ -28,6 +28,24 @@ import Testing
         }
     }
 
+    @Test("on its last attempt, a create whose reply was lost adopts the volume CloudStack made (issue 12 item 7)")
+    func lastAttemptAdoptsTheVolume() async throws {
+        try await HandlerHarness.with(asyncDelay: .milliseconds(500), faults: Self.proxyLosingReplies) { h in
+            let worker = h.startWorker()
+            let id = try await h.enqueue("create", request: HandlerCreateTests.request(name: "last-try", size: GiB), maxAttempts: 1)
+            let row = try await h.finished(id)
+            try await worker.stop()
+
+            #expect(row.status == "completed", "\(row.error ?? "")")
+            #expect(row.attempts == 1)
+            let state = await h.simulator.state()
+            #expect(state.requestCounts["createVolume"] == 1)
+            let made = state.volumes.filter { $0.name == "last-try" }.map(\.id)
+            #expect(made.count == 1 && made == [row.volumeId].compactMap { $0 })
+            #expect(try await h.db.scalar("SELECT count(*)::text FROM volumes WHERE name = 'last-try'") == "1")
+        }
+    }
+
     @Test func anAttachWhoseReplyWasLostIsSentOnce() async throws {
         try await HandlerHarness.with(asyncDelay: .milliseconds(500)) { h in
             let volumeId = try await h.cloudVolume()

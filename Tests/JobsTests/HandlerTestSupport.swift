@@ -58,7 +58,7 @@ struct HandlerHarness: Sendable {
                     apiURL: simulator.apiURL, apiKey: apiKey, secretKey: clientSecretKey, requestTimeout: .seconds(10)),
                 httpClient: HTTPClient.shared, logger: testLogger)
             let environment = JobsEnvironment(
-                cloudStack: client, resolver: ByIdResolver(directory: byID.path),
+                cloudStack: client, resolver: ByIdResolver(directory: byID.path, allowsRegularFiles: true),
                 applianceVMId: simulator.configuration.applianceVMID, deviceWaitTimeout: deviceWaitTimeout,
                 jobTimeout: jobTimeout, vmStopTimeout: vmStopTimeout, exportRemover: exportRemover, logger: testLogger)
             let harness = HandlerHarness(db: db, simulator: simulator, environment: environment, byIDDirectory: byID, diskDirectory: disks)

@@ -73,7 +73,7 @@ struct ReconcileCommandTests {
         [
             "DATABASE_URL": world.db.urlText, "CLOUDSTACK_API_URL": world.harness.simulator.apiURL,
             "CLOUDSTACK_API_KEY": HandlerHarness.apiKey, "CLOUDSTACK_SECRET_KEY": HandlerHarness.secretKey,
-            "VOLUMED_APPLIANCE_VM_ID": world.appliance, "VOLUMED_BY_ID_DIR": world.harness.byIDDirectory.path,
+            "VOLUMED_APPLIANCE_VM_ID": world.appliance, "VOLUMED_BY_ID_DIR": world.harness.byIDDirectory.path, "VOLUMED_ALLOW_FILE_DEVICES": "1",
             "VOLUMED_NBD_EXPORT_DIR": world.exportDirectory,
         ].merging(extra) { _, new in new }
     }

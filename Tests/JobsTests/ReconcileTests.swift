@@ -116,6 +116,48 @@ struct ReconcileTests {
         }
     }
 
+    @Test("a by-id link re-pointed at a file that is not the attached disk is reported, never recorded (issue 12 item 5)")
+    func doesNotFollowALinkToAnotherFile() async throws {
+        try await ReconcileWorld.run { world in
+            let volumeId = try await world.attachedThroughVolumed()
+            let before = try #require(try await world.harness.mapping(volumeId))
+            // A harmless file of ours standing in for /etc/shadow: not the attached disk's size.
+            let secret = try world.newDevice("shadow-stand-in", bytes: 4096)
+            try world.repointLink(volumeId, to: secret)
+
+            let report = try await world.reconcile()
+
+            #expect(report.applied.isEmpty, "\(report.applied)")
+            let finding = try #require(report.findings(.checkFailed).first { $0.volumeId == volumeId }, "\(report.unresolved)")
+            #expect(finding.message.contains("4096 bytes") && finding.message.contains("refusing"), "\(finding.message)")
+            let after = try #require(try await world.harness.mapping(volumeId))
+            #expect(after.devicePath == before.devicePath && after.devicePath != secret)
+        }
+    }
+
+    @Test("a CloudStack volume named like a failed create and owned by nothing is reported as untracked (issue 12 item 7)")
+    func reportsVolumesAFailedCreateMayHaveLeft() async throws {
+        try await ReconcileWorld.run { world in
+            // A create that ended without a volume (cancelled here; failed alike).
+            let create = try await world.harness.enqueue("create", request: HandlerCreateTests.request(name: "lost-reply", size: GiB))
+            _ = try await world.db.query("SELECT volume_operation_cancel('\(create.uuidString.lowercased())')")
+            // What its lost createVolume reply left in CloudStack, and a volume of another name.
+            let (orphan, job) = try await world.harness.client.createVolume(
+                name: "lost-reply", zoneId: SimulatorConfiguration.zoneID,
+                diskOfferingId: SimulatorConfiguration.customDiskOfferingID, sizeGB: 1)
+            _ = try await world.harness.client.waitForJob(jobId: job, timeout: .seconds(10))
+            let unrelated = try await world.harness.cloudVolume()
+
+            let report = try await world.reconcile()
+
+            let untracked = report.findings(.untrackedVolume)
+            #expect(untracked.map(\.volumeId) == [orphan], "\(report.unresolved)")
+            #expect(untracked.first?.message.contains("lost-reply") == true)
+            #expect(!report.unresolved.contains { $0.volumeId == unrelated })
+            #expect(report.applied.isEmpty)
+        }
+    }
+
     @Test("what reconcile cannot settle is reported, and the tables are left alone")
     func reportsWhatItCannotRepair() async throws {
         try await ReconcileWorld.run { world in

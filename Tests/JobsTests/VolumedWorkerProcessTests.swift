@@ -28,7 +28,7 @@ import Testing
                     "DATABASE_URL": harness.db.urlText,
                     "CLOUDSTACK_API_URL": harness.simulator.apiURL,
                     "CLOUDSTACK_API_KEY": HandlerHarness.apiKey, "CLOUDSTACK_SECRET_KEY": HandlerHarness.secretKey,
-                    "VOLUMED_APPLIANCE_VM_ID": harness.appliance, "VOLUMED_BY_ID_DIR": harness.byIDDirectory.path,
+                    "VOLUMED_APPLIANCE_VM_ID": harness.appliance, "VOLUMED_BY_ID_DIR": harness.byIDDirectory.path, "VOLUMED_ALLOW_FILE_DEVICES": "1",
                     "VOLUMED_NBD_EXPORT_DIR": exports.path, "VOLUMED_NBD_PORT": "\(nbdkit.port)",
                 ])
             do {
@@ -128,7 +128,7 @@ import Testing
         let environment = [
             "DATABASE_URL": harness.db.urlText, "CLOUDSTACK_API_URL": harness.simulator.apiURL,
             "CLOUDSTACK_API_KEY": HandlerHarness.apiKey, "CLOUDSTACK_SECRET_KEY": HandlerHarness.secretKey,
-            "VOLUMED_APPLIANCE_VM_ID": harness.appliance, "VOLUMED_BY_ID_DIR": harness.byIDDirectory.path,
+            "VOLUMED_APPLIANCE_VM_ID": harness.appliance, "VOLUMED_BY_ID_DIR": harness.byIDDirectory.path, "VOLUMED_ALLOW_FILE_DEVICES": "1",
             "VOLUMED_NBD_EXPORT_DIR": harness.byIDDirectory.path,
         ]
         return try ChildProcess(

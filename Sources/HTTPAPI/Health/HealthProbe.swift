@@ -6,9 +6,20 @@ import Worker
 /// One real check of each dependency, run concurrently and each bounded by `timeout`:
 /// the database (a query), CloudStack (a signed `listZones`), the NBD server (a real
 /// handshake), the by-id directory, and this process's worker.
+///
+/// The CloudStack and NBD answers are reused for `externalCheckMaxAge`: a monitor (or an
+/// attacker) polling `/api/v1/health` in a loop must not turn into a stream of signed
+/// CloudStack calls and NBD handshakes. Concurrent requests share one check in flight.
 struct HealthProbe: Sendable {
     let dependencies: APIDependencies
     var timeout: Duration = .seconds(3)
+    var externalCheckMaxAge: Duration = .seconds(5)
+    private let cloudStackCache = CachedCheck<Check>()
+    private let nbdCache = CachedCheck<Check>()
+
+    init(dependencies: APIDependencies) {
+        self.dependencies = dependencies
+    }
 
     enum Check: Sendable, Equatable {
         case healthy
@@ -35,8 +46,8 @@ struct HealthProbe: Sendable {
     /// The overall status (`healthy`, `degraded`, `unhealthy`) and the answer's body.
     func report() async -> (status: String, body: JSONValue) {
         async let database = check { try await ReadSQL(client: dependencies.database, logger: dependencies.logger).ping() }
-        async let cloudStack = checkCloudStack()
-        async let nbd = checkNBD()
+        async let cloudStack = cloudStackCache.value(maxAge: externalCheckMaxAge) { await checkCloudStack() }
+        async let nbd = nbdCache.value(maxAge: externalCheckMaxAge) { await checkNBD() }
         let (devices, deviceDetails) = deviceMonitor()
         let (databaseCheck, cloudCheck, nbdCheck) = await (database, cloudStack, nbd)
 
@@ -123,5 +134,24 @@ struct HealthProbe: Sendable {
         } catch {
             return (.unhealthy("cannot list \(resolver.directory) (\(error.localizedDescription)); check VOLUMED_BY_ID_DIR"), details)
         }
+    }
+}
+
+/// The last answer of one check and when it was taken; a caller within `maxAge` gets it
+/// again, and callers arriving while a check runs wait for that check instead of starting
+/// their own.
+actor CachedCheck<Value: Sendable> {
+    private var last: (value: Value, at: ContinuousClock.Instant)?
+    private var running: Task<Value, Never>?
+
+    func value(maxAge: Duration, _ compute: @escaping @Sendable () async -> Value) async -> Value {
+        if let last, ContinuousClock.now - last.at < maxAge { return last.value }
+        if let running { return await running.value }
+        let task = Task { await compute() }
+        running = task
+        let value = await task.value
+        last = (value, ContinuousClock.now)
+        running = nil
+        return value
     }
 }

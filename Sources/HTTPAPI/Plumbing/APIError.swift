@@ -12,6 +12,8 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
     public let code: String
     public let message: String
     public let details: [String: JSONValue]
+    /// Seconds for a `Retry-After` header (a 503 whose cause should pass soon).
+    public var retryAfter: Int?
 
     public init(status: HTTPResponse.Status, code: String, message: String, details: [String: JSONValue] = [:]) {
         self.status = status
@@ -45,6 +47,13 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
         APIError(status: .serviceUnavailable, code: "SERVICE_UNAVAILABLE", message: message, details: details)
     }
 
+    /// The database cannot be reached: 503 with `Retry-After`, naming the cause.
+    static func databaseUnavailable(_ reason: String) -> APIError {
+        var error = APIError.unavailable("the database is unavailable: \(reason); retry shortly")
+        error.retryAfter = 5
+        return error
+    }
+
     static func internalError(_ message: String) -> APIError {
         APIError(status: .internalServerError, code: "INTERNAL_ERROR", message: message)
     }
@@ -61,6 +70,7 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
         let object = JSONValue.object(["error": .string(message), "code": .string(code), "details": .object(body)])
         var response = JSONResponse.make(object, status: status)
         if status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
+        if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
         return response
     }
 }

@@ -18,13 +18,20 @@ struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(status: .unauthorized, code: "UNAUTHORIZED",
                            message: "this volumed requires a bearer token: send Authorization: Bearer <VOLUMED_HTTP_TOKEN>")
         }
-        let prefix = "Bearer "
-        let sent = header.hasPrefix(prefix) ? String(header.dropFirst(prefix.count)) : ""
+        let sent = Self.bearerToken(in: header) ?? ""
         guard Self.constantTimeEqual(SHA256.hash(data: Array(sent.utf8)), expected) else {
             throw APIError(status: .unauthorized, code: "UNAUTHORIZED",
                            message: "the bearer token is wrong; send Authorization: Bearer <VOLUMED_HTTP_TOKEN> with the token volumed was started with")
         }
         return try await next(request, context)
+    }
+
+    /// The token of `Bearer <token>`. The scheme name is case-insensitive (RFC 7235 §2.1:
+    /// `bearer`, `BEARER` are the same scheme) and may be followed by more than one space.
+    static func bearerToken(in header: String) -> String? {
+        guard let space = header.firstIndex(of: " ") else { return nil }
+        guard header[..<space].lowercased() == "bearer" else { return nil }
+        return String(header[space...].drop { $0 == " " })
     }
 
     private static func constantTimeEqual(_ left: SHA256.Digest, _ right: SHA256.Digest) -> Bool {

@@ -30,13 +30,20 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                             message: error.body ?? error.status.reasonPhrase)
         case is NIOTooManyBytesError:
             return .tooLarge(limit: bodyLimit)
+        case let unreachable as DatabaseUnreachable:
+            return .databaseUnavailable(unreachable.reason)
+        case _ where String(reflecting: type(of: error)).hasSuffix("ConnectionPoolError"):
+            // The pool gave up creating connections (its circuit breaker): the database is
+            // down or refuses us. The type is PostgresNIO's internal one; never show its name.
+            logger.warning("database pool cannot connect", metadata: ["error": "\(error)"])
+            return .databaseUnavailable("no connection to PostgreSQL could be opened; check DATABASE_URL and that PostgreSQL is up")
         case is DatabaseConnectionClosed:
             logger.warning("database connection closed while answering a request")
-            return .unavailable("the database connection closed while answering (PostgreSQL restarting?); retry")
+            return .databaseUnavailable("the connection closed while answering (PostgreSQL restarting?)")
         case let error as PSQLError where error.serverInfo == nil:
             // No server answer at all: the connection is down, not the statement wrong.
             logger.warning("database unreachable while answering a request", metadata: ["error": "\(error.code)"])
-            return .unavailable("the database could not be reached (\(error.code)); check DATABASE_URL and that PostgreSQL is up, then retry")
+            return .databaseUnavailable("it could not be reached (\(error.code)); check DATABASE_URL and that PostgreSQL is up")
         case let error as PSQLError:
             logger.error("database statement failed", metadata: ["error": "\(databaseErrorText(error))"])
             return .internalError("a database statement failed: \(databaseErrorText(error))")

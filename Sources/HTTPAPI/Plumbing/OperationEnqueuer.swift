@@ -25,8 +25,14 @@ struct OperationEnqueuer: Sendable {
     func enqueueRecord(_ type: OperationType, volumeId: String?, vmId: String?, request: [String: JSONValue],
                        from httpRequest: Request) async throws -> OperationRecord {
         let key = httpRequest.headers[Self.idempotencyKey]
-        let enqueue = EnqueueRequest(type: type, volumeId: volumeId, vmId: vmId,
-                                     request: JSONValue.object(request).jsonText(), idempotencyKey: key)
+        let requestText: String
+        do {
+            requestText = try JSONValue.object(request).encodedText()
+        } catch {
+            // Never store a request the API cannot show again (it would read back as null).
+            throw APIError.invalid("the request could not be encoded as JSON (\(error)); send a flatter object")
+        }
+        let enqueue = EnqueueRequest(type: type, volumeId: volumeId, vmId: vmId, request: requestText, idempotencyKey: key)
         let id: UUID
         do {
             id = try await volumes.enqueue(enqueue)

@@ -23,6 +23,15 @@ enum RequestBodyReader {
             }
             return BodyFields([:])
         }
+        let nesting = JSONNesting.deepest(in: buffer.readableBytesView)
+        if nesting.depth > JSONNesting.maximumDepth {
+            let field = nesting.field ?? "body"
+            throw APIError.invalidField(
+                field,
+                "field '\(field)' is nested \(nesting.depth) levels deep; at most \(JSONNesting.maximumDepth) levels of objects "
+                    + "and arrays are allowed inside a field: send a flatter object",
+                provided: nil)
+        }
         let value: JSONValue
         do {
             value = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: buffer))

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Jobs
 
 /// `POST /admin/force-sync`: runs reconciliation now and answers with its report.
 struct AdminRoutes {
@@ -11,7 +12,13 @@ struct AdminRoutes {
                 throw APIError.unavailable("reconciliation is not available in this process; run `volumed serve`, which wires it")
             }
             let started = ContinuousClock.now
-            let report = try await forceSync()
+            let report: any Encodable & Sendable
+            do {
+                report = try await forceSync()
+            } catch let running as ReconcileAlreadyRunning {
+                // Not a failure of this request: someone else is doing the same work now.
+                throw APIError.conflict(running.description)
+            }
             let (seconds, attoseconds) = (ContinuousClock.now - started).components
             return JSONResponse.make(.object([
                 "message": "Force sync completed",

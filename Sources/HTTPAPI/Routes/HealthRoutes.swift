@@ -2,7 +2,7 @@ import Hummingbird
 
 /// `GET /api/v1/health`: every dependency really checked (200 healthy or degraded, 503
 /// unhealthy, always the health shape). `GET /health`: liveness only, no dependency touched,
-/// never behind the token, for systemd and load balancers.
+/// never behind the token, for systemd and load balancers (GET or HEAD).
 struct HealthRoutes {
     let probe: HealthProbe
 
@@ -13,6 +13,12 @@ struct HealthRoutes {
         }
         root.get("health") { _, _ in
             JSONResponse.make(.object(["status": "alive"]))
+        }
+        // Load balancers and `curl -I` probe with HEAD: the same answer without a body.
+        root.head("health") { _, _ in
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json; charset=utf-8"
+            return Response(status: .ok, headers: headers)
         }
     }
 }

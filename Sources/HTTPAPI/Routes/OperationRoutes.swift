@@ -14,7 +14,7 @@ struct OperationRoutes {
             guard let record = try await volumes.operation(UUID(uuidString: id)!) else {
                 throw APIError.notFound("no operation with id \(id)", details: ["operation_id": .string(id)])
             }
-            return JSONResponse.make(OperationShape.json(record))
+            return JSONResponse.make(OperationShape.json(record), subject: "operation \(id)")
         }
         api.get("operations") { request, _ in
             let query = QueryFilters(request: request)
@@ -24,7 +24,7 @@ struct OperationRoutes {
                 volumeId: try query.uuid("volume_id"), vmId: try query.uuid("vm_id"),
                 limit: try query.limit(default: 100, maximum: 1000))
             let records = try await volumes.operations(filter)
-            return JSONResponse.make(.array(records.map(OperationShape.json)))
+            return JSONResponse.array(records.map { (value: OperationShape.json($0), subject: "operation \($0.id.uuidString.lowercased())") })
         }
     }
 }

@@ -64,7 +64,8 @@ struct VolumeReadRoutes {
             "last_operation": last.map(OperationShape.json) ?? .null,
         ]
         if case .unavailable(let reason) = cloud { object["cloudstack_error"] = .string(reason) }
-        return JSONResponse.make(.object(object))
+        return JSONResponse.make(.object(object), subject: "volume \(volumeId)"
+                                     + (last.map { " (its last operation \($0.id.uuidString.lowercased()))" } ?? ""))
     }
 
     private enum CloudView {

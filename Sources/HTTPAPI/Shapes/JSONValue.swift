@@ -17,9 +17,11 @@ public enum JSONValue: Sendable, Equatable, Codable {
         self = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
     }
 
-    /// The JSON an `Encodable` value encodes to.
+    /// The JSON an `Encodable` value encodes to; dates as ISO 8601, as the CLI prints them.
     public init(encoding value: some Encodable) throws {
-        self = try JSONDecoder().decode(JSONValue.self, from: try JSONEncoder().encode(value))
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        self = try JSONDecoder().decode(JSONValue.self, from: try encoder.encode(value))
     }
 
     public init(from decoder: any Decoder) throws {
@@ -77,11 +79,18 @@ public enum JSONValue: Sendable, Equatable, Codable {
         return fields[name] ?? .null
     }
 
-    /// The JSON text of this value, keys sorted, slashes unescaped.
-    func jsonText() -> String {
+    /// The JSON text of this value, keys sorted, slashes unescaped; throws when the encoder
+    /// refuses it (nesting past its depth limit, a non-finite number).
+    func encodedText() throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// `encodedText()` for values built from a request's own small fields (messages): never
+    /// used for an answer's body, which goes through `JSONResponse` and fails loudly instead.
+    func jsonText() -> String {
+        (try? encodedText()) ?? "(a value too deeply nested to show)"
     }
 }
 

@@ -300,7 +300,7 @@ public final class CloudStackClient: Sendable {
             if Task.isCancelled { throw CancellationError() }
             throw CloudStackError(
                 code: "cloudstack_unreachable",
-                message: "CloudStack at \(configuration.apiURL) could not be reached for \(command) "
+                message: "CloudStack at \(configuration.redactedAPIURL) could not be reached for \(command) "
                     + "(\(scrub(String(describing: error)))): check CLOUDSTACK_API_URL and the network; the operation will be retried",
                 isTransient: true,
                 command: command
@@ -374,13 +374,16 @@ public final class CloudStackClient: Sendable {
         }
     }
 
-    /// Removes the secret key from text that came from the server or the transport, in
-    /// case either echoes it.
+    /// Removes the secret key and any credentials of `CLOUDSTACK_API_URL` from text that
+    /// came from the server or the transport, in case either echoes them.
     private func scrub(_ text: String) -> String {
-        guard !configuration.secretKey.isEmpty else { return text }
+        var text = text.replacingOccurrences(of: configuration.apiURL, with: configuration.redactedAPIURL)
+        for secret in configuration.secretsInMessages {
+            text = text
+                .replacingOccurrences(of: secret, with: "<redacted>")
+                .replacingOccurrences(of: CloudStackSigner.javaURLEncode(secret), with: "<redacted>")
+        }
         return text
-            .replacingOccurrences(of: configuration.secretKey, with: "<redacted>")
-            .replacingOccurrences(of: CloudStackSigner.javaURLEncode(configuration.secretKey), with: "<redacted>")
     }
 
     private static func seconds(_ duration: Duration) -> TimeInterval {

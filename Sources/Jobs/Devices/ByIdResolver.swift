@@ -12,8 +12,17 @@ public struct ByIdResolver: Sendable {
     /// The waits in progress, shared by every copy of this resolver (for health checks).
     public let activity = ByIdWaitActivity()
     private let metrics = WorkerMetrics()
+    /// Whether a link may resolve to a regular file where a block device is expected
+    /// (`VOLUMED_ALLOW_FILE_DEVICES`): only for the simulator's hot-plug emulation, whose
+    /// "disks" are backing files (tests, `volumed demo`, benchmarks). Off in production, so a
+    /// link re-pointed at `/etc/shadow` is never exported or recorded.
+    public let allowsRegularFiles: Bool
 
-    public init(directory: String = "/dev/disk/by-id") {
+    /// The environment variable that turns `allowsRegularFiles` on (`1` or `true`).
+    public static let allowFileDevicesVariable = "VOLUMED_ALLOW_FILE_DEVICES"
+
+    public init(directory: String = "/dev/disk/by-id", allowsRegularFiles: Bool = false) {
+        self.allowsRegularFiles = allowsRegularFiles
         // Trailing slashes would double up in every path and error message.
         var trimmed = directory
         while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
@@ -50,6 +59,36 @@ public struct ByIdResolver: Sendable {
 
     private func presentLinks(names: [String]) -> [String] {
         LinkInspection.entries(in: directory, namedLike: names)
+    }
+
+    /// Re-resolves `byIdPath` (the link recorded at attach) now, and returns the device only
+    /// when it is a block device (a regular file only with `allowsRegularFiles`) of exactly
+    /// `expectedSize` bytes, the size recorded at attach. What export serves and reconcile
+    /// records must be the disk that was verified, not wherever the link points today.
+    public func verifiedDevice(byIdPath: String, volumeId: String, expectedSize: Int64?) throws(DeviceError) -> ResolvedDevice {
+        let device: ResolvedDevice
+        switch try LinkInspection.state(ofLink: byIdPath) {
+        case .resolved(let resolved):
+            device = resolved
+        case .absent, .dangling:
+            throw DeviceError(.deviceMismatch,
+                              "the by-id link \(byIdPath) of volume \(volumeId) does not resolve to a device now; "
+                                + "check that the volume is still attached to this appliance (volumed reconcile)")
+        }
+        guard LinkInspection.isBlockDevice(device.devicePath)
+            || (allowsRegularFiles && LinkInspection.isRegularFile(device.devicePath))
+        else {
+            throw DeviceError(.deviceMismatch,
+                              "the by-id link \(byIdPath) of volume \(volumeId) resolves to \(device.devicePath), which is not a block "
+                                + "device; refusing to use it: someone re-pointed the link, restore it (udevadm trigger) or re-attach the volume")
+        }
+        if let expectedSize, device.sizeBytes != UInt64(max(expectedSize, 0)) {
+            throw DeviceError(.deviceMismatch,
+                              "the by-id link \(byIdPath) of volume \(volumeId) resolves to \(device.devicePath) of \(device.sizeBytes) "
+                                + "bytes, but the volume was attached with \(expectedSize) bytes; refusing to use it: check that the "
+                                + "link belongs to this volume (rescan the disk after a resize, or re-attach it)")
+        }
+        return device
     }
 
     /// Returns as soon as a candidate link resolves to an existing device.

@@ -15,6 +15,9 @@ public struct DeviceError: Error, CustomStringConvertible, Sendable, Equatable {
         case deviceUnreadable = "device_unreadable"
         /// The kernel refused an inotify instance or watch (limits, unsupported file system).
         case deviceWatchFailed = "device_watch_failed"
+        /// The by-id link resolves to something that is not the volume's disk: not a block
+        /// device, or not the size recorded at attach. Never served or recorded.
+        case deviceMismatch = "device_mismatch"
     }
 
     /// The typed code; `code` (the `OperationFailure` witness, in Failures.swift) is its raw value.
@@ -33,7 +36,7 @@ public struct DeviceError: Error, CustomStringConvertible, Sendable, Equatable {
         switch kind {
         case .deviceLinkTimeout, .deviceRemovalTimeout, .deviceWatchFailed:
             return true
-        case .invalidVolumeId, .deviceUnreadable:
+        case .invalidVolumeId, .deviceUnreadable, .deviceMismatch:
             return false
         }
     }

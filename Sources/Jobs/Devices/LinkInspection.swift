@@ -57,6 +57,18 @@ enum LinkInspection {
             .map { directory + "/" + $0.name }
     }
 
+    /// Whether `path` (followed through links) is a block device.
+    static func isBlockDevice(_ path: String) -> Bool { fileType(path) == S_IFBLK }
+
+    /// Whether `path` (followed through links) is a regular file.
+    static func isRegularFile(_ path: String) -> Bool { fileType(path) == S_IFREG }
+
+    private static func fileType(_ path: String) -> mode_t? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return info.st_mode & S_IFMT
+    }
+
     /// Whether anything (a link, dangling or not, or a file) has that name.
     static func entryExists(_ path: String) -> Bool {
         var info = stat()

@@ -68,7 +68,14 @@ public struct CreateHandler: OperationHandler {
         if let volumeId = checkpoint.volumeId {
             started = (volumeId, checkpoint.jobId)
         } else {
-            started = try await start(request, unanswered: checkpoint.requestUnanswered == true, context: context)
+            do {
+                started = try await start(request, unanswered: checkpoint.requestUnanswered == true, context: context)
+            } catch let error as any OperationFailure where error.isTransient && operation.attempts >= operation.maxAttempts {
+                // The last attempt: the queue gives up after this. A createVolume whose reply
+                // was lost (now or in an earlier attempt) may have made a volume: adopt it, or
+                // say in the error what is left in CloudStack.
+                started = try await lastAttemptRecovery(request, failure: error, context: context)
+            }
         }
 
         let volume = try await finishedVolume(started.volumeId, jobId: started.jobId, context: context)
@@ -96,6 +103,37 @@ public struct CreateHandler: OperationHandler {
         }
         try await context.saveCheckpoint(checkpoint)
         return (volumeId, checkpoint.jobId)
+    }
+
+    /// Before the queue gives up on a create whose request may have been carried out: the one
+    /// unowned volume of the request's name, size and zone is adopted (the operation then
+    /// completes with it); with none, the failure says so; when CloudStack cannot even be
+    /// asked, the failure names what to look for. The message never promises a retry.
+    private func lastAttemptRecovery(_ request: Request, failure: any OperationFailure,
+                                     context: OperationContext) async throws -> (volumeId: String, jobId: String?) {
+        let cause = withoutRetryPromise(failure.message)
+        // Without the mark CloudStack refused the request itself: nothing was made.
+        guard (try? context.checkpoint(as: Checkpoint.self))??.requestUnanswered == true else { throw failure }
+        let mayExist: Bool
+        do {
+            if let adopted = try await unownedVolume(matching: request, context: context) {
+                context.logger.notice("last attempt: adopting the volume an unanswered createVolume made",
+                                      metadata: ["volume_id": "\(adopted.id)"])
+                let checkpoint = Checkpoint(volumeId: adopted.id)
+                try await context.saveCheckpoint(checkpoint)
+                return (adopted.id, nil)
+            }
+            mayExist = false
+        } catch let ambiguous as VolumeOperationFailure where ambiguous.code == "create_ambiguous" {
+            throw ambiguous
+        } catch {
+            mayExist = true
+        }
+        let leftover = mayExist
+            ? "a volume named \(quotedForMessage(request.name)) may exist in CloudStack (it could not be listed to check): "
+                + "look for it (listVolumes name=\(request.name); volumed reconcile reports it as an untracked volume) and delete it"
+            : "no volume named \(quotedForMessage(request.name)) was found in CloudStack, so none was left behind"
+        throw VolumeOperationFailure(code: failure.code, message: "\(cause); \(leftover)", isTransient: true)
     }
 
     /// Sends createVolume. The "in flight" mark is saved first and cleared again only when

@@ -18,9 +18,14 @@ public struct ExportHandler: OperationHandler {
     /// server listens on for peers.
     public let checkHost: String
     public let checkTimeout: Duration
+    /// Re-resolves the mapping's by-id link before anything is published (see
+    /// `ByIdResolver.verifiedDevice`); its `allowsRegularFiles` is the test/demo setting.
+    public let resolver: ByIdResolver
 
-    public init(backend: any NBDExportBackend, checkHost: String = "127.0.0.1", checkTimeout: Duration = .seconds(5)) {
+    public init(backend: any NBDExportBackend, resolver: ByIdResolver = ByIdResolver(), checkHost: String = "127.0.0.1",
+                checkTimeout: Duration = .seconds(5)) {
         self.backend = backend
+        self.resolver = resolver
         self.checkHost = checkHost
         self.checkTimeout = checkTimeout
     }
@@ -49,12 +54,15 @@ public struct ExportHandler: OperationHandler {
         let logger = context.logger
 
         let mapping = try await context.database.decodedRows(ExportMappingSQL.deviceMapping(volumeId: volumeId), logger: logger) {
-            let (vm, mode, byId) = try $0.decode((String, String, String?).self)
-            return VolumeDeviceMapping(vmId: vm, operationMode: mode, byIdPath: byId)
+            let (vm, mode, byId, size) = try $0.decode((String, String, String?, Int64?).self)
+            return VolumeDeviceMapping(vmId: vm, operationMode: mode, byIdPath: byId, sizeBytes: size)
         }.first
         guard let mapping, mapping.operationMode == "appliance", let byIdPath = mapping.byIdPath else {
             throw ExportOperationFailure.volumeNotOnAppliance(volumeId: volumeId, mapping: mapping)
         }
+        // Before anything is published or re-published: the link must still lead to the disk
+        // the attach verified. On failure nothing changes, an existing export included.
+        let device = try resolver.verifiedDevice(byIdPath: byIdPath, volumeId: volumeId, expectedSize: mapping.sizeBytes)
 
         let active = try await context.database.decodedRows(
             ExportMappingSQL.activeConflicts(vmId: vmId, diskUnitNumber: request.diskUnitNumber, exportName: exportName),
@@ -78,7 +86,16 @@ public struct ExportHandler: OperationHandler {
         try await backend.publish(exportName: exportName, devicePath: byIdPath)
         do {
             let size = try await NBDHandshake.check(host: checkHost, port: backend.port, exportName: exportName, timeout: checkTimeout)
-            logger.info("export published", metadata: ["export": "\(exportName)", "device": "\(byIdPath)", "size": "\(size)"])
+            // What the server serves now must still be the disk just verified (the link could
+            // have been re-pointed between the check and the publish).
+            guard size == device.sizeBytes else {
+                throw DeviceError(.deviceMismatch,
+                                  "export \(exportName) serves \(size) bytes through \(byIdPath), but the verified disk has "
+                                    + "\(device.sizeBytes); the by-id link changed while exporting: check it and export again")
+            }
+            logger.info("export published", metadata: [
+                "export": "\(exportName)", "device": "\(byIdPath)", "resolves_to": "\(device.devicePath)", "size": "\(size)",
+            ])
         } catch {
             // Nothing records this entry yet: withdraw it rather than serve a disk no row accounts for.
             try? await backend.remove(exportName: exportName)

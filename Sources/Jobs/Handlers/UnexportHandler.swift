@@ -37,24 +37,24 @@ public struct UnexportHandler: OperationHandler {
     public func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
         let request = try JSONDecoder().decode(Request.self, from: Data(operation.request.utf8))
         let volumeId = try ExportTarget.volumeId(of: operation)
-        let exportName = try request.exportName ?? ExportName.forVolume(volumeId)
-        do {
-            try ExportName.validate(exportName)
-        } catch {
-            throw QueueFailure.invalidRequest("field 'export_name' is not a valid export name: \(error.message)")
+        let ownName = try ExportName.forVolume(volumeId)
+        let exportName = request.exportName ?? ownName
+        // CONTRACT §3: an export_name, if given, must be the volume's own. The name becomes a
+        // file name in the export directory: anything else (another volume's export, an entry
+        // volumed never made) is refused before anything is removed.
+        guard exportName == ownName else {
+            if let other = ExportName.volumeId(inExportName: exportName) {
+                throw QueueFailure.invalidRequest(
+                    "field 'export_name': export \(exportName) belongs to volume \(other), not to this operation's "
+                        + "volume_id \(volumeId); enqueue the unexport with volume_id \(other), or omit export_name")
+            }
+            throw QueueFailure.invalidRequest(
+                "field 'export_name' must be this volume's own export name \(ownName) (or be omitted), got "
+                    + "\(quotedForMessage(exportName)); volumed removes only the exports it created")
         }
-
-        // The queue serialises operations per volume_id: an export of another volume must be
-        // withdrawn by an operation on that volume, or it could race that volume's export.
         let row = try await context.database.decodedRows(
             ExportMappingSQL.byExportName(exportName), logger: context.logger, ExportMapping.init
         ).first
-        let owner = row?.volumeId ?? ExportName.volumeId(inExportName: exportName)
-        if let owner, owner.lowercased() != volumeId.lowercased() {
-            throw QueueFailure.invalidRequest(
-                "export \(exportName) belongs to volume \(owner), not to this operation's volume_id \(volumeId); "
-                    + "enqueue the unexport with volume_id \(owner)")
-        }
 
         try context.checkCancellation()
         try await backend.remove(exportName: exportName)

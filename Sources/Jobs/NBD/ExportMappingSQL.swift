@@ -40,13 +40,15 @@ struct VolumeDeviceMapping: Sendable {
     let vmId: String
     let operationMode: String
     let byIdPath: String?
+    /// The size recorded at attach: what the device behind the link must still measure.
+    var sizeBytes: Int64? = nil
 }
 
 /// The statements the export handlers, the remover and the reconciler run, in one place.
 /// Writes that finish an operation run inside its completing transaction (`OperationOutcome.commit`).
 enum ExportMappingSQL {
     static func deviceMapping(volumeId: String) -> PostgresQuery {
-        "SELECT vm_id, operation_mode, by_id_path FROM device_mappings WHERE volume_id = \(volumeId)"
+        "SELECT vm_id, operation_mode, by_id_path, size_bytes FROM device_mappings WHERE volume_id = \(volumeId)"
     }
 
     /// Active rows that collide with a new export: the same (VM, disk) or the same export name.

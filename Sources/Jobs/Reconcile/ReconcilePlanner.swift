@@ -53,6 +53,13 @@ struct ReconcilePlanner {
         for recorded in snapshot.recorded.sorted(by: { $0.volumeId < $1.volumeId }) where !snapshot.busy.contains(recorded.volumeId) {
             checkRecorded(recorded, findings: &findings)
         }
+        for volume in snapshot.untracked.sorted(by: { $0.id < $1.id }) {
+            findings.append(ReconcileFinding(
+                kind: .untrackedVolume, volumeId: volume.id,
+                message: "CloudStack volume \(volume.id) is named \(quotedForMessage(volume.name)) like a create operation that failed, "
+                    + "but no operation and no volumes row owns it: a createVolume whose reply was lost may have made it; "
+                    + "delete it in CloudStack if nobody uses it, or attach it to record it"))
+        }
         return (repairs, findings)
     }
 

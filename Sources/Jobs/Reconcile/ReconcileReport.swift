@@ -151,6 +151,9 @@ public enum ReconcileFindingKind: String, Codable, Sendable, CaseIterable {
     case changedDuringReconcile = "changed_during_reconcile"
     /// A planned repair failed; the message says why.
     case repairFailed = "repair_failed"
+    /// A CloudStack volume named like a failed create, owned by no operation and no
+    /// `volumes` row: possibly left by a createVolume whose reply was lost.
+    case untrackedVolume = "untracked_volume"
 }
 
 /// Another reconcile (the periodic one on some worker, a CLI run or a force-sync) holds the

@@ -13,7 +13,7 @@ enum ReconcileSQL {
 
     static func mappings() -> PostgresQuery {
         """
-        SELECT volume_id, vm_id, operation_mode, cloudstack_device_id, by_id_path, device_path
+        SELECT volume_id, vm_id, operation_mode, cloudstack_device_id, by_id_path, device_path, size_bytes
         FROM device_mappings ORDER BY volume_id
         """
     }
@@ -21,6 +21,24 @@ enum ReconcileSQL {
     /// Volumes volumed created or adopted and has not seen deleted.
     static func liveVolumes() -> PostgresQuery {
         "SELECT volume_id, name, state FROM volumes WHERE state <> 'Deleted' ORDER BY volume_id"
+    }
+
+    /// The names failed or cancelled creates asked for: a volume of such a name that nothing
+    /// tracks may have been made by a createVolume whose reply was lost.
+    static func namesOfUnfinishedCreates() -> PostgresQuery {
+        """
+        SELECT DISTINCT request->>'name' FROM volume_operations
+        WHERE type = 'create' AND status IN ('failed', 'cancelled') AND request->>'name' IS NOT NULL
+        """
+    }
+
+    /// Every volume id volumed tracks: `volumes` rows, and ids any operation names or checkpointed.
+    static func trackedVolumeIds(among ids: [String]) -> PostgresQuery {
+        """
+        SELECT volume_id FROM volumes WHERE volume_id = ANY(\(ids))
+        UNION SELECT volume_id FROM volume_operations WHERE volume_id = ANY(\(ids))
+        UNION SELECT checkpoint->>'volume_id' FROM volume_operations WHERE checkpoint->>'volume_id' = ANY(\(ids))
+        """
     }
 
     /// Volumes with unfinished operations (served by `volume_operations_unfinished_by_volume`).

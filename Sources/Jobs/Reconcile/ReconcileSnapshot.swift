@@ -43,6 +43,8 @@ struct ReconcileSnapshot: Sendable {
     /// The database clock before CloudStack was read. An operation on a volume that finished
     /// after this may have changed what CloudStack showed us, so repairs skip such volumes.
     var since: Date
+    /// Volumes a failed create may have left in CloudStack that nothing tracks.
+    var untracked: [CloudStackVolume] = []
     var mappings: [MappedVolume] = []
     var recorded: [RecordedVolume] = []
     /// Volumes with a pending or executing operation: never touched by reconcile.
@@ -63,11 +65,14 @@ extension Reconciler {
     /// Busy volumes are not looked up: nothing will be done to them.
     func takeSnapshot() async throws -> ReconcileSnapshot {
         var snapshot = ReconcileSnapshot(since: try await databaseNow())
-        snapshot.mappings = try await database.decodedRows(ReconcileSQL.mappings(), logger: logger) { row in
-            let (volumeId, vmId, mode, deviceId, byId, device) = try row.decode((String, String, String, Int32?, String?, String?).self)
-            return MappedVolume(volumeId: volumeId, vmId: vmId, mode: mode, cloudStackDeviceId: deviceId.map(Int.init),
-                                byIdPath: byId, devicePath: device)
+        let mapped = try await database.decodedRows(ReconcileSQL.mappings(), logger: logger) { row in
+            let (volumeId, vmId, mode, deviceId, byId, device, size) =
+                try row.decode((String, String, String, Int32?, String?, String?, Int64?).self)
+            return (MappedVolume(volumeId: volumeId, vmId: vmId, mode: mode, cloudStackDeviceId: deviceId.map(Int.init),
+                                 byIdPath: byId, devicePath: device), size)
         }
+        snapshot.mappings = mapped.map(\.0)
+        let recordedSizes = Dictionary(mapped.compactMap { mapping, size in size.map { (mapping.volumeId, $0) } }) { first, _ in first }
         snapshot.recorded = try await database.decodedRows(ReconcileSQL.liveVolumes(), logger: logger) { row in
             let (volumeId, name, state) = try row.decode((String, String, String).self)
             return RecordedVolume(volumeId: volumeId, name: name, state: state)
@@ -78,6 +83,7 @@ extension Reconciler {
         for volumeId in wanted.sorted() {
             snapshot.cloudStack[volumeId] = try await lookUp(volumeId)
         }
+        snapshot.untracked = try await untrackedVolumes()
         if let appliance = environment.applianceVMId {
             snapshot.onAppliance = try await environment.cloudStack.listVolumes(virtualMachineId: appliance)
                 .filter { $0.type.uppercased() != "ROOT" && $0.virtualmachineid?.lowercased() == appliance.lowercased() }
@@ -87,7 +93,7 @@ extension Reconciler {
             let local = snapshot.mappings.filter { environment.isAppliance($0.vmId) }.map(\.volumeId)
                 + snapshot.onAppliance.map(\.id)
             for volumeId in Set(local).subtracting(snapshot.busy).sorted() {
-                snapshot.devices[volumeId] = lookUpDevice(volumeId)
+                snapshot.devices[volumeId] = lookUpDevice(volumeId, recordedSize: recordedSizes[volumeId])
             }
         }
         return snapshot
@@ -109,13 +115,37 @@ extension Reconciler {
         }
     }
 
-    private func lookUpDevice(_ volumeId: String) -> DeviceLookup {
+    /// The device behind the volume's by-id link, accepted only as `ByIdResolver.verifiedDevice`
+    /// accepts it: a block device (a regular file only with the test/demo setting) and, for a
+    /// mapped volume, of the size recorded at attach. A link re-pointed elsewhere is a
+    /// `check_failed` finding, never a repair that records it.
+    private func lookUpDevice(_ volumeId: String, recordedSize: Int64?) -> DeviceLookup {
         do {
-            if let device = try environment.resolver.currentDevice(volumeId: volumeId) { return .resolved(device) }
+            if let device = try environment.resolver.currentDevice(volumeId: volumeId) {
+                return .resolved(try environment.resolver.verifiedDevice(
+                    byIdPath: device.byIdPath, volumeId: volumeId, expectedSize: recordedSize))
+            }
             return .missing(expected: try environment.resolver.candidateLinkPaths(volumeId: volumeId)[0])
         } catch {
             return .failed(error.message)
         }
+    }
+
+    /// CloudStack volumes named as a failed or cancelled create asked, that no `volumes` row
+    /// and no operation owns: what a createVolume whose reply was lost may have left behind.
+    private func untrackedVolumes() async throws -> [CloudStackVolume] {
+        let names = Set(try await database.decodedRows(ReconcileSQL.namesOfUnfinishedCreates(), logger: logger) {
+            try $0.decode(String.self)
+        })
+        guard !names.isEmpty else { return [] }
+        let candidates = try await environment.cloudStack.listVolumes().filter {
+            names.contains($0.name) && $0.type.uppercased() == "DATADISK" && !ReconcilePlanner.goneStates.contains($0.state)
+        }
+        guard !candidates.isEmpty else { return [] }
+        let tracked = Set(try await database.decodedRows(ReconcileSQL.trackedVolumeIds(among: candidates.map(\.id)), logger: logger) {
+            try $0.decode(String.self)
+        })
+        return candidates.filter { !tracked.contains($0.id) }
     }
 
     private func databaseNow() async throws -> Date {
