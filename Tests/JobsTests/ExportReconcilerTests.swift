@@ -51,7 +51,7 @@ struct ExportReconcilerTests {
             #expect(Set(report.recreated) == ["migration-vol-\(lost)", "migration-vol-\(wrong)", "migration-vol-\(legacy)"])
             #expect(report.rewritten == ["migration-vol-\(legacy)"])
             #expect(report.lines.contains("rewrote migration-vol-\(legacy) device_path /dev/vdb → \(legacyDisk.byIdPath)"))
-            #expect(report.description == "exports: 2 removed, 3 recreated, 1 rewritten to by-id, 0 failed")
+            #expect(report.description == "exports: 2 removed, 3 recreated, 1 rewritten to by-id, 0 withdrawn, 0 failed")
 
             #expect(try await world.mapping("migration-vol-\(legacy)")?.devicePath == legacyDisk.byIdPath)
             #expect(try await world.mapping("migration-vol-\(foreign)")?.devicePath == "/dev/disk/by-id/virtio-elsewhere")
@@ -91,10 +91,55 @@ struct ExportReconcilerTests {
             #expect(report.rewritten == ["migration-vol-\(volume)"])
             #expect(report.recreated == ["migration-vol-\(volume)"])
             #expect(report.failures.count == 1)
-            #expect(report.failures.first?.contains("could not recreate migration-vol-\(gone)") == true, "\(report.failures)")
+            // Its link leads nowhere: nothing is published through it, and the report says why.
+            #expect(report.failures.first?.contains("migration-vol-\(gone) is not served until its by-id link leads to the disk") == true,
+                    "\(report.failures)")
             #expect(try await world.mapping("migration-vol-\(volume)")?.devicePath == disk.byIdPath)
             #expect(try await world.appliance.readExport("migration-vol-\(volume)") == disk.bytes)
             #expect(try world.exportDirectoryEntries() == ["migration-vol-\(volume)"])
+        }
+    }
+
+    @Test("an export whose by-id link was re-pointed after it was published is withdrawn, and served again once the link is right")
+    func withdrawsAnExportWhoseLinkNoLongerLeadsToTheVerifiedDisk() async throws {
+        try await ExportWorld.run { world in
+            let volume = randomVolumeId()
+            let disk = try await world.attach(volume)
+            try await insertActiveMapping(world, volume: volume, disk: 0, devicePath: disk.byIdPath)
+            let reconciler = exportReconciler(world, applianceVMId: applianceVM)
+            let first = try await reconciler.reconcile()
+            #expect(first.recreated == ["migration-vol-\(volume)"] && first.failures.isEmpty, "\(first.lines)")
+            #expect(try await world.appliance.readExport("migration-vol-\(volume)") == disk.bytes)
+
+            // Someone with write access to the by-id directory re-points the link at another
+            // file (a stand-in for /etc/shadow): nbdkit would follow it on the next connect.
+            let linkTarget = try FileManager.default.destinationOfSymbolicLink(atPath: disk.byIdPath)
+            let secret = try world.appliance.scratch.randomFile("shadow-stand-in", count: 4096)
+            try FileManager.default.removeItem(atPath: disk.byIdPath)
+            try makeSymlink(disk.byIdPath, to: secret.path)
+
+            let dry = try await reconciler.reconcile(dryRun: true)
+            #expect(dry.withdrawn == ["migration-vol-\(volume)"], "\(dry.lines)")
+            #expect(try world.exportDirectoryEntries() == ["migration-vol-\(volume)"])
+
+            let second = try await reconciler.reconcile()
+            #expect(second.withdrawn == ["migration-vol-\(volume)"], "\(second.lines)")
+            #expect(second.recreated.isEmpty)
+            #expect(second.failures.count == 1 && second.failures[0].contains("4096 bytes"), "\(second.failures)")
+            #expect(try world.exportDirectoryEntries().isEmpty)
+            let error = await #expect(throws: NBDExportError.self) {
+                try await NBDHandshake.check(host: "127.0.0.1", port: world.port, exportName: "migration-vol-\(volume)")
+            }
+            #expect(error?.kind == .exportUnknown)
+            // The row stays active: the export is the orchestrator's, only its serving stopped.
+            #expect(try await world.mapping("migration-vol-\(volume)")?.devicePath == disk.byIdPath)
+
+            // udev puts the link back: the next pass serves the verified disk again.
+            try FileManager.default.removeItem(atPath: disk.byIdPath)
+            try makeSymlink(disk.byIdPath, to: linkTarget)
+            let third = try await reconciler.reconcile()
+            #expect(third.recreated == ["migration-vol-\(volume)"] && third.failures.isEmpty, "\(third.lines)")
+            #expect(try await world.appliance.readExport("migration-vol-\(volume)") == disk.bytes)
         }
     }
 
@@ -161,7 +206,7 @@ struct ExportReconcilerTests {
     /// The reconciler of the appliance `applianceVMId` (nil: every row is this host's).
     private func exportReconciler(_ world: ExportWorld, applianceVMId: String?) -> ExportReconciler {
         ExportReconciler(
-            backend: world.backend, resolver: ByIdResolver(directory: world.appliance.byId),
+            backend: world.backend, resolver: ByIdResolver(directory: world.appliance.byId, allowsRegularFiles: true),
             applianceVMId: applianceVMId, database: world.db.client, logger: testLogger)
     }
 

@@ -8,8 +8,10 @@
 /// `maximumDepth` leaves room for any sensible metadata and refuses the rest at the door.
 enum JSONNesting {
     /// Levels of objects and arrays allowed inside one field of a request body
-    /// (`{"metadata": {"a": {"b": 1}}}` is 2 levels inside `metadata`).
-    static let maximumDepth = 8
+    /// (`{"metadata": {"a": {"b": 1}}}` is 2 levels inside `metadata`). One less than the
+    /// database's limit on `request` (32, migration 0005, which counts `request` itself), so a
+    /// body refused here is exactly one the database would refuse as a plain INSERT.
+    static let maximumDepth = 31
 
     struct Deepest: Equatable {
         /// Levels inside the top-level field (0 for a scalar).

@@ -77,7 +77,7 @@ enum ExportMappingSQL {
         let columns = ExportMapping.columns.split(separator: ",").map { "e." + $0.trimmingCharacters(in: .whitespaces) }
             .joined(separator: ", ")
         return """
-            SELECT \(unescaped: columns), d.vm_id, d.operation_mode, d.by_id_path
+            SELECT \(unescaped: columns), d.vm_id, d.operation_mode, d.by_id_path, d.size_bytes
             FROM vm_export_mappings e LEFT JOIN device_mappings d ON d.volume_id = e.volume_id
             WHERE e.status = 'active'
             ORDER BY e.id

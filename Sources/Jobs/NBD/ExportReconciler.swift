@@ -9,7 +9,11 @@ import PostgresNIO
 ///   rewritten to the by-id path, as the original daemon's by-id migration did: kernel
 ///   names change across reboots and re-attachments, the by-id link does not;
 /// - active rows whose entry is missing, or points elsewhere, are published again;
-/// - entries without an active row are removed, so nothing serves a disk no row accounts for.
+/// - entries without an active row are removed, so nothing serves a disk no row accounts for;
+/// - an entry whose by-id link no longer leads to the disk the attach verified (not a block
+///   device, or not the recorded size: someone re-pointed it) is withdrawn, and not published
+///   again until the link leads to that disk again. nbdkit follows the link on every client
+///   connect, so an export is only as trustworthy as its link is now.
 ///
 /// With `applianceVMId` set, only rows whose volume is attached to that appliance are this
 /// host's; the others belong to other appliances (or to detached volumes) and are left to them.
@@ -53,11 +57,13 @@ public struct ExportReconciler: Sendable {
             let vmId = try cells[10].decode(String?.self)
             let mode = try cells[11].decode(String?.self)
             let byId = try cells[12].decode(String?.self)
+            let size = try cells[13].decode(Int64?.self)
             return ActiveRow(
                 mapping: try ExportMapping(row: row),
-                device: vmId.map { VolumeDeviceMapping(vmId: $0, operationMode: mode ?? "", byIdPath: byId) })
+                device: vmId.map { VolumeDeviceMapping(vmId: $0, operationMode: mode ?? "", byIdPath: byId, sizeBytes: size) })
         }
         var ours: [ExportMapping] = []
+        var expectedSizes: [String: Int64] = [:]
         var leftAlone: Set<String> = []
         for row in rows {
             if busy.contains(row.mapping.volumeId) {
@@ -65,6 +71,7 @@ public struct ExportReconciler: Sendable {
                 report.skipBusy(row.mapping.volumeId, exportName: row.mapping.exportName)
             } else if isOurs(row) {
                 ours.append(try await withByIdPath(row, report: &report))
+                if let size = row.device?.sizeBytes { expectedSizes[row.mapping.exportName] = size }
             } else if row.device == nil {
                 report.note("skipped \(row.mapping.exportName): volume \(row.mapping.volumeId) has no device mapping (detached?); unexport it")
             }
@@ -84,7 +91,25 @@ public struct ExportReconciler: Sendable {
             }
         }
         let present = Dictionary(entries.map { ($0.name, $0.targetPath) }, uniquingKeysWith: { first, _ in first })
-        for mapping in ours where present[mapping.exportName] != mapping.devicePath {
+        var untrusted: Set<String> = []
+        for mapping in ours {
+            do {
+                _ = try resolver.verifiedDevice(byIdPath: mapping.devicePath, volumeId: mapping.volumeId,
+                                                expectedSize: expectedSizes[mapping.exportName])
+            } catch {
+                untrusted.insert(mapping.exportName)
+                if present[mapping.exportName] != nil {
+                    let what = "\(mapping.exportName): \(error.message)"
+                    await report.record(.withdrawn, mapping.exportName, volumeId: mapping.volumeId, done: "withdrew \(what)",
+                                        planned: "would withdraw \(what)", failed: "could not withdraw \(mapping.exportName)") {
+                        try await backend.remove(exportName: mapping.exportName)
+                    }
+                }
+                report.fail(.withdrawn, mapping.exportName, volumeId: mapping.volumeId,
+                            "\(mapping.exportName) is not served until its by-id link leads to the disk the attach verified again: \(error.message)")
+            }
+        }
+        for mapping in ours where present[mapping.exportName] != mapping.devicePath && !untrusted.contains(mapping.exportName) {
             let before = present[mapping.exportName].map { "was → \($0)" } ?? "was missing"
             let what = "\(mapping.exportName) → \(mapping.devicePath)"
             await report.record(.recreated, mapping.exportName, volumeId: mapping.volumeId, done: "recreated \(what) (\(before))",
@@ -148,6 +173,8 @@ public struct ExportChange: Sendable, Equatable {
         case recreated
         /// An active row's kernel-name device path rewritten to the by-id path.
         case rewritten
+        /// An active row's entry whose by-id link no longer leads to the verified disk, withdrawn.
+        case withdrawn
     }
 
     public let kind: Kind
@@ -169,6 +196,8 @@ public struct ExportReconcileReport: Sendable, CustomStringConvertible {
     public var recreated: [String] = []
     /// Active rows whose kernel-name device path was rewritten to the by-id path.
     public var rewritten: [String] = []
+    /// Active rows whose entry was withdrawn: their link no longer leads to the verified disk.
+    public var withdrawn: [String] = []
     /// What could not be done; each line names the export and the cause.
     public var failures: [String] = []
     /// Every change and failure, with its volume.
@@ -221,12 +250,14 @@ public struct ExportReconcileReport: Sendable, CustomStringConvertible {
         case .removed: removed.append(exportName)
         case .recreated: recreated.append(exportName)
         case .rewritten: rewritten.append(exportName)
+        case .withdrawn: withdrawn.append(exportName)
         }
     }
 
     public var description: String {
         (dryRun ? "exports (dry run, nothing changed): " : "exports: ")
-            + "\(removed.count) removed, \(recreated.count) recreated, \(rewritten.count) rewritten to by-id, \(failures.count) failed"
+            + "\(removed.count) removed, \(recreated.count) recreated, \(rewritten.count) rewritten to by-id, "
+            + "\(withdrawn.count) withdrawn, \(failures.count) failed"
     }
 }
 

@@ -128,6 +128,9 @@ public enum ReconcileActionKind: String, Codable, Sendable, CaseIterable {
     case recreateExport = "recreate_export"
     /// An active export row holding a kernel name (`/dev/vdX`): rewritten to the by-id path.
     case rewriteExportPath = "rewrite_export_path"
+    /// An active export whose by-id link no longer leads to the disk the attach verified
+    /// (re-pointed, or a different size): its entry withdrawn until the link is right again.
+    case withdrawExport = "withdraw_export"
 }
 
 public enum ReconcileFindingKind: String, Codable, Sendable, CaseIterable {

@@ -109,6 +109,7 @@ extension ExportChange.Kind {
         case .removed: .removeExport
         case .recreated: .recreateExport
         case .rewritten: .rewriteExportPath
+        case .withdrawn: .withdrawExport
         }
     }
 }
