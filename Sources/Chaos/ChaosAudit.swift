@@ -107,7 +107,8 @@ struct ChaosAudit {
 
     /// Per volume, each counter equals the completed operations that needed that call: one
     /// createVolume per completed create, one attachVolume per completed first attach (a
-    /// repeated attach verifies), one detachVolume per detach, one deleteVolume per delete.
+    /// repeated attach verifies), one detachVolume per detach (not counting those that timed
+    /// out in KVM with the disk held, which took no effect), one deleteVolume per delete.
     /// A side effect on a volume no chain owns is a create repeated behind volumed's back.
     private func checkSideEffects(_ state: SimulatorState, into findings: inout Findings) {
         var owned: Set<String> = []
@@ -121,7 +122,7 @@ struct ChaosAudit {
             for (name, want, got) in [
                 ("createVolume", expected.createVolume, actual.createVolume),
                 ("attachVolume", expected.attachVolume, actual.attachVolume),
-                ("detachVolume", expected.detachVolume, actual.detachVolume),
+                ("detachVolume", expected.detachVolume, actual.detachVolume - actual.detachTimedOut),
                 ("deleteVolume", expected.deleteVolume, actual.deleteVolume),
             ] where want != got {
                 findings.violations.append(
@@ -133,6 +134,7 @@ struct ChaosAudit {
             findings.sideEffects.createVolume += effects.createVolume
             findings.sideEffects.attachVolume += effects.attachVolume
             findings.sideEffects.detachVolume += effects.detachVolume
+            findings.sideEffects.detachTimedOut += effects.detachTimedOut
             findings.sideEffects.deleteVolume += effects.deleteVolume
             if !owned.contains(volumeID) {
                 findings.violations.append(

@@ -73,7 +73,9 @@ public struct ChaosWorld: Sendable {
                 asyncDelay: configuration.asyncDelay, maxDataVolumesPerVM: 1000,
                 faults: SimulatorFaults(failRate: configuration.failRate, stuckRate: configuration.stuckRate,
                                         stuckDelayMs: configuration.stuckJobDelay.wholeMilliseconds,
-                                        replyLostRate: configuration.replyLostRate))
+                                        replyLostRate: configuration.replyLostRate,
+                                        detachTimeoutRate: configuration.detachTimeoutRate,
+                                        detachReleaseMs: configuration.detachReleaseDelay.wholeMilliseconds))
             simulatorConfiguration.additionalAppliances = appliances.dropFirst().map {
                 SimulatorAppliance(vmID: $0.vmID, name: "migration-appliance-\($0.label.lowercased())",
                                    byIDDirectory: $0.byIDDirectory, diskDirectory: $0.diskDirectory)

@@ -29,6 +29,8 @@ actor SimulatedCloud {
     var requestCounts: [String: Int] = [:]
     var faults: SimulatorFaults
     var jobTimers: [String: Task<Void, Never>] = [:]
+    /// Disks a guest has not released after a timed-out detach (SimulatedCloud+DetachTimeouts.swift).
+    var heldDevices: [String: HeldDevice] = [:]
     var nextInternalID = 100
     var nextVMInternalID = 10
 
@@ -137,13 +139,15 @@ actor SimulatedCloud {
         "stopVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
         "startVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
         "destroyVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
+        // RecoverVMCmd (api/.../command/user/vm/RecoverVMCmd.java): sync, `id` required.
+        "recoverVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
         "queryAsyncJobResult": CommandSpec(requiredParameters: ["jobid"]),
     ]
 
     private func run(_ command: String, _ parameters: RequestParameters) throws -> JSONValue {
         switch command {
         case "listZones": return listZones()
-        case "listDiskOfferings": return listDiskOfferings()
+        case "listDiskOfferings": return try listDiskOfferings(parameters)
         case "listVirtualMachines": return try listVirtualMachines(parameters)
         case "listVolumes": return try listVolumes(parameters)
         case "createVolume": return try createVolume(parameters)
@@ -153,6 +157,7 @@ actor SimulatedCloud {
         case "stopVirtualMachine": return try stopVirtualMachine(parameters)
         case "startVirtualMachine": return try startVirtualMachine(parameters)
         case "destroyVirtualMachine": return try destroyVirtualMachine(parameters)
+        case "recoverVirtualMachine": return try recoverVirtualMachine(parameters)
         case "queryAsyncJobResult": return try queryAsyncJobResult(parameters)
         default: throw APIFailure.unknownCommand(command)
         }
@@ -220,7 +225,7 @@ actor SimulatedCloud {
     /// still acting on it, if any.
     func renderVolume(_ volume: SimulatedVolume, listed: Bool = false) -> JSONValue {
         let vm = volume.virtualMachineID.flatMap { id in virtualMachines.first { $0.id == id } }
-        let offering = volume.diskOfferingID == SimulatorConfiguration.customDiskOfferingID ? ResponseRendering.customOfferingName : nil
+        let offering = volume.diskOfferingID.flatMap(Self.diskOffering)?.name
         return ResponseRendering.volume(
             volume, vm: vm, offeringName: offering, pendingJob: listed ? pendingJob(instanceType: "Volume", id: volume.id) : nil)
     }

@@ -23,6 +23,8 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "Fraction of CloudStack async jobs that hang for --stuck-seconds.") var stuckRate = 0.05
     @Option(help: "How long a stuck job hangs before it completes.") var stuckSeconds = 8
     @Option(help: "Fraction of state-changing CloudStack calls that run but whose reply is lost (a proxy's 502).") var replyLostRate = 0.03
+    @Option(help: "Fraction of detaches that time out in KVM (wait.detach.device) with the disk held; it is released 0.5 s later.")
+    var detachTimeoutRate = 0.03
     @Option(help: "The workers' VOLUMED_CLOUDSTACK_JOB_TIMEOUT.") var jobTimeoutSeconds = 3
     @Option(help: "Seed of the first run's plan (the next runs add 1 each); random when not given.") var seed: UInt64?
     @Flag(help: "Keep each run's directory (worker logs, by-id and export folders) even when it passed.") var keepFiles = false
@@ -55,6 +57,7 @@ struct ChaosCommand: AsyncParsableCommand {
             configuration.failRate = failRate
             configuration.stuckRate = stuckRate
             configuration.replyLostRate = replyLostRate
+            configuration.detachTimeoutRate = detachTimeoutRate
             configuration.stuckJobDelay = .seconds(stuckSeconds)
             configuration.jobTimeoutSeconds = jobTimeoutSeconds
             configuration.maxDuration = .seconds(maxSeconds)

@@ -6,10 +6,13 @@ import Worker
 /// `cleanup`: hands a volume back from a test-failover VM to the appliance this worker runs
 /// on (the original daemon's test-failover cleanup).
 ///
-/// Steps, each resumable: stop the test VM (forced when `force`) and wait for `Stopped`;
+/// Steps, each resumable: recover the test VM when someone destroyed it (not yet expunged:
+/// it still holds the volume as ROOT, see `VirtualMachineRecoverer`); stop it (forced when
+/// `force`) and wait for `Stopped`;
 /// detach the volume from it; attach it to the appliance and wait for its by-id link;
 /// destroy (and expunge) the test VM when `delete_vm` and no volume volumed keeps is left on
-/// it; then the `appliance` mapping is written in the transaction that completes the
+/// it, or destroy a recovered one again (without expunging, as it was found) when `delete_vm`
+/// was not asked for; then the `appliance` mapping is written in the transaction that completes the
 /// operation.
 ///
 /// Every run starts from CloudStack's view of the volume, not from the checkpoint alone:
@@ -50,6 +53,9 @@ public struct CleanupHandler: OperationHandler {
         var detach: VolumeDetacher.Progress?
         var attach: VolumeAttacher.Progress?
         var destroy: VirtualMachineDestroyer.Progress?
+        /// recoverVirtualMachine was (or was about to be) sent: the test VM had been destroyed,
+        /// and is destroyed again at the end.
+        var recovered: Bool?
     }
 
     struct Response: Encodable {
@@ -95,6 +101,11 @@ public struct CleanupHandler: OperationHandler {
                     volumeId: volumeId, attachedTo: location, testVmId: testVmId, applianceVmId: appliance)
             }
             if location != nil {
+                if try await VirtualMachineRecoverer(environment: environment).recoverIfDestroyed(
+                    vmId: testVmId, context: context, markRecovering: { try await progress.update { $0.recovered = true } })
+                {
+                    try await progress.update { $0.step = "recovered" }
+                }
                 try await VirtualMachineStopper(environment: environment).stop(
                     vmId: testVmId, volumeId: volumeId, force: force, resume: progress.current.stop, context: context,
                     save: { stop in try await progress.update { $0.stop = stop } })
@@ -115,10 +126,11 @@ public struct CleanupHandler: OperationHandler {
         try await progress.update { $0.step = "attached"; $0.attach = nil }
 
         var destroyed = false
-        if request.deleteVm ?? false {
+        let deleteVm = request.deleteVm ?? false
+        if deleteVm || progress.current.recovered == true {
             try context.checkCancellation()
             destroyed = try await VirtualMachineDestroyer(environment: environment).destroy(
-                vmId: testVmId, resume: progress.current.destroy, context: context,
+                vmId: testVmId, expunge: deleteVm, resume: progress.current.destroy, context: context,
                 save: { destroy in try await progress.update { $0.destroy = destroy } })
             try await progress.update { $0.step = destroyed ? "destroyed" : "kept"; $0.destroy = nil }
         }

@@ -15,9 +15,10 @@ struct VirtualMachineDestroyer: Sendable {
     typealias Progress = JobProgress
 
     /// True when the VM is destroyed (now or before); false when it was kept because volumes
-    /// volumed keeps are still attached to it.
+    /// volumed keeps are still attached to it. `expunge` false leaves it recoverable (a VM
+    /// the cleanup recovered goes back to the state it was found in).
     func destroy(
-        vmId: String, resume: Progress?, context: OperationContext, save: @Sendable (Progress) async throws -> Void
+        vmId: String, expunge: Bool = true, resume: Progress?, context: OperationContext, save: @Sendable (Progress) async throws -> Void
     ) async throws -> Bool {
         if let jobId = resume?.jobId {
             return try await finish(vmId: vmId, jobId: jobId, save: save)
@@ -46,7 +47,7 @@ struct VirtualMachineDestroyer: Sendable {
         try context.checkCancellation()
         context.logger.info("destroying the test VM", metadata: ["vm_id": "\(vmId)"])
         let jobId = try await request.send(Progress(), save: save) {
-            try await environment.cloudStack.destroyVirtualMachine(id: vmId, expunge: true)
+            try await environment.cloudStack.destroyVirtualMachine(id: vmId, expunge: expunge)
         }
         return try await finish(vmId: vmId, jobId: jobId, save: save)
     }

@@ -26,6 +26,7 @@ struct PlannedRepair: Sendable {
 /// | appliance mapping | attached here, no by-id link | reported |
 /// | no mapping | data disk attached to the appliance, link resolves, sizes agree | adopted |
 /// | `volumes` row | volume unknown or destroyed | reported |
+/// | any of the above | volume `Attaching`/`Detaching`, no job pending | reported (see `TransitionalVolumeState`) |
 struct ReconcilePlanner {
     let snapshot: ReconcileSnapshot
     let applianceVMId: String?
@@ -52,6 +53,13 @@ struct ReconcilePlanner {
         }
         for recorded in snapshot.recorded.sorted(by: { $0.volumeId < $1.volumeId }) where !snapshot.busy.contains(recorded.volumeId) {
             checkRecorded(recorded, findings: &findings)
+        }
+        for volumeId in snapshot.volumeIds.subtracting(snapshot.busy).sorted() {
+            if case .found(let volume) = snapshot.cloudStack[volumeId], TransitionalVolumeState.isStuck(volume) {
+                findings.append(ReconcileFinding(
+                    kind: .volumeStuckInTransition, volumeId: volumeId,
+                    message: TransitionalVolumeState.advice(volumeId: volumeId, state: volume.state)))
+            }
         }
         return (repairs, findings)
     }

@@ -151,6 +151,9 @@ public enum ReconcileFindingKind: String, Codable, Sendable, CaseIterable {
     case changedDuringReconcile = "changed_during_reconcile"
     /// A planned repair failed; the message says why.
     case repairFailed = "repair_failed"
+    /// CloudStack shows the volume Attaching or Detaching with no job running on it (left by a
+    /// management-server restart): attaches are refused until an admin resets it.
+    case volumeStuckInTransition = "volume_stuck_in_transition"
 }
 
 /// Another reconcile (the periodic one on some worker, a CLI run or a force-sync) holds the
