@@ -29,7 +29,9 @@ import Testing
             #expect(error.code == "cloudstack_detach_timeout")
             #expect(error.isTransient)
             #expect(await h.attachedVM(volumeId) == h.appliance, "CloudStack still records it attached")
-            #expect(FileManager.default.fileExists(atPath: link), "the guest still holds the disk")
+            #expect(await h.sideEffects(volumeId).detachTimedOut == 1)
+            // (That the link stays while the guest holds the disk is aDiskTheGuestNeverReleases…'s
+            // check; with a release 300 ms later, a slow machine may already be past it here.)
 
             try await eventually(timeout: .seconds(5), "the guest releases the disk") { !FileManager.default.fileExists(atPath: link) }
             #expect(await h.attachedVM(volumeId) == h.appliance)
