@@ -67,8 +67,8 @@ public struct CleanupHandler: OperationHandler {
         var realDevice: String?
         var cloudStackDeviceId: Int?
         var testVmId: String
-        /// Whether the test VM is destroyed (false when `delete_vm` was not asked for, or
-        /// other volumes volumed keeps are still on it).
+        /// Whether the test VM is destroyed (false when `delete_vm` was not asked for and the
+        /// VM was not found destroyed, or other volumes volumed keeps are still on it).
         var testVmDestroyed: Bool
 
         enum CodingKeys: String, CodingKey {
