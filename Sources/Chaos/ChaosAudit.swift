@@ -107,7 +107,8 @@ struct ChaosAudit {
 
     /// Per volume, each counter equals the completed operations that needed that call: one
     /// createVolume per completed create, one attachVolume per completed first attach (a
-    /// repeated attach verifies), one detachVolume per detach, one deleteVolume per delete.
+    /// repeated attach verifies), one detachVolume per detach (not counting those that timed
+    /// out in KVM with the disk held, which took no effect), one deleteVolume per delete.
     /// A side effect on a volume no chain owns is a create repeated behind volumed's back.
     /// An attach or detach whose job CloudStack itself failed without running it (job GC
     /// cancel) did nothing, so the one request after it is not a repeat; a create's volume
@@ -127,7 +128,7 @@ struct ChaosAudit {
             for (name, want, got) in [
                 ("createVolume", expected.createVolume, actual.createVolume),
                 ("attachVolume", expected.attachVolume, actual.attachVolume),
-                ("detachVolume", expected.detachVolume, actual.detachVolume),
+                ("detachVolume", expected.detachVolume, actual.detachVolume - actual.detachTimedOut),
                 ("deleteVolume", expected.deleteVolume, actual.deleteVolume),
             ] where want != got {
                 findings.violations.append(
@@ -139,6 +140,7 @@ struct ChaosAudit {
             findings.sideEffects.createVolume += effects.createVolume
             findings.sideEffects.attachVolume += effects.attachVolume
             findings.sideEffects.detachVolume += effects.detachVolume
+            findings.sideEffects.detachTimedOut += effects.detachTimedOut
             findings.sideEffects.deleteVolume += effects.deleteVolume
             if !owned.contains(volumeID) {
                 findings.violations.append(

@@ -45,6 +45,10 @@ public struct ChaosConfiguration: Sendable {
     /// CloudStack's `job.expire.minutes`, shortened: a job that ended this long ago is deleted,
     /// so a worker that resumes after a kill or a backoff may find its checkpointed job gone.
     public var jobExpiry: Duration? = .seconds(4)
+    /// Fraction of detaches from an appliance that time out in KVM (wait.detach.device) while
+    /// the guest holds the disk; it lets go `detachReleaseDelay` later.
+    public var detachTimeoutRate: Double = 0.03
+    public var detachReleaseDelay: Duration = .milliseconds(500)
     /// How long an ordinary CloudStack async job takes.
     public var asyncDelay: Duration = .milliseconds(300)
     /// The whole run (start, drive, audit) must end within this, or it fails.
@@ -69,8 +73,14 @@ public struct ChaosConfiguration: Sendable {
         }
         guard (5...3600).contains(leaseSeconds) else { throw refuse("the lease must be 5-3600 s (got \(leaseSeconds))") }
         guard jobTimeoutSeconds >= 1 else { throw refuse("the job timeout must be at least 1 s (got \(jobTimeoutSeconds))") }
-        guard (0...1).contains(failRate), (0...1).contains(stuckRate), (0...1).contains(replyLostRate) else {
-            throw refuse("the fail, stuck and reply-lost rates must be between 0 and 1 (got \(failRate), \(stuckRate), \(replyLostRate))")
+        guard (0...1).contains(failRate), (0...1).contains(stuckRate), (0...1).contains(replyLostRate),
+              (0...1).contains(detachTimeoutRate)
+        else {
+            throw refuse("the fail, stuck, reply-lost and detach-timeout rates must be between 0 and 1 (got \(failRate), "
+                + "\(stuckRate), \(replyLostRate), \(detachTimeoutRate))")
+        }
+        guard detachReleaseDelay >= .zero else {
+            throw refuse("the detach release delay must not be negative (got \(detachReleaseDelay))")
         }
         guard lateLinkJitter >= .zero, lateLinkJitter <= .seconds(60) else {
             throw refuse("the late-link jitter must be 0-60 s (got \(lateLinkJitter))")

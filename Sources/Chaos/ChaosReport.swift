@@ -53,7 +53,8 @@ public struct ChaosReport: Sendable {
             lines.append("    \(type.padding(toLength: 9, withPad: " ", startingAt: 0)) \(statuses)")
         }
         lines.append("  CloudStack side effects: createVolume \(sideEffects.createVolume), attachVolume \(sideEffects.attachVolume), "
-                     + "detachVolume \(sideEffects.detachVolume), deleteVolume \(sideEffects.deleteVolume) "
+                     + "detachVolume \(sideEffects.detachVolume) (\(sideEffects.detachTimedOut) timed out in KVM), "
+                     + "deleteVolume \(sideEffects.deleteVolume) "
                      + "(\(apiCalls) API calls, \(jobs) async jobs)")
         lines.append("  end state: \(liveVolumes) volumes, \(attachedVolumes) attached, \(activeExports) exported")
         if violations.isEmpty {

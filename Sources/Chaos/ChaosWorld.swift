@@ -73,6 +73,8 @@ public struct ChaosWorld: Sendable {
             faults.linkDelayJitterMs = configuration.lateLinkJitter.wholeMilliseconds
             faults.jobGCCancelRate = configuration.jobGCCancelRate
             faults.jobExpireSeconds = configuration.jobExpiry.map { max(1, Int($0.secondsValue.rounded(.up))) }
+            faults.detachTimeoutRate = configuration.detachTimeoutRate
+            faults.detachReleaseMs = configuration.detachReleaseDelay.wholeMilliseconds
             var simulatorConfiguration = SimulatorConfiguration(
                 apiKey: apiKey, secretKey: secretKey, applianceVMID: appliances[0].vmID,
                 byIDDirectory: appliances[0].byIDDirectory, diskDirectory: appliances[0].diskDirectory,

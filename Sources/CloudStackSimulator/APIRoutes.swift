@@ -80,6 +80,13 @@ enum ControlRoutes {
                 return json(try await cloud.addVirtualMachine(spec), status: .created)
             }
         }
+        // Leaves a volume in a transitional state: {"state": "Attaching"|"Detaching"|"Ready"|"Allocated"}.
+        router.post("sim/volumes/:id") { request, context in
+            try await withBody(request, failure: "cannot change the volume") { body in
+                let change = try JSONDecoder().decode(SimulatorVolumeState.self, from: body)
+                return json(try await cloud.setVolumeState(id: try context.parameters.require("id"), change))
+            }
+        }
         // Sets one VM's faults: {"sticks_in_stopping": true}.
         router.post("sim/vms/:id") { request, context in
             try await withBody(request, failure: "cannot change the VM") { body in

@@ -116,6 +116,13 @@ public final class CloudStackSimulator: Sendable {
         try await cloud.setVirtualMachineFaults(id: id, faults)
     }
 
+    /// Sets a volume's state as a management-server restart leaves it (`Attaching`,
+    /// `Detaching`) or an admin resets it; `POST /sim/volumes/{id}` does the same.
+    @discardableResult
+    public func setVolumeState(id: String, _ change: SimulatorVolumeState) async throws -> SimulatorState.Volume {
+        try await cloud.setVolumeState(id: id, change)
+    }
+
     /// Where the by-id link of a volume hot-plugged into the appliance appears (on the
     /// appliance's bus, in the case of the volume's UUID).
     public func byIDLinkPath(forVolumeID volumeID: String) -> String? {

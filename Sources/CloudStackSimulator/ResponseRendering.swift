@@ -88,14 +88,15 @@ enum ResponseRendering {
 
     static let customOfferingName = "Custom"
 
-    static func customDiskOffering(created: Date) -> JSONValue {
+    /// DiskOfferingResponse: `disksize` in GB (0 for a customized offering) and `iscustomized`.
+    static func diskOffering(_ offering: SimulatedCloud.DiskOffering, created: Date) -> JSONValue {
         .object([
-            ("id", .string(SimulatorConfiguration.customDiskOfferingID)),
-            ("name", .string(customOfferingName)),
-            ("displaytext", .string("Custom Disk")),
-            ("disksize", .int(0)),
+            ("id", .string(offering.id)),
+            ("name", .string(offering.name)),
+            ("displaytext", .string(offering.displayText)),
+            ("disksize", .int(offering.diskSizeGB)),
             ("created", timestamp(created)),
-            ("iscustomized", .bool(true)),
+            ("iscustomized", .bool(offering.isCustomized)),
             ("storagetype", .string("shared")),
             ("provisioningtype", .string("thin")),
             ("encrypt", .bool(false)),

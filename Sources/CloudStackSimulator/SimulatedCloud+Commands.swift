@@ -8,10 +8,6 @@ extension SimulatedCloud {
         ResponseRendering.list(itemName: "zone", [ResponseRendering.zone()])
     }
 
-    func listDiskOfferings() -> JSONValue {
-        ResponseRendering.list(itemName: "diskoffering", [ResponseRendering.customDiskOffering(created: offeringCreated)])
-    }
-
     /// Each VM with its `state` (and the stop, start or destroy job pending on it, if any);
     /// an expunged VM's id resolves but lists nothing.
     func listVirtualMachines(_ parameters: RequestParameters) throws -> JSONValue {
@@ -46,8 +42,8 @@ extension SimulatedCloud {
 
     /// CreateVolumeCmd is a BaseAsyncCreateCmd: `create()` allocates the volume row
     /// (state `Allocated`) synchronously — so it lists at once — and the job that follows
-    /// completes it. Size checks follow VolumeApiServiceImpl.allocVolume for a customized
-    /// offering (`custom.diskoffering.size.min/max` defaults 1 and 1024 GB).
+    /// completes it. The offering and size checks are VolumeApiServiceImpl.allocVolume's
+    /// (SimulatedCloud+DiskOfferings.swift).
     func createVolume(_ parameters: RequestParameters) throws -> JSONValue {
         let command = "createVolume"
         let zoneID = parameters["zoneid"] ?? ""
@@ -57,21 +53,10 @@ extension SimulatedCloud {
         guard let offeringID = parameters["diskofferingid"], !offeringID.isEmpty else {
             throw APIFailure.invalidParameter("At least one of disk Offering ID or snapshot ID must be passed whilst creating volume")
         }
-        guard offeringID == SimulatorConfiguration.customDiskOfferingID else {
+        guard let offering = Self.diskOffering(offeringID) else {
             throw APIFailure.unknownEntity(command: command, parameter: "diskofferingid", value: offeringID)
         }
-        guard let sizeText = parameters["size"], !sizeText.isEmpty else {
-            throw APIFailure.invalidParameter("This disk offering requires a custom size specified")
-        }
-        guard let sizeGB = Int64(sizeText) else {
-            throw APIFailure(
-                errorCode: APIErrorCode.paramError, csErrorCode: CSErrorCode.serverAPIException,
-                errorText: "Unable to execute API command createvolume due to invalid value \(sizeText) for parameter size"
-            )
-        }
-        guard (1...1024).contains(sizeGB) else {
-            throw APIFailure.invalidParameter("Volume size: \(sizeGB)GB is out of allowed range. Max: 1024 Min:1")
-        }
+        let sizeBytes = try allocatedSizeBytes(offering: offering, sizeText: parameters["size"])
 
         let internalID = nextInternalID
         nextInternalID += 1
@@ -80,8 +65,8 @@ extension SimulatedCloud {
         let volume = SimulatedVolume(
             id: faults.upperCaseVolumeIDs ? uuid.uppercased() : uuid.lowercased(), internalID: internalID,
             name: (parameters["name"].flatMap { $0.isEmpty ? nil : $0 }) ?? "volume-\(internalID)",
-            type: "DATADISK", sizeBytes: sizeGB * Self.bytesPerGB, state: "Allocated",
-            virtualMachineID: nil, deviceID: nil, diskOfferingID: offeringID, created: Date(), attached: nil
+            type: "DATADISK", sizeBytes: sizeBytes, state: "Allocated",
+            virtualMachineID: nil, deviceID: nil, diskOfferingID: offering.id, created: Date(), attached: nil
         )
         volumes.append(volume)
         recordSideEffect(volume.id) { $0.createVolume += 1 }

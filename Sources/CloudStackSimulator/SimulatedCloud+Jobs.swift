@@ -104,7 +104,8 @@ extension SimulatedCloud {
         if volume.virtualMachineID != nil {
             throw JobFailure.invalidParameter("Please specify a volume that is not attached to any VM.")
         }
-        if volume.removed {
+        if volume.removed || !Self.attachableVolumeStates.contains(volume.state) {
+            // VALID_ATTACH_STATES: a volume left Attaching/Detaching (SimulatedCloud+VolumeStates.swift).
             throw JobFailure.invalidParameter("Volume state must be in Allocated, Ready or in Uploaded state")
         }
         guard let vmIndex = vmIndex(vmID), !virtualMachines[vmIndex].removed else {
@@ -170,7 +171,9 @@ extension SimulatedCloud {
     }
 
     /// VolumeApiServiceImpl.detachVolumeFromVM: the volume must be attached, the VM Running,
-    /// Stopped or Destroyed, and a ROOT disk only comes off a stopped (or destroyed) VM.
+    /// Stopped or Destroyed, and a ROOT disk only comes off a Stopped VM:
+    /// validateRootVolumeDetachAttach tests `!(state == Stopped) || (state == Destroyed)`, so a
+    /// Destroyed VM is refused too, whatever its message says (recoverVirtualMachine first).
     /// VolumeDaoImpl.detachVolume turns a ROOT volume back into a DATADISK.
     private func detach(volumeID: String) throws -> JSONValue {
         guard let volumeIndex = volumeIndex(volumeID) else {
@@ -184,9 +187,10 @@ extension SimulatedCloud {
         guard ["Running", "Stopped", "Destroyed"].contains(vm.state) else {
             throw JobFailure.invalidParameter("Please specify a VM that is either running or stopped.")
         }
-        if volume.type == "ROOT" && vm.state != "Stopped" && vm.state != "Destroyed" {
+        if volume.type == "ROOT" && vm.state != "Stopped" {
             throw JobFailure.invalidParameter(Self.rootDetachAttachStateText)
         }
+        try failIfGuestHoldsDisk(volumeIndex)
         try unplugIfAppliance(volumeIndex)
         detachRecord(volumeIndex)
         return renderVolume(volumes[volumeIndex])

@@ -32,6 +32,8 @@ actor SimulatedCloud {
     /// Late by-id link events by volume id (SimulatedCloud+LateLinks.swift).
     var pendingLinkEvents: [String: PendingLinkEvent] = [:]
     var nextLinkEventToken = 0
+    /// Disks a guest has not released after a timed-out detach (SimulatedCloud+DetachTimeouts.swift).
+    var heldDevices: [String: HeldDevice] = [:]
     var nextInternalID = 100
     var nextVMInternalID = 10
 
@@ -147,13 +149,15 @@ actor SimulatedCloud {
         "stopVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
         "startVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
         "destroyVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
+        // RecoverVMCmd (api/.../command/user/vm/RecoverVMCmd.java): sync, `id` required.
+        "recoverVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
         "queryAsyncJobResult": CommandSpec(requiredParameters: ["jobid"]),
     ]
 
     private func run(_ command: String, _ parameters: RequestParameters) throws -> JSONValue {
         switch command {
         case "listZones": return listZones()
-        case "listDiskOfferings": return listDiskOfferings()
+        case "listDiskOfferings": return try listDiskOfferings(parameters)
         case "listVirtualMachines": return try listVirtualMachines(parameters)
         case "listVolumes": return try listVolumes(parameters)
         case "createVolume": return try createVolume(parameters)
@@ -163,6 +167,7 @@ actor SimulatedCloud {
         case "stopVirtualMachine": return try stopVirtualMachine(parameters)
         case "startVirtualMachine": return try startVirtualMachine(parameters)
         case "destroyVirtualMachine": return try destroyVirtualMachine(parameters)
+        case "recoverVirtualMachine": return try recoverVirtualMachine(parameters)
         case "queryAsyncJobResult": return try queryAsyncJobResult(parameters)
         default: throw APIFailure.unknownCommand(command)
         }
@@ -237,7 +242,7 @@ actor SimulatedCloud {
     /// still acting on it, if any.
     func renderVolume(_ volume: SimulatedVolume, listed: Bool = false) -> JSONValue {
         let vm = volume.virtualMachineID.flatMap { id in virtualMachines.first { $0.id == id } }
-        let offering = volume.diskOfferingID == SimulatorConfiguration.customDiskOfferingID ? ResponseRendering.customOfferingName : nil
+        let offering = volume.diskOfferingID.flatMap(Self.diskOffering)?.name
         return ResponseRendering.volume(
             volume, vm: vm, offeringName: offering, pendingJob: listed ? pendingJob(instanceType: "Volume", id: volume.id) : nil)
     }

@@ -1,7 +1,8 @@
 import Foundation
 
 /// Everything a simulator instance starts with. The inventory is fixed so tests and
-/// demos can name things: one zone, one custom-size disk offering, the appliance VM
+/// demos can name things: one zone, a custom-size disk offering (`customDiskOfferingID`) and a
+/// fixed-size one (`fixedDiskOfferingID`, `fixedDiskOfferingSizeGB`), the appliance VM
 /// (`applianceVMID`, Running, with a ROOT disk) and two other VMs:
 ///
 /// | id | name | state | disks |
@@ -14,6 +15,9 @@ public struct SimulatorConfiguration: Sendable {
     public static let zoneID = "1b7c4d9e-2f3a-4b5c-8d6e-7f8091a2b3c4"
     public static let zoneName = "sim-zone-1"
     public static let customDiskOfferingID = "6f5e4d3c-2b1a-4098-8765-43210fedcba9"
+    /// A disk offering whose size is fixed: createVolume refuses a `size` with it.
+    public static let fixedDiskOfferingID = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"
+    public static let fixedDiskOfferingSizeGB: Int64 = 5
     public static let customerVMID = "9a6e2c1d-3b4f-4a5e-8d7c-1f2e3d4c5b6a"
     public static let testFailoverVMID = "4c8b1e2f-6d3a-4f5b-9e7c-0a1b2c3d4e5f"
     public static let defaultApplianceVMID = "2d3e4f50-6172-4839-a4b5-c6d7e8f90a1b"
@@ -125,15 +129,32 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
     /// Which role checker answers an unavailable command: `dynamic` (432, the default one) or
     /// `static` (401 "The given command '…' either does not exist, is not available for user.").
     public var roleChecker: SimulatorRoleChecker = .dynamic
+    /// CloudStack's global settings `custom.diskoffering.size.min` / `.max` (GB, defaults 1 and
+    /// 1024): the sizes createVolume accepts with a customized offering.
+    public var customDiskSizeMinGB: Int = 1
+    public var customDiskSizeMaxGB: Int = 1024
+    /// Fraction (0…1) of detachVolume jobs from an appliance whose guest does not release the
+    /// disk within the KVM agent's `wait.detach.device`: the job fails with 530 "…Could not
+    /// detach volume after sending the command and waiting for [10000] milliseconds…", the
+    /// volume stays attached in CloudStack and its by-id link stays (SimulatedCloud+DetachTimeouts.swift).
+    public var detachTimeoutRate: Double = 0
+    /// How long after such a failed job the guest releases the disk after all (its by-id link
+    /// goes; the next detachVolume then succeeds); nil: the guest never releases it.
+    public var detachReleaseMs: Int?
 
     public init(failRate: Double = 0, errorCode: Int = 530, stuckRate: Double = 0, latencyMs: Int = 0, stuckDelayMs: Int? = nil,
-                replyLostRate: Double = 0) {
+                replyLostRate: Double = 0, customDiskSizeMinGB: Int = 1, customDiskSizeMaxGB: Int = 1024,
+                detachTimeoutRate: Double = 0, detachReleaseMs: Int? = nil) {
         self.failRate = failRate
         self.errorCode = errorCode
         self.stuckRate = stuckRate
         self.latencyMs = latencyMs
         self.stuckDelayMs = stuckDelayMs
         self.replyLostRate = replyLostRate
+        self.customDiskSizeMinGB = customDiskSizeMinGB
+        self.customDiskSizeMaxGB = customDiskSizeMaxGB
+        self.detachTimeoutRate = detachTimeoutRate
+        self.detachReleaseMs = detachReleaseMs
     }
 
     enum CodingKeys: String, CodingKey {
@@ -153,6 +174,10 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         case accountRole = "account_role"
         case unavailableCommands = "unavailable_commands"
         case roleChecker = "role_checker"
+        case customDiskSizeMinGB = "custom_disk_size_min_gb"
+        case customDiskSizeMaxGB = "custom_disk_size_max_gb"
+        case detachTimeoutRate = "detach_timeout_rate"
+        case detachReleaseMs = "detach_release_ms"
     }
 
     /// Partial updates: fields absent from the JSON keep their current value.
@@ -175,6 +200,11 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         if let value = patch.accountRole { copy.accountRole = try SimulatorAccountRole.parse(value, field: "account_role") }
         if let value = patch.unavailableCommands { copy.unavailableCommands = value }
         if let value = patch.roleChecker { copy.roleChecker = try SimulatorRoleChecker.parse(value, field: "role_checker") }
+        if let value = patch.customDiskSizeMinGB { copy.customDiskSizeMinGB = value }
+        if let value = patch.customDiskSizeMaxGB { copy.customDiskSizeMaxGB = value }
+        if let value = patch.detachTimeoutRate { copy.detachTimeoutRate = value }
+        if let value = patch.detachReleaseMs { copy.detachReleaseMs = value }
+        if patch.clearsDetachRelease { copy.detachReleaseMs = nil }
         try copy.validate()
         return copy
     }
@@ -186,7 +216,8 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
     /// Rates are fractions and times are not negative; the message names the field.
     public func validate() throws {
         for (field, rate) in [("fail_rate", failRate), ("stuck_rate", stuckRate), ("reply_lost_rate", replyLostRate),
-                              ("job_gc_cancel_rate", jobGCCancelRate), ("job_restart_cancel_rate", jobRestartCancelRate)]
+                              ("job_gc_cancel_rate", jobGCCancelRate), ("job_restart_cancel_rate", jobRestartCancelRate),
+                              ("detach_timeout_rate", detachTimeoutRate)]
         where !(0...1).contains(rate) {
             throw Invalid(description: "\(field) must be between 0 and 1 (got \(rate))")
         }
@@ -202,6 +233,13 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         }
         if let seconds = jobExpireSeconds, seconds < 1 {
             throw Invalid(description: "job_expire_seconds must be at least 1 (got \(seconds)); leave it out to keep jobs forever")
+        }
+        guard (detachReleaseMs ?? 0) >= 0 else {
+            throw Invalid(description: "detach_release_ms must not be negative (null: the guest never releases the disk)")
+        }
+        guard customDiskSizeMinGB >= 1, customDiskSizeMinGB <= customDiskSizeMaxGB else {
+            throw Invalid(description: "custom_disk_size_min_gb must be at least 1 and at most custom_disk_size_max_gb "
+                + "(got \(customDiskSizeMinGB) and \(customDiskSizeMaxGB))")
         }
     }
 
@@ -222,6 +260,12 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         var accountRole: String?
         var unavailableCommands: [String]?
         var roleChecker: String?
+        var customDiskSizeMinGB: Int?
+        var customDiskSizeMaxGB: Int?
+        var detachTimeoutRate: Double?
+        var detachReleaseMs: Int?
+        /// `"detach_release_ms": null` sets "never" (absent keeps the current value).
+        var clearsDetachRelease = false
         enum CodingKeys: String, CodingKey {
             case failRate = "fail_rate"
             case errorCode = "error_code"
@@ -239,6 +283,37 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
             case accountRole = "account_role"
             case unavailableCommands = "unavailable_commands"
             case roleChecker = "role_checker"
+            case customDiskSizeMinGB = "custom_disk_size_min_gb"
+            case customDiskSizeMaxGB = "custom_disk_size_max_gb"
+            case detachTimeoutRate = "detach_timeout_rate"
+            case detachReleaseMs = "detach_release_ms"
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            failRate = try container.decodeIfPresent(Double.self, forKey: .failRate)
+            errorCode = try container.decodeIfPresent(Int.self, forKey: .errorCode)
+            stuckRate = try container.decodeIfPresent(Double.self, forKey: .stuckRate)
+            latencyMs = try container.decodeIfPresent(Int.self, forKey: .latencyMs)
+            stuckDelayMs = try container.decodeIfPresent(Int.self, forKey: .stuckDelayMs)
+            replyLostRate = try container.decodeIfPresent(Double.self, forKey: .replyLostRate)
+            customDiskSizeMinGB = try container.decodeIfPresent(Int.self, forKey: .customDiskSizeMinGB)
+            customDiskSizeMaxGB = try container.decodeIfPresent(Int.self, forKey: .customDiskSizeMaxGB)
+            detachTimeoutRate = try container.decodeIfPresent(Double.self, forKey: .detachTimeoutRate)
+            detachReleaseMs = try container.decodeIfPresent(Int.self, forKey: .detachReleaseMs)
+            if container.contains(.detachReleaseMs) {
+                clearsDetachRelease = try container.decodeNil(forKey: .detachReleaseMs)
+            }
+            linkCreateDelayMs = try container.decodeIfPresent(Int.self, forKey: .linkCreateDelayMs)
+            linkRemoveDelayMs = try container.decodeIfPresent(Int.self, forKey: .linkRemoveDelayMs)
+            linkDelayJitterMs = try container.decodeIfPresent(Int.self, forKey: .linkDelayJitterMs)
+            upperCaseVolumeIDs = try container.decodeIfPresent(Bool.self, forKey: .upperCaseVolumeIDs)
+            jobGCCancelRate = try container.decodeIfPresent(Double.self, forKey: .jobGCCancelRate)
+            jobRestartCancelRate = try container.decodeIfPresent(Double.self, forKey: .jobRestartCancelRate)
+            jobExpireSeconds = try container.decodeIfPresent(Int.self, forKey: .jobExpireSeconds)
+            accountRole = try container.decodeIfPresent(String.self, forKey: .accountRole)
+            unavailableCommands = try container.decodeIfPresent([String].self, forKey: .unavailableCommands)
+            roleChecker = try container.decodeIfPresent(String.self, forKey: .roleChecker)
         }
     }
 

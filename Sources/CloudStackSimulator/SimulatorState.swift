@@ -53,12 +53,17 @@ public struct SimulatorState: Codable, Sendable, Equatable {
         public var attachVolume: Int = 0
         public var detachVolume: Int = 0
         public var deleteVolume: Int = 0
+        /// Of `detachVolume`, the ones whose job failed because the guest held the disk (a KVM
+        /// detach timeout, `detachTimeoutRate`): accepted, but without effect.
+        public var detachTimedOut: Int = 0
 
-        public init(createVolume: Int = 0, attachVolume: Int = 0, detachVolume: Int = 0, deleteVolume: Int = 0) {
+        public init(createVolume: Int = 0, attachVolume: Int = 0, detachVolume: Int = 0, deleteVolume: Int = 0,
+                    detachTimedOut: Int = 0) {
             self.createVolume = createVolume
             self.attachVolume = attachVolume
             self.detachVolume = detachVolume
             self.deleteVolume = deleteVolume
+            self.detachTimedOut = detachTimedOut
         }
 
         enum CodingKeys: String, CodingKey {
@@ -66,6 +71,7 @@ public struct SimulatorState: Codable, Sendable, Equatable {
             case attachVolume = "attach_volume"
             case detachVolume = "detach_volume"
             case deleteVolume = "delete_volume"
+            case detachTimedOut = "detach_timed_out"
         }
     }
 
@@ -74,17 +80,21 @@ public struct SimulatorState: Codable, Sendable, Equatable {
         public var stopVirtualMachine: Int = 0
         public var startVirtualMachine: Int = 0
         public var destroyVirtualMachine: Int = 0
+        public var recoverVirtualMachine: Int = 0
 
-        public init(stopVirtualMachine: Int = 0, startVirtualMachine: Int = 0, destroyVirtualMachine: Int = 0) {
+        public init(stopVirtualMachine: Int = 0, startVirtualMachine: Int = 0, destroyVirtualMachine: Int = 0,
+                    recoverVirtualMachine: Int = 0) {
             self.stopVirtualMachine = stopVirtualMachine
             self.startVirtualMachine = startVirtualMachine
             self.destroyVirtualMachine = destroyVirtualMachine
+            self.recoverVirtualMachine = recoverVirtualMachine
         }
 
         enum CodingKeys: String, CodingKey {
             case stopVirtualMachine = "stop_virtual_machine"
             case startVirtualMachine = "start_virtual_machine"
             case destroyVirtualMachine = "destroy_virtual_machine"
+            case recoverVirtualMachine = "recover_virtual_machine"
         }
     }
 

@@ -11,9 +11,11 @@ struct CloudStackSim: AsyncParsableCommand {
         discussion: """
             Serves /client/api (GET or POST form, signed like CloudStack), /sim/state, /sim/faults, \
             POST /sim/vms (add a VM: {"name","state","id"?,"root_volume"?,"sticks_in_stopping"?}) and \
-            POST /sim/vms/{id} (set its faults: {"sticks_in_stopping": true}).
+            POST /sim/vms/{id} (set its faults: {"sticks_in_stopping": true}) and POST /sim/volumes/{id} (leave a volume \
+            as a management-server restart does: {"state": "Attaching"|"Detaching"}, or reset it: "Ready"|"Allocated").
             Fixed inventory: zone \(SimulatorConfiguration.zoneID), custom disk offering \
-            \(SimulatorConfiguration.customDiskOfferingID), the appliance VM (--appliance-vm-id, Running), \
+            \(SimulatorConfiguration.customDiskOfferingID), fixed \(SimulatorConfiguration.fixedDiskOfferingSizeGB) GB disk offering \
+            \(SimulatorConfiguration.fixedDiskOfferingID), the appliance VM (--appliance-vm-id, Running), \
             customer-vm-01 \(SimulatorConfiguration.customerVMID) (Running) and test-failover-vm \
             \(SimulatorConfiguration.testFailoverVMID) (Stopped, no root disk).
             """
@@ -70,11 +72,31 @@ struct CloudStackSim: AsyncParsableCommand {
     @Option(name: .customLong("role-checker"),
             help: "How an unavailable command is refused: dynamic (432) or static (401 \"The given command ... is not available for user\").")
     var roleChecker = "dynamic"
+    @Option(name: .customLong("custom-disk-size-min-gb"),
+            help: "CloudStack's custom.diskoffering.size.min: the smallest size (GB) createVolume accepts with a custom offering.")
+    var customDiskSizeMinGB = 1
+    @Option(name: .customLong("custom-disk-size-max-gb"),
+            help: "CloudStack's custom.diskoffering.size.max: the largest size (GB) createVolume accepts with a custom offering.")
+    var customDiskSizeMaxGB = 1024
+    @Option(name: .customLong("detach-timeout-rate"),
+            help: "Fraction (0-1) of detaches from an appliance that fail like KVM's wait.detach.device timeout (530), the disk still held.")
+    var detachTimeoutRate = 0.0
+    @Option(name: .customLong("detach-release-ms"),
+            help: "After such a timeout, the guest releases the disk (its by-id link goes) this many ms later; absent: never.")
+    var detachReleaseMs: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
 
     func validate() throws {
-        guard (0...1).contains(failRate), (0...1).contains(stuckRate), (0...1).contains(replyLostRate) else {
-            throw ValidationError("--fail-rate, --stuck-rate and --reply-lost-rate must be between 0 and 1")
+        guard (0...1).contains(failRate), (0...1).contains(stuckRate), (0...1).contains(replyLostRate),
+              (0...1).contains(detachTimeoutRate)
+        else {
+            throw ValidationError("--fail-rate, --stuck-rate, --reply-lost-rate and --detach-timeout-rate must be between 0 and 1")
+        }
+        guard (detachReleaseMs ?? 0) >= 0 else {
+            throw ValidationError("--detach-release-ms must not be negative (leave it out for a guest that never releases the disk)")
+        }
+        guard customDiskSizeMinGB >= 1, customDiskSizeMinGB <= customDiskSizeMaxGB else {
+            throw ValidationError("--custom-disk-size-min-gb must be at least 1 and at most --custom-disk-size-max-gb")
         }
         do {
             _ = try faults()
@@ -96,7 +118,9 @@ struct CloudStackSim: AsyncParsableCommand {
     /// The faults the flags ask for, checked as `POST /sim/faults` checks them.
     func faults() throws -> SimulatorFaults {
         var faults = SimulatorFaults(failRate: failRate, errorCode: errorCode, stuckRate: stuckRate, latencyMs: latencyMs,
-                                     stuckDelayMs: stuckDelayMs, replyLostRate: replyLostRate)
+                                     stuckDelayMs: stuckDelayMs, replyLostRate: replyLostRate,
+                                     customDiskSizeMinGB: customDiskSizeMinGB, customDiskSizeMaxGB: customDiskSizeMaxGB,
+                                     detachTimeoutRate: detachTimeoutRate, detachReleaseMs: detachReleaseMs)
         faults.jobGCCancelRate = jobGCCancelRate
         faults.jobRestartCancelRate = jobRestartCancelRate
         faults.jobExpireSeconds = jobExpireSeconds

@@ -23,6 +23,8 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "Fraction of CloudStack async jobs that hang for --stuck-seconds.") var stuckRate = 0.05
     @Option(help: "How long a stuck job hangs before it completes.") var stuckSeconds = 8
     @Option(help: "Fraction of state-changing CloudStack calls that run but whose reply is lost (a proxy's 502).") var replyLostRate = 0.03
+    @Option(help: "Fraction of detaches that time out in KVM (wait.detach.device) with the disk held; it is released 0.5 s later.")
+    var detachTimeoutRate = 0.03
     @Option(help: "The workers' VOLUMED_CLOUDSTACK_JOB_TIMEOUT.") var jobTimeoutSeconds = 3
     @Option(help: "Fraction of CloudStack async jobs its job GC cancels (failed without a result, nothing done).")
     var jobGCCancelRate = 0.02
@@ -59,6 +61,7 @@ struct ChaosCommand: AsyncParsableCommand {
             configuration.failRate = failRate
             configuration.stuckRate = stuckRate
             configuration.replyLostRate = replyLostRate
+            configuration.detachTimeoutRate = detachTimeoutRate
             configuration.stuckJobDelay = .seconds(stuckSeconds)
             configuration.jobTimeoutSeconds = jobTimeoutSeconds
             configuration.jobGCCancelRate = jobGCCancelRate

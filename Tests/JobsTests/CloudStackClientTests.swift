@@ -13,8 +13,8 @@ struct CloudStackClientTests {
             let zones = try await harness.client.listZones()
             #expect(zones.map(\.id) == [SimulatorConfiguration.zoneID])
             let offerings = try await harness.client.listDiskOfferings()
-            #expect(offerings.map(\.id) == [SimulatorConfiguration.customDiskOfferingID])
-            #expect(offerings.first?.iscustomized == true)
+            #expect(offerings.map(\.id) == [SimulatorConfiguration.customDiskOfferingID, SimulatorConfiguration.fixedDiskOfferingID])
+            #expect(offerings.map(\.iscustomized) == [true, false])
         }
     }
 

@@ -37,8 +37,9 @@ public final class CloudStackClient: Sendable {
         try await list("listZones", [], as: CloudStackZone.self)
     }
 
-    public func listDiskOfferings() async throws -> [CloudStackDiskOffering] {
-        try await list("listDiskOfferings", [], as: CloudStackDiskOffering.self)
+    /// Every offering, or the one `id` names (an unknown id: 431, `cloudstack_not_found`).
+    public func listDiskOfferings(id: String? = nil) async throws -> [CloudStackDiskOffering] {
+        try await list("listDiskOfferings", id.map { [("id", $0)] } ?? [], as: CloudStackDiskOffering.self)
     }
 
     /// `listall=true` so an admin key sees VMs of every account, not only its own.
@@ -74,14 +75,13 @@ public final class CloudStackClient: Sendable {
     // MARK: Async commands (start only)
 
     /// Starts creating a data volume of `sizeGB` GiB (CloudStack's `size` is in GB and it
-    /// multiplies by 1024³). The volume exists, `Allocated`, as soon as this returns.
-    public func createVolume(name: String, zoneId: String, diskOfferingId: String, sizeGB: Int) async throws -> (volumeId: String, jobId: String) {
-        let body = try await call(
-            "createVolume",
-            [("name", name), ("zoneid", zoneId), ("diskofferingid", diskOfferingId), ("size", String(sizeGB))],
-            method: .post,
-            as: AsyncCreateBody.self
-        )
+    /// multiplies by 1024³). The volume exists, `Allocated`, as soon as this returns. `sizeGB`
+    /// nil sends no `size`: what a fixed-size offering needs (CloudStack refuses a `size` with
+    /// it, and requires one with a customized offering).
+    public func createVolume(name: String, zoneId: String, diskOfferingId: String, sizeGB: Int?) async throws -> (volumeId: String, jobId: String) {
+        var parameters: [(name: String, value: String)] = [("name", name), ("zoneid", zoneId), ("diskofferingid", diskOfferingId)]
+        if let sizeGB { parameters.append(("size", String(sizeGB))) }
+        let body = try await call("createVolume", parameters, method: .post, as: AsyncCreateBody.self)
         return (body.id, body.jobid)
     }
 
@@ -118,6 +118,12 @@ public final class CloudStackClient: Sendable {
         var parameters: [(name: String, value: String)] = [("id", id)]
         if expunge { parameters.append(("expunge", "true")) }
         return try await call("destroyVirtualMachine", parameters, method: .post, as: AsyncJobStartBody.self).jobid
+    }
+
+    /// Recovers a Destroyed (not yet expunged) VM to Stopped, synchronously (RecoverVMCmd),
+    /// and returns it. CloudStack refuses any other state with 431.
+    public func recoverVirtualMachine(id: String) async throws -> CloudStackVirtualMachine {
+        try await call("recoverVirtualMachine", [("id", id)], method: .post, as: RecoveredVirtualMachineBody.self).virtualmachine
     }
 
     // MARK: Async jobs

@@ -17,11 +17,13 @@
 /// | 431 "…not attached to any VM." (attach/delete of an attached volume) | `cloudstack_volume_in_use` | no |
 /// | 431 "The specified volume is not attached to a VM." | `cloudstack_volume_not_attached` | no |
 /// | 431 "…maximum number of data disks…"    | `cloudstack_vm_disk_limit`          | no  |
+/// | 431 "Volume state must be in Allocated, Ready or in Uploaded state" (a volume left Attaching/Detaching, or destroyed) | `cloudstack_volume_state_invalid` | no |
 /// | 431 "Root volume detach can happen only when vm is in states: Stopped or Destroyed" | `cloudstack_vm_not_stopped` | no |
 /// | 431 "unable to find a virtual machine with id …" (an expunged VM) | `cloudstack_not_found` | no |
 /// | 432 UNSUPPORTED_ACTION_ERROR (e.g. "The API [...] does not exist or is not available for the account …") | `cloudstack_unsupported_command` | no |
 /// | 530 INTERNAL_ERROR                      | `cloudstack_internal_error`         | yes: usually an agent/hypervisor hiccup |
 /// | 530 "Parameter expunge can be passed by Admin only…" (UserVmManagerImpl.destroyVm) | `cloudstack_expunge_not_permitted` | no: the caller destroys without expunge |
+/// | 530 "…Could not detach volume after sending the command and waiting for [N] milliseconds…" (KVM's wait.detach.device) | `cloudstack_detach_timeout` | yes: the guest may release the disk later |
 /// | 530 whose text is a parameter complaint (e.g. "deviceId should be 1,2,4-7", "deviceId 4 is used by VM") | `cloudstack_parameter_error` | no: VolumeApiServiceImpl throws plain RuntimeExceptions for these, which surface as 530 |
 /// | 531 ACCOUNT_ERROR (permission denied)    | `cloudstack_permission_denied`      | no  |
 /// | 532 ACCOUNT_RESOURCE_LIMIT_ERROR        | `cloudstack_resource_limit`         | no  (an operator must raise the limit) |
@@ -217,6 +219,14 @@ extension CloudStackError {
             if text.contains("not attached to a vm") {
                 return ("cloudstack_volume_not_attached", false, "the volume is already detached")
             }
+            if text.contains("volume state must be in allocated, ready or in uploaded state") {
+                // VolumeApiServiceImpl.getAndCheckVolumeInfo: the volume is Attaching/Detaching
+                // (left so by a management-server restart) or being destroyed.
+                return ("cloudstack_volume_state_invalid", false,
+                        "the volume is in a state CloudStack does not attach from (see its state in listVolumes); a volume left "
+                            + "Attaching or Detaching with no job running needs a CloudStack admin to reset it "
+                            + "(updateVolume state=Ready) before the operation is enqueued again")
+            }
             if text.contains("maximum number of data disks") {
                 return ("cloudstack_vm_disk_limit", false, "detach a data disk from that VM or use another VM")
             }
@@ -230,6 +240,13 @@ extension CloudStackError {
             if text.contains("parameter expunge can be passed by admin only") {
                 return ("cloudstack_expunge_not_permitted", false,
                         "the API key's account may not expunge VMs (not an admin, and allow.user.expunge.recover.vm is off)")
+            }
+            if text.contains("could not detach volume after sending the command") {
+                // KVMStorageProcessor.attachOrDetachDevice: the guest did not release the disk
+                // within wait.detach.device; CloudStack still records the volume attached.
+                return ("cloudstack_detach_timeout", true,
+                        "the VM's guest did not release the disk within the KVM agent's wait.detach.device; the volume is still "
+                            + "attached in CloudStack and the detach will be retried")
             }
             if looksLikeParameterComplaint(text) {
                 return ("cloudstack_parameter_error", false, "fix the request parameters")

@@ -43,6 +43,11 @@ struct AsyncJobStartBody: Decodable {
     var jobid: String
 }
 
+/// `recoverVirtualMachine` (sync): `{"virtualmachine":{…}}`.
+struct RecoveredVirtualMachineBody: Decodable {
+    var virtualmachine: CloudStackVirtualMachine
+}
+
 /// `deleteVolume`: `success` is `true`, or `"true"` on older servers.
 struct SuccessBody: Decodable {
     var success: Bool

@@ -6,10 +6,13 @@ import Worker
 /// `cleanup`: hands a volume back from a test-failover VM to the appliance this worker runs
 /// on (the original daemon's test-failover cleanup).
 ///
-/// Steps, each resumable: stop the test VM (forced when `force`) and wait for `Stopped`;
+/// Steps, each resumable: recover the test VM when someone destroyed it (not yet expunged:
+/// it still holds the volume as ROOT, see `VirtualMachineRecoverer`); stop it (forced when
+/// `force`) and wait for `Stopped`;
 /// detach the volume from it; attach it to the appliance and wait for its by-id link;
 /// destroy (and expunge) the test VM when `delete_vm` and no volume volumed keeps is left on
-/// it; then the `appliance` mapping is written in the transaction that completes the
+/// it, or destroy a recovered one again (without expunging, as it was found) when `delete_vm`
+/// was not asked for; then the `appliance` mapping is written in the transaction that completes the
 /// operation.
 ///
 /// Every run starts from CloudStack's view of the volume, not from the checkpoint alone:
@@ -50,6 +53,9 @@ public struct CleanupHandler: OperationHandler {
         var detach: VolumeDetacher.Progress?
         var attach: VolumeAttacher.Progress?
         var destroy: VirtualMachineDestroyer.Progress?
+        /// recoverVirtualMachine was (or was about to be) sent: the test VM had been destroyed,
+        /// and is destroyed again at the end.
+        var recovered: Bool?
     }
 
     struct Response: Encodable {
@@ -61,8 +67,8 @@ public struct CleanupHandler: OperationHandler {
         var realDevice: String?
         var cloudStackDeviceId: Int?
         var testVmId: String
-        /// Whether the test VM is destroyed (false when `delete_vm` was not asked for, or
-        /// other volumes volumed keeps are still on it).
+        /// Whether the test VM is destroyed (false when `delete_vm` was not asked for and the
+        /// VM was not found destroyed, or other volumes volumed keeps are still on it).
         var testVmDestroyed: Bool
         /// With `delete_vm`: whether it was expunged too. False when CloudStack refused the
         /// expunge to this API key (the VM is `Destroyed`, recoverable until `expunge.delay`).
@@ -99,6 +105,11 @@ public struct CleanupHandler: OperationHandler {
                     volumeId: volumeId, attachedTo: location, testVmId: testVmId, applianceVmId: appliance)
             }
             if location != nil {
+                if try await VirtualMachineRecoverer(environment: environment).recoverIfDestroyed(
+                    vmId: testVmId, context: context, markRecovering: { try await progress.update { $0.recovered = true } })
+                {
+                    try await progress.update { $0.step = "recovered" }
+                }
                 try await VirtualMachineStopper(environment: environment).stop(
                     vmId: testVmId, volumeId: volumeId, force: force, resume: progress.current.stop, context: context,
                     save: { stop in try await progress.update { $0.stop = stop } })
@@ -119,10 +130,13 @@ public struct CleanupHandler: OperationHandler {
         try await progress.update { $0.step = "attached"; $0.attach = nil }
 
         var destroyed: VirtualMachineDestroyer.Outcome?
-        if request.deleteVm ?? false {
+        let deleteVm = request.deleteVm ?? false
+        // A VM found destroyed was recovered to take the volume off: it is destroyed again, and
+        // expunged only when asked (delete_vm).
+        if deleteVm || progress.current.recovered == true {
             try context.checkCancellation()
             let outcome = try await VirtualMachineDestroyer(environment: environment).destroy(
-                vmId: testVmId, resume: progress.current.destroy, context: context,
+                vmId: testVmId, expunge: deleteVm, resume: progress.current.destroy, context: context,
                 save: { destroy in try await progress.update { $0.destroy = destroy } })
             destroyed = outcome
             try await progress.update { $0.step = outcome.destroyed ? "destroyed" : "kept"; $0.destroy = nil }

@@ -140,16 +140,44 @@ public struct CreateHandler: OperationHandler {
     /// CloudStack itself refused the request (it then created nothing); after no reply or an
     /// unreadable one the mark stays, and the retry looks for the volume before creating.
     private func requestVolume(_ request: Request, context: OperationContext) async throws -> (volumeId: String, jobId: String) {
+        let size = try await sizeParameter(for: request)
         try context.checkCancellation()
         try await context.saveCheckpoint(Checkpoint(requestUnanswered: true))
         do {
             let (volumeId, jobId) = try await environment.cloudStack.createVolume(
-                name: request.name, zoneId: request.zoneId, diskOfferingId: request.diskOfferingId, sizeGB: request.sizeGB)
+                name: request.name, zoneId: request.zoneId, diskOfferingId: request.diskOfferingId, sizeGB: size)
             return (volumeId, jobId)
         } catch let error as CloudStackError where error.provesRequestRefused {
             try await context.saveCheckpoint(Checkpoint())
             throw error
         }
+    }
+
+    /// createVolume's `size` for the request's offering: the size in GB for a customized
+    /// offering; nil (no `size` sent) for a fixed one, whose size must be the request's.
+    /// CloudStack refuses a `size` with a fixed offering ("This disk offering does not allow
+    /// custom size", VolumeApiServiceImpl.allocVolume) and would otherwise make a volume of
+    /// the offering's size, whatever the caller asked for.
+    private func sizeParameter(for request: Request) async throws -> Int? {
+        guard let offering = try await environment.cloudStack.listDiskOfferings(id: request.diskOfferingId).first else {
+            throw VolumeOperationFailure(
+                code: "cloudstack_not_found",
+                message: "disk offering \(request.diskOfferingId) is not listed by CloudStack; check the request's disk_offering_id",
+                isTransient: false)
+        }
+        // An offering without `iscustomized` (older servers) is custom when it has no size.
+        let isCustomized = offering.iscustomized ?? ((offering.disksize ?? 0) == 0)
+        if isCustomized {
+            return request.sizeGB
+        }
+        let fixedGB = offering.disksize ?? 0
+        guard Int64(request.sizeGB) == fixedGB else {
+            throw QueueFailure.invalidRequest(
+                "field 'size' asks for \(request.size) bytes (\(request.sizeGB) GB), but disk offering \(offering.id) "
+                    + "(\(quotedForMessage(offering.name))) has a fixed size of \(fixedGB) GB (\(fixedGB * Self.bytesPerGiB) bytes); "
+                    + "pass \"size\": \(fixedGB * Self.bytesPerGiB) or choose a disk offering with a custom size")
+        }
+        return nil
     }
 
     /// Waits for the create job (when there is one) and returns the volume as CloudStack

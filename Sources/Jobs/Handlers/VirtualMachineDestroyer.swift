@@ -48,11 +48,13 @@ struct VirtualMachineDestroyer: Sendable {
     /// A key that may not expunge (UserVmManagerImpl.destroyVm: not an admin and
     /// `allow.user.expunge.recover.vm` off) gets the async 530 "Parameter expunge can be passed by
     /// Admin only…" before anything happened to the VM; the VM is then destroyed without
-    /// expunge, and the outcome says so.
+    /// expunge, and the outcome says so. `expunge` false leaves it recoverable on purpose (a VM
+    /// the cleanup recovered goes back to the state it was found in).
     func destroy(
-        vmId: String, resume: Progress?, context: OperationContext, save: @Sendable (Progress) async throws -> Void
+        vmId: String, expunge requested: Bool = true, resume: Progress?, context: OperationContext,
+        save: @Sendable (Progress) async throws -> Void
     ) async throws -> Outcome {
-        let expunge = resume?.expungeRefused != true
+        let expunge = requested && resume?.expungeRefused != true
         if let jobId = resume?.jobId {
             return try await finish(vmId: vmId, jobId: jobId, expunge: expunge, context: context, save: save)
         }
@@ -79,7 +81,7 @@ struct VirtualMachineDestroyer: Sendable {
         }
         try context.checkCancellation()
         context.logger.info("destroying the test VM", metadata: ["vm_id": "\(vmId)", "expunge": "\(expunge)"])
-        let jobId = try await request.send(Progress(expungeRefused: expunge ? nil : true), save: save) {
+        let jobId = try await request.send(Progress(expungeRefused: resume?.expungeRefused), save: save) {
             try await environment.cloudStack.destroyVirtualMachine(id: vmId, expunge: expunge)
         }
         return try await finish(vmId: vmId, jobId: jobId, expunge: expunge, context: context, save: save)
@@ -102,7 +104,7 @@ struct VirtualMachineDestroyer: Sendable {
             context.logger.notice("CloudStack refused to expunge the test VM for this API key; destroying it without expunge",
                                   metadata: ["vm_id": "\(vmId)"])
             try await save(Progress(expungeRefused: true))
-            return try await destroy(vmId: vmId, resume: Progress(expungeRefused: true), context: context, save: save)
+            return try await destroy(vmId: vmId, expunge: false, resume: Progress(expungeRefused: true), context: context, save: save)
         }
         try await save(Progress(requestUnanswered: error.leavesOutcomeUnknown ? true : nil, expungeRefused: expunge ? nil : true))
         throw error

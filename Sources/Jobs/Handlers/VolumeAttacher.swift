@@ -16,6 +16,8 @@ struct VolumeAttacher: Sendable {
     ///
     /// - Already attached to that VM: verified, not repeated.
     /// - Attached elsewhere: a permanent error naming the VM.
+    /// - `Attaching`/`Detaching` (see `TransitionalVolumeState`): nothing is sent; permanent
+    ///   `volume_stuck_in_transition` when no job runs on it, else transient.
     /// - Else attachVolume, sent through `AsyncJobRequest`: its job id goes to `save` before
     ///   waiting, and a resume with that progress waits on the same job instead of attaching
     ///   twice; a resume after an unanswered attachVolume adopts the job CloudStack lists on
@@ -45,6 +47,10 @@ struct VolumeAttacher: Sendable {
             }
             context.logger.debug("volume already attached to the VM; verifying", metadata: ["vm_id": "\(vmId)"])
             return current
+        }
+        if TransitionalVolumeState.states.contains(current.state) {
+            // CloudStack would refuse the attach (431); say why, and what fixes it.
+            throw VolumeOperationFailure.volumeInTransition(current)
         }
         if deviceId == 0 {
             try await requireStoppedForRoot(volumeId: volumeId, vmId: vmId)

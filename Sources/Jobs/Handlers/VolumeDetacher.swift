@@ -80,20 +80,56 @@ struct VolumeDetacher: Sendable {
     /// is off `vmId` anyway, else forgotten (the retry detaches anew; after a job whose outcome is
     /// unknown the unanswered mark stays, so the retry looks first). Off the appliance, the
     /// by-id link must be gone before the detach counts as done.
+    ///
+    /// A KVM detach timeout (`cloudstack_detach_timeout`: the guest did not let go of the disk
+    /// within the agent's wait.detach.device, and CloudStack still records the volume
+    /// attached) from the appliance is judged by the by-id link: once it goes within
+    /// `deviceWaitTimeout`, the guest released the disk, and one more detachVolume records it
+    /// (KVM then finds no disk and reports success); a link still there fails the attempt with
+    /// `detach_device_held`, transient, so the retry asks again.
     private func finish(
         volumeId: String, vmId: String, jobId: String, context: OperationContext,
-        save: @Sendable (Progress) async throws -> Void
+        save: @Sendable (Progress) async throws -> Void, afterRelease: Bool = false
     ) async throws {
         if case .ended(let error) = try await environment.waitForJob(jobId) {
             let now = try await environment.cloudStack.volume(id: volumeId)
             if now?.virtualmachineid?.lowercased() == vmId.lowercased() {
-                try await save(error.leavesOutcomeUnknown ? Progress(vmId: vmId, requestUnanswered: true) : Progress())
-                throw error
+                if error.leavesOutcomeUnknown {
+                    // The job ended without a verdict (GC-cancelled, a restart, purged): keep the
+                    // unanswered mark so the retry looks at the volume before it sends again.
+                    try await save(Progress(vmId: vmId, requestUnanswered: true))
+                    throw error
+                }
+                try await save(Progress())
+                guard error.code == "cloudstack_detach_timeout", environment.isAppliance(vmId) else { throw error }
+                guard !afterRelease, try await guestReleases(volumeId: volumeId, context: context) else {
+                    throw VolumeOperationFailure.detachDeviceHeld(
+                        volumeId: volumeId, vmId: vmId, waited: environment.deviceWaitTimeout, cloudStackError: error)
+                }
+                context.logger.notice("the guest released the disk after CloudStack's detach timed out; detaching again to record it",
+                                      metadata: ["vm_id": "\(vmId)", "job_id": "\(jobId)"])
+                let request = AsyncJobRequest(environment: environment, command: "detachVolume")
+                let again = try await request.send(Progress(vmId: vmId), save: save) {
+                    try await environment.cloudStack.detachVolume(id: volumeId)
+                }
+                try await finish(volumeId: volumeId, vmId: vmId, jobId: again, context: context, save: save, afterRelease: true)
+                return
             }
             context.logger.notice("detach job failed but the volume is off the VM; accepting",
                                   metadata: ["vm_id": "\(vmId)", "error": "\(error.code)"])
         }
         try await awaitUnplugged(volumeId: volumeId, from: vmId)
+    }
+
+    /// After a detach timeout: whether the by-id link goes within `deviceWaitTimeout`.
+    private func guestReleases(volumeId: String, context: OperationContext) async throws -> Bool {
+        do {
+            try await environment.resolver.waitForRemoval(volumeId: volumeId, timeout: environment.deviceWaitTimeout)
+            return true
+        } catch let error as DeviceError where error.kind == .deviceRemovalTimeout {
+            context.logger.notice("the guest still holds the disk after CloudStack's detach timed out", metadata: ["error": "\(error)"])
+            return false
+        }
     }
 
     /// Off the appliance, the detach counts once the by-id link is gone.

@@ -111,6 +111,18 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             isTransient: false)
     }
 
+    /// CloudStack's detach timed out (KVM's wait.detach.device) and the disk's by-id link is
+    /// still on the appliance after `waited` more: something in the guest holds the device.
+    static func detachDeviceHeld(volumeId: String, vmId: String, waited: Duration, cloudStackError: CloudStackError) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "detach_device_held",
+            message: "detaching volume \(volumeId) from appliance \(vmId) timed out in CloudStack (\(cloudStackError.errorText ?? cloudStackError.message)) "
+                + "and its by-id link was still present \(secondsText(waited)) later: the appliance still holds the disk. "
+                + "The detach is retried; if it keeps failing, release the device on the appliance (unmount it, deactivate LVM "
+                + "volume groups on it, stop processes that have it open) and enqueue the detach again",
+            isTransient: true)
+    }
+
     static func cleanupNeedsAppliance(volumeId: String) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "appliance_required",

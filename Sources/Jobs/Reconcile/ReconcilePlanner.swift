@@ -26,6 +26,7 @@ struct PlannedRepair: Sendable {
 /// | appliance mapping | attached here, no by-id link | reported |
 /// | no mapping | data disk attached to the appliance, link resolves, sizes agree | adopted |
 /// | `volumes` row | volume unknown or destroyed | reported |
+/// | any of the above | volume `Attaching`/`Detaching`, no job pending | reported (see `TransitionalVolumeState`) |
 struct ReconcilePlanner {
     let snapshot: ReconcileSnapshot
     let applianceVMId: String?
@@ -59,6 +60,13 @@ struct ReconcilePlanner {
                 message: "CloudStack volume \(volume.id) is named \(quotedForMessage(volume.name)) like a create operation that failed, "
                     + "but no operation and no volumes row owns it: a createVolume whose reply was lost may have made it; "
                     + "delete it in CloudStack if nobody uses it, or attach it to record it"))
+        }
+        for volumeId in snapshot.volumeIds.subtracting(snapshot.busy).sorted() {
+            if case .found(let volume) = snapshot.cloudStack[volumeId], TransitionalVolumeState.isStuck(volume) {
+                findings.append(ReconcileFinding(
+                    kind: .volumeStuckInTransition, volumeId: volumeId,
+                    message: TransitionalVolumeState.advice(volumeId: volumeId, state: volume.state)))
+            }
         }
         return (repairs, findings)
     }

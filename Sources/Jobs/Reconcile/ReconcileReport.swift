@@ -157,6 +157,9 @@ public enum ReconcileFindingKind: String, Codable, Sendable, CaseIterable {
     /// A CloudStack volume named like a failed create, owned by no operation and no
     /// `volumes` row: possibly left by a createVolume whose reply was lost.
     case untrackedVolume = "untracked_volume"
+    /// CloudStack shows the volume Attaching or Detaching with no job running on it (left by a
+    /// management-server restart): attaches are refused until an admin resets it.
+    case volumeStuckInTransition = "volume_stuck_in_transition"
 }
 
 /// Another reconcile (the periodic one on some worker, a CLI run or a force-sync) holds the
