@@ -26,6 +26,9 @@ public struct APIDependencies: Sendable {
     /// Prometheus text for `GET /metrics`.
     public var registry: PrometheusCollectorRegistry
     public var logger: Logger
+    /// Where the web console LISTENs for changes (a session connection of its own); nil: the
+    /// console's live updates rely on its 1 s poll alone.
+    public var listenDatabase: DatabaseURL?
 
     public typealias ForceSync = @Sendable () async throws -> any Encodable & Sendable
 
