@@ -148,7 +148,7 @@ struct ConsoleBrowserTests {
             }
             // A failure with its advice, work waiting on CloudStack (jobs that hang), and pending work.
             await world.simulator.setFaults(SimulatorFaults(stuckRate: 1))
-            try await world.db.query("SELECT volume_operation_enqueue('attach', '0badc0de-0000-4000-8000-000000000001', '\(world.appliance)', '{}')")
+            try await world.db.query("SELECT volume_operation_enqueue('attach', '\(volumes[1])', '\(SimulatorConfiguration.customerVMID)', '{\"device_id\": 3}')")
             for index in 0..<2 {
                 try await world.db.query("SELECT volume_operation_enqueue('create', NULL, NULL, '\(createBody(name: "busy-\(index)"))'::jsonb)")
             }
@@ -156,11 +156,15 @@ struct ConsoleBrowserTests {
                 INSERT INTO volume_operations (type, volume_id, request, run_after)
                 VALUES ('delete', '\(volumes[0])', '{"force": true}', now() + interval '10 minutes')
                 """)
+            let firstVolume = volumes[0]
             try await HeadlessChromium.withPage(world.baseURL + "/", width: 1280, height: 900) { page in
                 try await page.waitFor("two creates waiting on CloudStack",
                                        "document.querySelectorAll('#executing td.step').length === 2 && Array.from(document.querySelectorAll('#executing td.step')).every(cell => cell.textContent.includes('CloudStack job'))")
                 try await page.waitFor("the failure with advice", "document.querySelector('#failures .advice')")
-                #expect(try await page.text("document.querySelector('#failures .code').textContent") == "volume_not_found")
+                #expect(try await page.text("document.querySelector('#failures .code').textContent") == "invalid_request")
+                #expect(try await page.text("document.querySelector('#failures .advice').textContent") == "Fix the field the error names and enqueue a new operation.")
+                let cancel = try await page.text("document.querySelector('#pending button[data-cancel]').dataset.what")
+                #expect(cancel == "delete of volume \(firstVolume)")
                 #expect(try await page.evaluate("return document.querySelectorAll('#queue svg.chart rect').length > 0;") == "true")
                 #expect(try await page.evaluate("return document.querySelectorAll('#appliances .export').length;") == "2")
                 let png = try await page.screenshot()

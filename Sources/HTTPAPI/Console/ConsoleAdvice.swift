@@ -29,6 +29,7 @@ enum ConsoleAdvice {
         "vm_not_stopped": "A root disk attaches only to a Stopped VM: stop the VM in CloudStack, then enqueue again.",
         "test_vm_stop_timeout": "The test VM did not stop: enqueue the cleanup again with \"force\": true.",
         "volume_not_found": "CloudStack does not know the volume: check the id (and whether it was deleted outside volumed).",
+        "cloudstack_not_found": "CloudStack does not know an id the operation names (volume, VM, zone or offering): check them; it may have been deleted outside volumed.",
         "vm_not_found": "CloudStack does not know the VM: check the vm_id.",
         "appliance_required": "Only a worker with VOLUMED_APPLIANCE_VM_ID set for that appliance can run this: start one there.",
         "export_conflict": "Another export holds that name or disk unit: look at GET /api/v1/exports and unexport the stale one.",

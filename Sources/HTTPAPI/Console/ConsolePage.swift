@@ -221,7 +221,7 @@ enum ConsolePage {
     static func cancelButton(_ record: OperationRecord) -> String {
         guard !record.status.isTerminal else { return "" }
         if record.cancelRequestedAt != nil { return #"<span class="warn">cancel requested</span>"# }
-        return #"<button class="cancel" data-cancel="\#(id(record.id))" data-what="\#(HTMLText.escape(record.type)) \#(short(record.volumeId))">Cancel</button>"#
+        return #"<button class="cancel" data-cancel="\#(id(record.id))" data-what="\#(HTMLText.escape(record.type + (record.volumeId.map { " of volume " + $0 } ?? "")))">Cancel</button>"#
     }
 
     static func badge(_ status: String) -> String {

@@ -48,7 +48,7 @@ enum SVGChart {
             }
             svg += "</g>"
         }
-        svg += #"<text class="peak" x="\#(HTMLText.number(width - 2))" y="10" text-anchor="end">peak \#(busiest)</text>"#
+        svg += #"<text class="peak" x="2" y="10">peak \#(busiest)</text>"#
         return svg + axis(height: height) + "</svg>"
     }
 
