@@ -1,4 +1,6 @@
 import CloudStackSimulator
+import AsyncHTTPClient
+import DevServices
 import Foundation
 import TestSupport
 import Testing
@@ -173,6 +175,44 @@ struct ConsoleBrowserTests {
                     try png.write(to: URL(fileURLWithPath: path))
                 }
             }
+        }
+    }
+
+    /// The real `volumed serve` process: SIGTERM with a console open still stops it at once
+    /// (the event stream ends with the graceful shutdown), and the page says it lost the
+    /// connection instead of showing stale data as live.
+    @Test func anOpenConsoleDoesNotHoldUpShutdownAndShowsTheConnectionLost() async throws {
+        try await withDatabase { db in
+            let scratch = try Scratch()
+            defer { scratch.remove() }
+            let simulator = try await scratch.startSimulator()
+            let nbdkit = try await NbdkitServer.start(exportDirectory: scratch.exports.path)
+            let port = try NbdkitServer.freeLoopbackPort()
+            let log = scratch.root.appendingPathComponent("serve.log").path
+            let serve = try ChildProcess(
+                executable: URL(fileURLWithPath: ServeProcessTests.volumed), arguments: ["serve"], outputPath: log,
+                environment: [
+                    "DATABASE_URL": db.urlText, "CLOUDSTACK_API_URL": simulator.apiURL,
+                    "CLOUDSTACK_API_KEY": APIWorld.apiKey, "CLOUDSTACK_SECRET_KEY": APIWorld.secretKey,
+                    "VOLUMED_APPLIANCE_VM_ID": simulator.configuration.applianceVMID, "VOLUMED_BY_ID_DIR": scratch.byID.path,
+                    "VOLUMED_NBD_EXPORT_DIR": scratch.exports.path, "VOLUMED_NBD_PORT": "\(nbdkit.port)",
+                    "VOLUMED_HTTP_ADDR": "127.0.0.1:\(port)",
+                ])
+            defer { serve.send(SIGKILL) }
+            try await eventually("volumed serve to listen") {
+                (try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/health"), timeout: .seconds(2)))?.status == .ok
+            }
+            try await HeadlessChromium.withPage("http://127.0.0.1:\(port)/") { page in
+                try await page.waitFor("the live console", "document.querySelector('#connection.live') && document.querySelector('#queue')")
+                let stopping = ContinuousClock.now
+                serve.send(SIGTERM)
+                #expect(await serve.waitForExit() == 0, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+                #expect(ContinuousClock.now - stopping < .seconds(10), "the open event stream held up the shutdown")
+                try await page.waitFor("the connection reported lost", "document.querySelector('#connection.lost')")
+                #expect(try await page.text("document.querySelector('#connection').textContent") == "connection lost — retrying")
+            }
+            await nbdkit.stop()
+            await simulator.stop()
         }
     }
 }
