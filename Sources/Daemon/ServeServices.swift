@@ -20,12 +20,13 @@ public struct ServeServices: Sendable {
     ) -> ServeServices {
         let volumes = VolumeClient(client: worker.client, database: worker.database, logger: logger)
         let reconciler = worker.reconciler
-        let dependencies = APIDependencies(
+        var dependencies = APIDependencies(
             database: worker.client, volumes: volumes, cloudStack: worker.runtime.cloudStack, resolver: worker.runtime.resolver,
             nbdPort: worker.runtime.backend.port, worker: worker.worker,
             forceSync: { try await reconciler.reconcile(dryRun: false) },
             registry: registry, logger: logger,
             databaseReachability: DatabaseReachability(url: worker.database, timeout: .seconds(2)))
+        dependencies.listenDatabase = worker.database
         let api = VolumedAPI.application(dependencies, settings: http, onListening: onListening)
         return ServeServices(worker: worker, api: api, volumes: volumes)
     }

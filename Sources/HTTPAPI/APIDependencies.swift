@@ -29,6 +29,9 @@ public struct APIDependencies: Sendable {
     /// A direct connection check, so a request waiting on a database that is down is
     /// answered 503 within seconds; nil: requests wait for the pool.
     public var databaseReachability: DatabaseReachability?
+    /// Where the web console LISTENs for changes (a session connection of its own); nil: the
+    /// console's live updates rely on its 1 s poll alone.
+    public var listenDatabase: DatabaseURL?
 
     public typealias ForceSync = @Sendable () async throws -> any Encodable & Sendable
 

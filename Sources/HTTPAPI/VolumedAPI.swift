@@ -6,7 +6,7 @@ import NIOCore
 import Schema
 
 /// The HTTP API of `volumed serve`: the original Volume Daemon's routes under `/api/v1`
-/// (CONTRACT §8), Prometheus text at `/metrics`, liveness at `/health`.
+/// (CONTRACT §8), Prometheus text at `/metrics`, liveness at `/health`, the web console at `/`.
 public enum VolumedAPI {
     /// Every route, behind the error shape, the body limit and (when a token is set) auth.
     public static func router(_ dependencies: APIDependencies, settings: HTTPSettings) -> Router<BasicRequestContext> {
@@ -40,6 +40,7 @@ public enum VolumedAPI {
         HealthRoutes(probe: HealthProbe(dependencies: dependencies)).add(to: api, root: router)
         MetricsRoutes(reads: reads, registry: dependencies.registry, startedAt: Date(), logger: dependencies.logger)
             .add(to: api, root: router)
+        ConsoleRoutes(dependencies).add(to: router)
         return router
     }
 

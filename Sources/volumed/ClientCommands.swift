@@ -34,8 +34,9 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(help: "Idempotency key: the same key returns the same operation.") var idempotencyKey: String?
     @Option(help: "Lower runs first.") var priority: Int16 = 0
     @Option(help: "Attempts before a transient failure becomes final.") var maxAttempts: Int = 5
-    @Flag(help: "Wait for the operation to finish and print it.") var wait = false
+    @Flag(help: "Wait for the operation to finish and print it; on a terminal, its current step and the time waited on one updating line (standard error).") var wait = false
     @Option(help: "Seconds to wait with --wait.") var timeout: Int = 600
+    @Flag(help: "With --wait: the result as one JSON line, progress as plain lines (no terminal control).") var json = false
 
     func validate() throws {
         guard OperationType(rawValue: type) != nil else {
@@ -51,17 +52,17 @@ struct EnqueueCommand: AsyncParsableCommand {
     func run() async throws {
         let enqueue = EnqueueRequest(type: OperationType(rawValue: type)!, volumeId: volumeId, vmId: vmId, request: request,
                                      idempotencyKey: idempotencyKey, priority: priority, maxAttempts: maxAttempts)
-        let (wait, timeout) = (self.wait, self.timeout)
+        let (wait, timeout, json) = (self.wait, self.timeout, self.json)
         let record = try await withVolumeClient(database) { volumes -> OperationRecord? in
             let id = try await volumes.enqueue(enqueue)
             guard wait else {
                 print(id.uuidString.lowercased())
                 return nil
             }
-            return try await volumes.waitForCompletion(id, timeout: .seconds(timeout))
+            return try await WaitProgress(json: json).wait(volumes, id: id, timeout: .seconds(timeout))
         }
         if let record {
-            print(OperationPrinter.json(record))
+            print(OperationPrinter.json(record, pretty: !json))
             if record.status != .completed { throw ExitCode(1) }
         }
     }
@@ -69,17 +70,25 @@ struct EnqueueCommand: AsyncParsableCommand {
 
 struct WaitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "wait", abstract: "Wait for an operation to finish; exit 0 only if it completed.")
+        commandName: "wait", abstract: "Wait for an operation to finish; exit 0 only if it completed.",
+        discussion: """
+            Prints the operation as JSON on standard output. Meanwhile, on a terminal, standard error
+            shows its status, current step and the time waited on one updating line; elsewhere (or
+            with --json) a plain line each time the status or step changes.
+            """)
 
     @OptionGroup var database: DatabaseOptions
     @Argument(help: "Operation id.") var id: String
     @Option(help: "Seconds to wait.") var timeout: Int = 600
+    @Flag(help: "The result as one JSON line, progress as plain lines (no terminal control).") var json = false
 
     func run() async throws {
         guard let uuid = UUID(uuidString: id) else { throw ValidationError("ID must be an operation UUID (got \(id))") }
-        let timeout = self.timeout
-        let record = try await withVolumeClient(database) { try await $0.waitForCompletion(uuid, timeout: .seconds(timeout)) }
-        print(OperationPrinter.json(record))
+        let (timeout, json) = (self.timeout, self.json)
+        let record = try await withVolumeClient(database) {
+            try await WaitProgress(json: json).wait($0, id: uuid, timeout: .seconds(timeout))
+        }
+        print(OperationPrinter.json(record, pretty: !json))
         if record.status != .completed { throw ExitCode(1) }
     }
 }
@@ -93,6 +102,8 @@ struct OpsCommand: AsyncParsableCommand {
     @Option(help: "Only this volume.") var volumeId: String?
     @Option(help: "How many.") var limit: Int = 20
     @Flag(help: "JSON lines instead of a table.") var json = false
+    @Flag(help: "Refresh a compact table (with each operation's current step) until interrupted.") var watch = false
+    @Option(help: "Seconds between refreshes with --watch.") var interval: Double = 1
 
     func validate() throws {
         if let status, OperationStatus(rawValue: status) == nil {
@@ -102,10 +113,19 @@ struct OpsCommand: AsyncParsableCommand {
             throw ValidationError("--type must be one of \(OperationType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard (1...1000).contains(limit) else { throw ValidationError("--limit must be between 1 and 1000") }
+        guard interval >= 0.2, interval <= 3600 else { throw ValidationError("--interval must be between 0.2 and 3600 seconds (got \(interval))") }
+        if watch && json { throw ValidationError("--watch shows a table; leave out --json (or poll with --json yourself)") }
     }
 
     func run() async throws {
         let filter = VolumeClient.Filter(type: type, status: status, volumeId: volumeId, limit: limit)
+        if watch {
+            let interval = self.interval
+            try await withVolumeClient(database) { volumes in
+                try await OpsWatch(interval: .milliseconds(Int(interval * 1000))).run(volumes, filter: filter)
+            }
+            return
+        }
         let records = try await withVolumeClient(database) { try await $0.operations(filter) }
         if json {
             for record in records { print(OperationPrinter.json(record, pretty: false)) }

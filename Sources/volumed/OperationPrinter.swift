@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Schema
 
 /// How the CLI shows operations.
@@ -35,6 +36,27 @@ enum OperationPrinter {
                 record.errorCode.map { "\($0): \(record.error ?? "")" } ?? "",
             ].joined(separator: " "))
         }
+        return lines.joined(separator: "\n")
+    }
+
+    /// `ops --watch`: short ids, and the current step (or the error) where the wide table has
+    /// the whole error; each line cut to `width`.
+    static func compactTable(_ records: [OperationRecord], width: Int, now: Date = Date()) -> String {
+        func column(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+        func short(_ id: String?) -> String { id.map { String($0.prefix(8)) } ?? "-" }
+        var lines = ["ID       TYPE      STATUS     VOLUME   TRY  AGE      STEP / ERROR"]
+        for record in records {
+            let detail = record.status == .failed
+                ? "\(record.errorCode ?? "failed"): \(record.error ?? "")"
+                : OperationStep.describe(record, now: now)
+            let line = [
+                short(record.id.uuidString.lowercased()), column(record.type, 9), column(record.status.rawValue, 10),
+                column(short(record.volumeId), 8), column("\(record.attempts)/\(record.maxAttempts)", 4),
+                column(ageText(now.timeIntervalSince(record.createdAt)), 8), detail,
+            ].joined(separator: " ")
+            lines.append(line.count > width - 1 ? String(line.prefix(max(20, width - 2))) + "…" : line)
+        }
+        if records.isEmpty { lines.append("(no operations)") }
         return lines.joined(separator: "\n")
     }
 

@@ -76,6 +76,17 @@ struct VolumeAttacher: Sendable {
     private func finish(
         volumeId: String, vmId: String, jobId: String, save: @Sendable (Progress) async throws -> Void
     ) async throws -> CloudStackVolume {
+        let volume = try await waitOnJob(volumeId: volumeId, vmId: vmId, jobId: jobId, save: save)
+        if environment.isAppliance(vmId) {
+            // What the operation waits for next, for whoever watches it (`OperationStep`).
+            try await save(Progress(jobId: jobId, awaitingByIdLink: true))
+        }
+        return volume
+    }
+
+    private func waitOnJob(
+        volumeId: String, vmId: String, jobId: String, save: @Sendable (Progress) async throws -> Void
+    ) async throws -> CloudStackVolume {
         switch try await environment.waitForJob(jobId) {
         case .succeeded(let result):
             if let volume = result.volume, volume.id.lowercased() == volumeId.lowercased() { return volume }
