@@ -59,7 +59,7 @@ struct OperationStepTests {
         #expect(Self.executing("cleanup", try Self.json(cleanup)) == "waiting for by-id link virtio-3f9c2a108b1e4c6d9f00")
         cleanup.attach = nil
         cleanup.step = "attached"
-        cleanup.destroy = JobProgress(jobId: "job-4")
+        cleanup.destroy = VirtualMachineDestroyer.Progress(jobId: "job-4")
         #expect(Self.executing("cleanup", try Self.json(cleanup)) == "waiting on CloudStack job job-4 (destroyVirtualMachine)")
     }
 
