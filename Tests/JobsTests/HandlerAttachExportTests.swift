@@ -64,6 +64,34 @@ import Testing
         }
     }
 
+    /// A source VM's `export` of the volume takes over the export the attach made (same entry,
+    /// the row re-keyed) instead of conflicting with it; from then on the export is the source
+    /// VM's, and a detach without `force` is refused as for any export made by `export`.
+    @Test func aSourceVMExportTakesOverTheAttachExport() async throws {
+        try await Self.withExports { h, nbd in
+            let volumeId = try await h.cloudVolume()
+            let name = "migration-vol-\(volumeId)"
+            let attached = try await h.runOnFreshWorker("attach", volume: volumeId, vm: h.appliance, request: #"{"export": true}"#)
+            #expect(attached.status == "completed", "\(attached.error ?? "")")
+
+            var handlers = h.environment.handlers()
+            handlers[.export] = ExportHandler(backend: nbd.backend, checkTimeout: .seconds(3))
+            let worker = h.startWorker(handlers: handlers)
+            let customer = SimulatorConfiguration.customerVMID
+            let exported = try await h.finished(try await h.enqueue(
+                "export", volume: volumeId, vm: customer, request: #"{"vm_name": "pgtest1", "disk_unit_number": 0}"#))
+            let detached = try await h.finished(try await h.enqueue("detach", volume: volumeId))
+            try await worker.stop()
+
+            #expect(exported.status == "completed", "\(exported.error ?? "")")
+            let response = try exported.json()
+            #expect(response["export_name"] as? String == name && response["reused"] as? Bool == true, "\(response)")
+            #expect(try await Self.exportRows(h, volumeId) == "\(customer)/0/pgtest1/active")
+            #expect(try await nbd.backend.listExports().map(\.name) == [name])
+            #expect(detached.status == "failed" && detached.errorCode == "volume_exported", "\(detached.error ?? "")")
+        }
+    }
+
     /// Two volumes on the appliance get the next free disk numbers; a plain attach (no
     /// `export`) makes none, as before.
     @Test func eachExportingAttachTakesTheNextFreeDiskNumberAndAPlainAttachExportsNothing() async throws {
