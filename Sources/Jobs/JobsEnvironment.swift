@@ -25,6 +25,9 @@ public struct JobsEnvironment: Sendable {
     /// Takes a volume's NBD exports down before a forced detach; nil: forced detaches of
     /// exported volumes fail with a clear error.
     public var exportRemover: (any ExportRemover)?
+    /// Publishes the NBD export an appliance attach asks for (`"export": true`, which the
+    /// original daemon's HTTP attach implies); nil: such an attach completes with `export_error`.
+    public var exporter: ExportPublisher?
     public var logger: Logger
 
     public init(
@@ -35,6 +38,7 @@ public struct JobsEnvironment: Sendable {
         jobTimeout: Duration = .seconds(600),
         vmStopTimeout: Duration = .seconds(300),
         exportRemover: (any ExportRemover)? = nil,
+        exporter: ExportPublisher? = nil,
         logger: Logger
     ) {
         self.cloudStack = cloudStack
@@ -44,6 +48,7 @@ public struct JobsEnvironment: Sendable {
         self.jobTimeout = jobTimeout
         self.vmStopTimeout = vmStopTimeout
         self.exportRemover = exportRemover
+        self.exporter = exporter
         self.logger = logger
     }
 

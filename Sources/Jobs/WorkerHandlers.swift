@@ -88,7 +88,8 @@ public struct WorkerHandlers: Sendable {
         let environment = JobsEnvironment(
             cloudStack: cloudStack,
             resolver: resolver, applianceVMId: settings.applianceVMId, deviceWaitTimeout: settings.deviceWaitTimeout,
-            jobTimeout: settings.jobTimeout, exportRemover: BackendExportRemover(backend: backend), logger: logger)
+            jobTimeout: settings.jobTimeout, exportRemover: BackendExportRemover(backend: backend),
+            exporter: ExportPublisher(backend: backend), logger: logger)
         var handlers = environment.handlers()
         handlers[.export] = ExportHandler(backend: backend, resolver: resolver)
         handlers[.unexport] = UnexportHandler(backend: backend)

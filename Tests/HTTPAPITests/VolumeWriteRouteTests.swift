@@ -85,14 +85,20 @@ import Testing
             #expect(attach.status == 201, "\(attach.text)")
             let plain = try attach.object()
             #expect(plain["type"] as? String == "attach" && plain["volume_id"] as? String == volume && plain["vm_id"] as? String == otherVM)
-            #expect((plain["request"] as? [String: Any])?.isEmpty == true)
+            // The original daemon's attach exported the volume when it landed on the appliance.
+            #expect((plain["request"] as? [String: Any])?.keys.sorted() == ["export"])
+            #expect((plain["request"] as? [String: Any])?["export"] as? Bool == true)
+            let optedOut = try await world.post("/api/v1/volumes/\(randomVolumeId())/attach", #"{"vm_id": "\#(otherVM)", "export": false}"#)
+            #expect(try (optedOut.object()["request"] as? [String: Any])?["export"] as? Bool == false, "\(optedOut.text)")
+            let badExport = try await world.post("/api/v1/volumes/\(randomVolumeId())/attach", #"{"vm_id": "\#(otherVM)", "export": "yes"}"#)
+            #expect(try badExport.status == 400 && badExport.apiError().details["field"] as? String == "export", "\(badExport.text)")
 
             let root = try await world.post("/api/v1/volumes/\(volume.uppercased())/attach-root", #"{"vm_id": "\#(otherVM)"}"#)
             #expect(root.status == 201, "\(root.text)")
             let rootOperation = try root.object()
             #expect(rootOperation["volume_id"] as? String == volume, "ids are stored lower-case, as CloudStack writes them")
             #expect((rootOperation["request"] as? [String: Any])?["attach_as"] as? String == "root")
-            #expect(try await world.db.count("SELECT count(*)::text FROM volume_operations WHERE type = 'attach' AND vm_id = '\(otherVM)'") == 2)
+            #expect(try await world.db.count("SELECT count(*)::text FROM volume_operations WHERE type = 'attach' AND vm_id = '\(otherVM)'") == 3)
         }
     }
 

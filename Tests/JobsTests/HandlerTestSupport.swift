@@ -37,6 +37,7 @@ struct HandlerHarness: Sendable {
         vmStopTimeout: Duration = .seconds(10),
         jobTimeout: Duration = .seconds(20),
         exportRemover: (any ExportRemover)? = nil,
+        exporter: ExportPublisher? = nil,
         _ body: @escaping @Sendable (HandlerHarness) async throws -> Void
     ) async throws {
         try await withDatabase { db in
@@ -60,7 +61,8 @@ struct HandlerHarness: Sendable {
             let environment = JobsEnvironment(
                 cloudStack: client, resolver: ByIdResolver(directory: byID.path, allowsRegularFiles: true),
                 applianceVMId: simulator.configuration.applianceVMID, deviceWaitTimeout: deviceWaitTimeout,
-                jobTimeout: jobTimeout, vmStopTimeout: vmStopTimeout, exportRemover: exportRemover, logger: testLogger)
+                jobTimeout: jobTimeout, vmStopTimeout: vmStopTimeout, exportRemover: exportRemover,
+                exporter: exporter, logger: testLogger)
             let harness = HandlerHarness(db: db, simulator: simulator, environment: environment, byIDDirectory: byID, diskDirectory: disks)
             do {
                 try await body(harness)

@@ -33,7 +33,7 @@ import Testing
         var environment = h.environment
         environment.exportRemover = BackendExportRemover(backend: backend)
         var handlers = environment.handlers()
-        handlers[.export] = ExportHandler(backend: backend)
+        handlers[.export] = ExportHandler(backend: backend, resolver: environment.resolver)
         handlers[.unexport] = UnexportHandler(backend: backend)
         let worker = h.startWorker(handlers: handlers)
 

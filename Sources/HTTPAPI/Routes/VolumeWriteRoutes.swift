@@ -43,13 +43,17 @@ struct VolumeWriteRoutes {
         return try await enqueuer.enqueue(.create, volumeId: nil, vmId: nil, request: fields, from: request)
     }
 
-    /// `{vm_id, vm_context_id?}`; attach-root adds `attach_as: "root"` (device 0, for a
+    /// `{vm_id, vm_context_id?, export?}`; attach-root adds `attach_as: "root"` (device 0, for a
     /// test-failover VM). `vm_context_id` is recorded on the mapping for snapshot tracking.
+    /// `export` (default true here): an attach that lands on the appliance also publishes the
+    /// volume's NBD export, as the original daemon's attach did and its migration workflow
+    /// relies on (it reads `GET /exports/{volume_id}` right after); `false` opts out.
     private func attach(_ request: Request, _ context: BasicRequestContext, asRoot: Bool) async throws -> Response {
         let volumeId = try context.cloudStackID("id", of: "volume")
         let body = try await RequestBodyReader.object(request, limit: bodyLimit, required: true, example: #"{"vm_id": "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"}"#)
         let vmId = try body.uuid("vm_id", of: "VM")
         var fields: [String: JSONValue] = asRoot ? ["attach_as": "root"] : [:]
+        fields["export"] = .bool(try body.bool("export", default: true))
         if let vmContext = try body.optionalString("vm_context_id", hint: SnapshotRoutes.vmContextHint) {
             fields["vm_context_id"] = .string(vmContext)
         }

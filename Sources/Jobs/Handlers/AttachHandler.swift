@@ -13,6 +13,8 @@ import Worker
 /// - On the appliance: waits for the by-id link, checks its size against CloudStack's,
 ///   records an `appliance` mapping; on any other VM a `remote` mapping without paths, one
 ///   row per volume however many a VM holds.
+/// - `export: true` on the appliance: also serves the volume over NBD as the original
+///   daemon's attach did (see `ApplianceExport`); ignored on any other VM.
 public struct AttachHandler: OperationHandler {
     let environment: JobsEnvironment
 
@@ -28,11 +30,14 @@ public struct AttachHandler: OperationHandler {
         /// The replication engine's VM context, recorded on the mapping for snapshot tracking
         /// (the original read it from a database it shared with its callers).
         var vmContextId: String?
+        /// Publish `migration-vol-<volume_id>` once the volume is on the appliance.
+        var export: Bool?
 
         enum CodingKeys: String, CodingKey {
             case deviceId = "device_id"
             case attachAs = "attach_as"
             case vmContextId = "vm_context_id"
+            case export
         }
     }
 
@@ -43,6 +48,8 @@ public struct AttachHandler: OperationHandler {
         var realDevice: String?
         var cloudStackDeviceId: Int?
         var operationMode: String
+        /// Present when the attach asked for an export and landed on the appliance.
+        var export: ApplianceExport.Outcome?
 
         enum CodingKeys: String, CodingKey {
             case devicePath = "device_path"
@@ -58,6 +65,7 @@ public struct AttachHandler: OperationHandler {
             try container.encode(realDevice, forKey: .realDevice)
             try container.encode(cloudStackDeviceId, forKey: .cloudStackDeviceId)
             try container.encode(operationMode, forKey: .operationMode)
+            try export?.encode(to: encoder)
         }
     }
 
@@ -76,10 +84,23 @@ public struct AttachHandler: OperationHandler {
 
         var placement = try await attacher.placement(of: volume, as: volumeId, on: vmId, context: context)
         placement.vmContextId = vmContextId
+        let upsertMapping = placement.upsertMapping(context: context)
+        var exported: ApplianceExport.Result?
+        if try RequestDecoding.decode(Request.self, from: operation).export == true, placement.mode == "appliance",
+           let byIdPath = placement.byIdPath
+        {
+            exported = try await ApplianceExport(exporter: environment.exporter).export(
+                volumeId: volumeId, applianceVMId: placement.vmId, byIdPath: byIdPath,
+                sizeBytes: UInt64(max(placement.sizeBytes, 0)), context: context)
+        }
         let response = Response(
             devicePath: placement.byIdPath, realDevice: placement.devicePath,
-            cloudStackDeviceId: placement.cloudStackDeviceId, operationMode: placement.mode)
-        return try .completed(response, commit: placement.upsertMapping(context: context))
+            cloudStackDeviceId: placement.cloudStackDeviceId, operationMode: placement.mode, export: exported?.outcome)
+        let recordExport = exported?.commit
+        return try .completed(response) { connection in
+            try await upsertMapping(connection)
+            try await recordExport?(connection)
+        }
     }
 
     /// `vm_context_id`: one line of text (the engine's context names, e.g. `ctx-pgtest1-20250909-113839`).

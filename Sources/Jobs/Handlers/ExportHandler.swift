@@ -13,21 +13,16 @@ import Worker
 /// written in the transaction that completes the operation, so a row never exists for an
 /// export that was not checked, nor a completed export without its row.
 public struct ExportHandler: OperationHandler {
-    public let backend: any NBDExportBackend
-    /// Where the handshake check connects: the appliance itself, whatever address the NBD
-    /// server listens on for peers.
-    public let checkHost: String
-    public let checkTimeout: Duration
+    public let publisher: ExportPublisher
+    public var backend: any NBDExportBackend { publisher.backend }
     /// Re-resolves the mapping's by-id link before anything is published (see
     /// `ByIdResolver.verifiedDevice`); its `allowsRegularFiles` is the test/demo setting.
     public let resolver: ByIdResolver
 
     public init(backend: any NBDExportBackend, resolver: ByIdResolver = ByIdResolver(), checkHost: String = "127.0.0.1",
                 checkTimeout: Duration = .seconds(5)) {
-        self.backend = backend
+        self.publisher = ExportPublisher(backend: backend, checkHost: checkHost, checkTimeout: checkTimeout)
         self.resolver = resolver
-        self.checkHost = checkHost
-        self.checkTimeout = checkTimeout
     }
 
     struct Response: Encodable {
@@ -70,9 +65,17 @@ public struct ExportHandler: OperationHandler {
         if let existing = active.first(where: { $0.vmId == vmId && $0.diskUnitNumber == request.diskUnitNumber }),
             existing.volumeId == volumeId, existing.exportName == exportName
         {
-            return try await reuse(existing, byIdPath: byIdPath, context: context)
+            try await publisher.ensureServing(exportName: existing.exportName, devicePath: byIdPath, expectedSize: device.sizeBytes,
+                                              context: context)
+            return try .completed(
+                Response(exportName: existing.exportName, nbdPort: existing.nbdPort, devicePath: existing.devicePath, reused: true))
         }
-        if let existing = active.first {
+        // The export an attach to the appliance made (keyed to the appliance itself, which
+        // holds the volume) is this volume's own entry under a placeholder identity: the
+        // source VM's export takes it over, same entry, its row re-keyed at commit.
+        let attachments = active.filter { $0.exportName == exportName && $0.volumeId == volumeId && $0.vmId == mapping.vmId }
+        let conflicts = active.filter { row in !attachments.contains(where: { $0.id == row.id }) }
+        if let existing = conflicts.first {
             // Our own entry may be left from an earlier attempt that lost the race for this
             // (VM, disk) at commit; without an active row it must not keep serving.
             if !active.contains(where: { $0.exportName == exportName }) {
@@ -82,29 +85,16 @@ public struct ExportHandler: OperationHandler {
                 requested: "export of volume \(volumeId) for VM \(vmId) disk \(request.diskUnitNumber)", existing: existing)
         }
 
-        try context.checkCancellation()
-        try await backend.publish(exportName: exportName, devicePath: byIdPath)
-        do {
-            let size = try await NBDHandshake.check(host: checkHost, port: backend.port, exportName: exportName, timeout: checkTimeout)
-            // What the server serves now must still be the disk just verified (the link could
-            // have been re-pointed between the check and the publish).
-            guard size == device.sizeBytes else {
-                throw DeviceError(.deviceMismatch,
-                                  "export \(exportName) serves \(size) bytes through \(byIdPath), but the verified disk has "
-                                    + "\(device.sizeBytes); the by-id link changed while exporting: check it and export again")
-            }
-            logger.info("export published", metadata: [
-                "export": "\(exportName)", "device": "\(byIdPath)", "resolves_to": "\(device.devicePath)", "size": "\(size)",
-            ])
-        } catch {
-            // Nothing records this entry yet: withdraw it rather than serve a disk no row accounts for.
-            try? await backend.remove(exportName: exportName)
-            throw error
+        if attachments.isEmpty {
+            try await publisher.publishChecked(exportName: exportName, devicePath: byIdPath, expectedSize: device.sizeBytes, context: context)
+        } else {
+            logger.info("taking over the export the attach made", metadata: ["export": "\(exportName)", "vm_id": "\(vmId)"])
+            try await publisher.ensureServing(exportName: exportName, devicePath: byIdPath, expectedSize: device.sizeBytes, context: context)
         }
 
         let port = backend.port
         return try .completed(
-            Response(exportName: exportName, nbdPort: port, devicePath: byIdPath, reused: false)
+            Response(exportName: exportName, nbdPort: port, devicePath: byIdPath, reused: !attachments.isEmpty)
         ) { connection in
             try await connection.query(
                 ExportMappingSQL.upsertActive(
@@ -112,20 +102,5 @@ public struct ExportHandler: OperationHandler {
                     devicePath: byIdPath, nbdPort: port, jobId: request.jobId, vmName: request.vmName),
                 logger: logger)
         }
-    }
-
-    /// The same (VM, disk) is already exported from this volume: hand back what exists.
-    /// Only the backend entry is checked, and recreated when it went missing (an operator
-    /// cleaned the directory, a restore): the row is the truth, the entry follows it.
-    private func reuse(_ existing: ExportMapping, byIdPath: String, context: OperationContext) async throws -> OperationOutcome {
-        let entries = try await backend.listExports()
-        if !entries.contains(where: { $0.name == existing.exportName }) {
-            context.logger.notice("active export had no backend entry; recreating it",
-                                  metadata: ["export": "\(existing.exportName)", "device": "\(byIdPath)"])
-            try await backend.publish(exportName: existing.exportName, devicePath: byIdPath)
-        }
-        _ = try await NBDHandshake.check(host: checkHost, port: backend.port, exportName: existing.exportName, timeout: checkTimeout)
-        return try .completed(
-            Response(exportName: existing.exportName, nbdPort: existing.nbdPort, devicePath: existing.devicePath, reused: true))
     }
 }

@@ -67,7 +67,7 @@ enum MappingSQL {
     }
 
     static func activeExports(volumeId: String) -> PostgresQuery {
-        "SELECT export_name FROM vm_export_mappings WHERE volume_id = \(volumeId) AND status = 'active' ORDER BY id"
+        "SELECT export_name, vm_id FROM vm_export_mappings WHERE volume_id = \(volumeId) AND status = 'active' ORDER BY id"
     }
 
     /// Which of `volumeIds` volumed created, adopted or maps: volumes a VM destroy must not take.

@@ -151,23 +151,31 @@ struct VolumeDetacher: Sendable {
         try await environment.resolver.waitForRemoval(volumeId: volumeId, timeout: environment.deviceWaitTimeout)
     }
 
-    /// Refuses to detach an exported volume unless forced; forced, removes its exports.
+    /// Refuses to detach an exported volume unless forced; forced, removes its exports. The
+    /// export an appliance attach made (keyed to the appliance itself, see `ApplianceExport`)
+    /// belongs to the attachment and goes with it without `force`, as the original daemon's
+    /// detach removed it; a source VM's export still needs an unexport or `force`.
     private func clearExports(volumeId: String, force: Bool, context: OperationContext) async throws {
         let exports = try await activeExports(volumeId: volumeId, context: context)
         guard !exports.isEmpty else { return }
-        guard force else { throw VolumeOperationFailure.volumeExported(volumeId: volumeId, exports: exports) }
+        let names = exports.map(\.exportName)
+        let attachmentsOnly = exports.allSatisfy { environment.isAppliance($0.vmId) }
+        guard force || attachmentsOnly else { throw VolumeOperationFailure.volumeExported(volumeId: volumeId, exports: names) }
         guard let remover = environment.exportRemover else {
-            throw VolumeOperationFailure.noExportRemover(volumeId: volumeId, exports: exports)
+            throw VolumeOperationFailure.noExportRemover(volumeId: volumeId, exports: names)
         }
-        context.logger.notice("force: removing the volume's exports before detaching", metadata: ["exports": "\(exports)"])
+        context.logger.notice(force ? "force: removing the volume's exports before detaching"
+                                    : "removing the export the attach made before detaching",
+                              metadata: ["exports": "\(names)"])
         try await remover.removeExports(volumeId: volumeId, context: context)
-        let remaining = try await activeExports(volumeId: volumeId, context: context)
+        let remaining = try await activeExports(volumeId: volumeId, context: context).map(\.exportName)
         guard remaining.isEmpty else { throw VolumeOperationFailure.exportsRemain(volumeId: volumeId, exports: remaining) }
     }
 
-    private func activeExports(volumeId: String, context: OperationContext) async throws -> [String] {
+    private func activeExports(volumeId: String, context: OperationContext) async throws -> [(exportName: String, vmId: String)] {
         try await context.database.decodedRows(MappingSQL.activeExports(volumeId: volumeId), logger: context.logger) {
-            try $0.decode(String.self)
+            let (name, vmId) = try $0.decode((String, String).self)
+            return (exportName: name, vmId: vmId)
         }
     }
 }

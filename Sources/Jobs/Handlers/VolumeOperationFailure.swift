@@ -49,7 +49,7 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
     static func noExportRemover(volumeId: String, exports: [String]) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "export_removal_unavailable",
-            message: "volume \(volumeId) is exported as \(exports.joined(separator: ", ")) and force was passed, "
+            message: "volume \(volumeId) is exported as \(exports.joined(separator: ", ")), which the detach must remove first, "
                 + "but this volumed has no export manager configured to remove exports; enqueue an unexport first",
             isTransient: false)
     }

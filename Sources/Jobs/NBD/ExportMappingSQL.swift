@@ -103,6 +103,35 @@ enum ExportMappingSQL {
         """
     }
 
+    /// The export an attach to the appliance makes: keyed to the appliance (`vm_id`, and as
+    /// `vm_name` too, as the original daemon did) under its lowest free disk number, chosen
+    /// inside the completing transaction. The advisory lock serialises concurrent attach
+    /// commits on one appliance (the queue serialises only per volume), so two volumes never
+    /// pick the same number. Re-activates a `removed` row of the same volume.
+    static func upsertApplianceExport(applianceVMId: String, volumeId: String, exportName: String, devicePath: String, nbdPort: Int)
+        -> [PostgresQuery]
+    {
+        let lockKey = "vm_export_mappings:" + applianceVMId.lowercased()
+        return [
+            "SELECT pg_advisory_xact_lock(hashtext(\(lockKey)))",
+            """
+            INSERT INTO vm_export_mappings (vm_id, disk_unit_number, volume_id, export_name, device_path, nbd_port, job_id, vm_name, status)
+            SELECT \(applianceVMId),
+                   (SELECT min(n) FROM generate_series(0, (SELECT count(*) FROM vm_export_mappings
+                                                            WHERE vm_id = \(applianceVMId) AND status = 'active')::int) AS n
+                     WHERE NOT EXISTS (SELECT 1 FROM vm_export_mappings e
+                                       WHERE e.vm_id = \(applianceVMId) AND e.status = 'active' AND e.disk_unit_number = n)),
+                   \(volumeId), \(exportName), \(devicePath), \(nbdPort), NULL, \(applianceVMId), 'active'
+            ON CONFLICT (export_name) DO UPDATE
+               SET vm_id = EXCLUDED.vm_id, disk_unit_number = EXCLUDED.disk_unit_number,
+                   volume_id = EXCLUDED.volume_id, device_path = EXCLUDED.device_path,
+                   nbd_port = EXCLUDED.nbd_port, job_id = NULL, vm_name = EXCLUDED.vm_name,
+                   status = 'active', created_at = now(), updated_at = now()
+               WHERE vm_export_mappings.status = 'removed'
+            """,
+        ]
+    }
+
     static func markRemoved(exportName: String) -> PostgresQuery {
         "UPDATE vm_export_mappings SET status = 'removed', updated_at = now() WHERE export_name = \(exportName) AND status = 'active'"
     }
