@@ -266,28 +266,8 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         var detachReleaseMs: Int?
         /// `"detach_release_ms": null` sets "never" (absent keeps the current value).
         var clearsDetachRelease = false
-        enum CodingKeys: String, CodingKey {
-            case failRate = "fail_rate"
-            case errorCode = "error_code"
-            case stuckRate = "stuck_rate"
-            case latencyMs = "latency_ms"
-            case stuckDelayMs = "stuck_delay_ms"
-            case replyLostRate = "reply_lost_rate"
-            case linkCreateDelayMs = "link_create_delay_ms"
-            case linkRemoveDelayMs = "link_remove_delay_ms"
-            case linkDelayJitterMs = "link_delay_jitter_ms"
-            case upperCaseVolumeIDs = "upper_case_volume_ids"
-            case jobGCCancelRate = "job_gc_cancel_rate"
-            case jobRestartCancelRate = "job_restart_cancel_rate"
-            case jobExpireSeconds = "job_expire_seconds"
-            case accountRole = "account_role"
-            case unavailableCommands = "unavailable_commands"
-            case roleChecker = "role_checker"
-            case customDiskSizeMinGB = "custom_disk_size_min_gb"
-            case customDiskSizeMaxGB = "custom_disk_size_max_gb"
-            case detachTimeoutRate = "detach_timeout_rate"
-            case detachReleaseMs = "detach_release_ms"
-        }
+        /// The same field names as `SimulatorFaults` itself.
+        typealias CodingKeys = SimulatorFaults.CodingKeys
 
         init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)

@@ -92,7 +92,7 @@ import Testing
                 environment: [
                     "DATABASE_URL": db.urlText, "CLOUDSTACK_API_URL": simulator.apiURL,
                     "CLOUDSTACK_API_KEY": APIWorld.apiKey, "CLOUDSTACK_SECRET_KEY": APIWorld.secretKey,
-                    "VOLUMED_APPLIANCE_VM_ID": appliance, "VOLUMED_BY_ID_DIR": scratch.byID.path,
+                    "VOLUMED_APPLIANCE_VM_ID": appliance, "VOLUMED_BY_ID_DIR": scratch.byID.path, "VOLUMED_ALLOW_FILE_DEVICES": "1",
                     "VOLUMED_NBD_EXPORT_DIR": scratch.exports.path, "VOLUMED_NBD_PORT": "\(nbdkit.port)",
                     "VOLUMED_HTTP_ADDR": "127.0.0.1:\(port)",
                 ])

@@ -36,7 +36,9 @@ import Testing
             // As CloudStack spells it: upper case.
             let again = try await h.finished(try await h.enqueue("attach", volume: cloudId, vm: h.appliance))
             #expect(again.status == "completed", "\(again.errorCode ?? ""): \(again.error ?? "")")
-            #expect(try await h.mapping(cloudId)?.byIdPath == link)
+            // The database stores ids in lower case whatever the client sent (migration 0005).
+            #expect(again.volumeId == volumeId)
+            #expect(try await h.mapping(volumeId)?.byIdPath == link)
             #expect(await h.sideEffects(cloudId) == SimulatorState.SideEffects(createVolume: 1, attachVolume: 2, detachVolume: 1))
             try await worker.stop()
         }

@@ -93,6 +93,9 @@ public struct ExportReconciler: Sendable {
         let present = Dictionary(entries.map { ($0.name, $0.targetPath) }, uniquingKeysWith: { first, _ in first })
         var untrusted: Set<String> = []
         for mapping in ours {
+            // A link that leads nowhere serves nothing (nbdkit cannot open it); the recreate
+            // below reports it. One that leads somewhere must lead to the verified disk.
+            guard case .resolved = try? LinkInspection.state(ofLink: mapping.devicePath) else { continue }
             do {
                 _ = try resolver.verifiedDevice(byIdPath: mapping.devicePath, volumeId: mapping.volumeId,
                                                 expectedSize: expectedSizes[mapping.exportName])
@@ -105,8 +108,8 @@ public struct ExportReconciler: Sendable {
                         try await backend.remove(exportName: mapping.exportName)
                     }
                 }
-                report.fail(.withdrawn, mapping.exportName, volumeId: mapping.volumeId,
-                            "\(mapping.exportName) is not served until its by-id link leads to the disk the attach verified again: \(error.message)")
+                report.refuse("\(mapping.exportName) is not served until its by-id link leads to the disk the attach verified again: "
+                                + error.message)
             }
         }
         for mapping in ours where present[mapping.exportName] != mapping.devicePath && !untrusted.contains(mapping.exportName) {
@@ -237,6 +240,13 @@ public struct ExportReconcileReport: Sendable, CustomStringConvertible {
         } catch {
             fail(kind, exportName, volumeId: volumeId, "\(failed): \(error)")
         }
+    }
+
+    /// Something the reconciler will not do (serve an export through a link it cannot trust):
+    /// reported as a failure, with no change of its own (the planner reports the link too).
+    mutating func refuse(_ line: String) {
+        failures.append(line)
+        lines.append("FAILED: " + line)
     }
 
     mutating func fail(_ kind: ExportChange.Kind, _ exportName: String, volumeId: String?, _ line: String) {
