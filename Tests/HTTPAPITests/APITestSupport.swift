@@ -222,6 +222,20 @@ struct Scratch: Sendable {
 
     func remove() { try? FileManager.default.removeItem(at: root) }
 
+    /// The environment of a real `volumed serve` process on this scratch appliance: the
+    /// simulator's endpoint and appliance, these by-id and export folders (regular files
+    /// allowed as disks: the simulator's hot-plug emulation), the given nbdkit and HTTP ports.
+    func serveEnvironment(databaseURL: String, simulator: CloudStackSimulator, nbdPort: Int, httpPort: Int) -> [String: String] {
+        [
+            "DATABASE_URL": databaseURL, "CLOUDSTACK_API_URL": simulator.apiURL,
+            "CLOUDSTACK_API_KEY": APIWorld.apiKey, "CLOUDSTACK_SECRET_KEY": APIWorld.secretKey,
+            "VOLUMED_APPLIANCE_VM_ID": simulator.configuration.applianceVMID, "VOLUMED_BY_ID_DIR": byID.path,
+            "VOLUMED_ALLOW_FILE_DEVICES": "1",
+            "VOLUMED_NBD_EXPORT_DIR": exports.path, "VOLUMED_NBD_PORT": "\(nbdPort)",
+            "VOLUMED_HTTP_ADDR": "127.0.0.1:\(httpPort)",
+        ]
+    }
+
     func startSimulator(asyncDelay: Duration = .milliseconds(10)) async throws -> CloudStackSimulator {
         var logger = Logger(label: "cloudstack-sim-api-test")
         logger.logLevel = .warning

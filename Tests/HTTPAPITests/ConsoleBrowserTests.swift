@@ -191,13 +191,7 @@ struct ConsoleBrowserTests {
             let log = scratch.root.appendingPathComponent("serve.log").path
             let serve = try ChildProcess(
                 executable: URL(fileURLWithPath: ServeProcessTests.volumed), arguments: ["serve"], outputPath: log,
-                environment: [
-                    "DATABASE_URL": db.urlText, "CLOUDSTACK_API_URL": simulator.apiURL,
-                    "CLOUDSTACK_API_KEY": APIWorld.apiKey, "CLOUDSTACK_SECRET_KEY": APIWorld.secretKey,
-                    "VOLUMED_APPLIANCE_VM_ID": simulator.configuration.applianceVMID, "VOLUMED_BY_ID_DIR": scratch.byID.path, "VOLUMED_ALLOW_FILE_DEVICES": "1",
-                    "VOLUMED_NBD_EXPORT_DIR": scratch.exports.path, "VOLUMED_NBD_PORT": "\(nbdkit.port)",
-                    "VOLUMED_HTTP_ADDR": "127.0.0.1:\(port)",
-                ])
+                environment: scratch.serveEnvironment(databaseURL: db.urlText, simulator: simulator, nbdPort: nbdkit.port, httpPort: port))
             defer { serve.send(SIGKILL) }
             try await eventually("volumed serve to listen") {
                 (try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/health"), timeout: .seconds(2)))?.status == .ok

@@ -65,13 +65,7 @@ import Testing
         let log = scratch.root.appendingPathComponent("serve.log").path
         let serve = try ChildProcess(
             executable: URL(fileURLWithPath: Self.volumed), arguments: ["serve"], outputPath: log,
-            environment: [
-                "DATABASE_URL": urlText, "CLOUDSTACK_API_URL": simulator.apiURL,
-                "CLOUDSTACK_API_KEY": APIWorld.apiKey, "CLOUDSTACK_SECRET_KEY": APIWorld.secretKey,
-                "VOLUMED_APPLIANCE_VM_ID": simulator.configuration.applianceVMID, "VOLUMED_BY_ID_DIR": scratch.byID.path,
-                "VOLUMED_NBD_EXPORT_DIR": scratch.exports.path, "VOLUMED_NBD_PORT": "\(nbdkit.port)",
-                "VOLUMED_HTTP_ADDR": "127.0.0.1:\(port)",
-            ])
+            environment: scratch.serveEnvironment(databaseURL: urlText, simulator: simulator, nbdPort: nbdkit.port, httpPort: port))
         @Sendable func get(_ path: String) async throws -> (status: Int, retryAfter: String?, body: String) {
             let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"), timeout: .seconds(90))
             return (Int(response.status.code), response.headers.first(name: "Retry-After"),

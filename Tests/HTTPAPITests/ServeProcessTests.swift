@@ -18,7 +18,7 @@ import Testing
         try await withDatabase { db in
             let scratch = try Scratch()
             defer { scratch.remove() }
-            let (byID, exports) = (scratch.byID, scratch.exports)
+            let exports = scratch.exports
             let simulator = try await scratch.startSimulator()
             let nbdkit = try await NbdkitServer.start(exportDirectory: exports.path)
             let port = try NbdkitServer.freeLoopbackPort()
@@ -26,13 +26,8 @@ import Testing
             let log = scratch.root.appendingPathComponent("serve.log").path
             let serve = try ChildProcess(
                 executable: URL(fileURLWithPath: Self.volumed), arguments: ["serve"], outputPath: log,
-                environment: [
-                    "DATABASE_URL": db.urlText, "CLOUDSTACK_API_URL": simulator.apiURL,
-                    "CLOUDSTACK_API_KEY": APIWorld.apiKey, "CLOUDSTACK_SECRET_KEY": APIWorld.secretKey,
-                    "VOLUMED_APPLIANCE_VM_ID": simulator.configuration.applianceVMID, "VOLUMED_BY_ID_DIR": byID.path, "VOLUMED_ALLOW_FILE_DEVICES": "1",
-                    "VOLUMED_NBD_EXPORT_DIR": exports.path, "VOLUMED_NBD_PORT": "\(nbdkit.port)",
-                    "VOLUMED_HTTP_ADDR": "127.0.0.1:\(port)", "VOLUMED_HTTP_TOKEN": token,
-                ])
+                environment: scratch.serveEnvironment(databaseURL: db.urlText, simulator: simulator, nbdPort: nbdkit.port, httpPort: port)
+                    .merging(["VOLUMED_HTTP_TOKEN": token], uniquingKeysWith: { $1 }))
             @Sendable func get(_ path: String, token: String?) async throws -> (Int, String) {
                 var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
                 if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }

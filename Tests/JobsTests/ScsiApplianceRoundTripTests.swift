@@ -2,8 +2,10 @@ import CloudStackSimulator
 import DevServices
 import Foundation
 import Jobs
+import Schema
 import TestSupport
 import Testing
+import Worker
 
 /// An appliance deployed with a virtio-scsi root disk: KVM hot-plugs its data disks on the
 /// SCSI bus too (`KVMStorageProcessor.attachOrDetachDisk`), and udev links them as
@@ -15,26 +17,11 @@ import Testing
         faults.linkCreateDelayMs = 300
         faults.linkRemoveDelayMs = 300
         try await HandlerHarness.with(faults: faults, applianceDiskBus: .scsi) { h in
-            let exports = h.byIDDirectory.deletingLastPathComponent().appendingPathComponent("exports").path
-            try FileManager.default.createDirectory(atPath: exports, withIntermediateDirectories: true)
-            let nbdkit = try await NbdkitServer.start(exportDirectory: exports)
-            do {
-                try await roundTrip(h, nbdkit: nbdkit, exports: exports)
-            } catch {
-                await nbdkit.stop()
-                throw error
-            }
-            await nbdkit.stop()
+            try await h.withServedExports { nbdkit, handlers in try await roundTrip(h, nbdkit: nbdkit, handlers: handlers) }
         }
     }
 
-    private func roundTrip(_ h: HandlerHarness, nbdkit: NbdkitServer, exports: String) async throws {
-        let backend = NbdkitDirectoryBackend(exportDirectory: exports, host: nbdkit.host, port: nbdkit.port)
-        var environment = h.environment
-        environment.exportRemover = BackendExportRemover(backend: backend)
-        var handlers = environment.handlers()
-        handlers[.export] = ExportHandler(backend: backend, resolver: environment.resolver)
-        handlers[.unexport] = UnexportHandler(backend: backend)
+    private func roundTrip(_ h: HandlerHarness, nbdkit: NbdkitServer, handlers: [OperationType: any OperationHandler]) async throws {
         let worker = h.startWorker(handlers: handlers)
 
         let volumeId = try await h.cloudVolume()

@@ -2,8 +2,10 @@ import CloudStackSimulator
 import DevServices
 import Foundation
 import Jobs
+import Schema
 import TestSupport
 import Testing
+import Worker
 
 /// The replication system's test failover, end to end through the queue: volumes created,
 /// attached to the appliance and exported; handed to a test VM (one as its root disk) that
@@ -14,26 +16,11 @@ import Testing
 
     @Test func aTestFailoverHandsThreeVolumesToATestVMAndBackToTheirExports() async throws {
         try await HandlerHarness.with { h in
-            let exports = h.byIDDirectory.deletingLastPathComponent().appendingPathComponent("exports").path
-            try FileManager.default.createDirectory(atPath: exports, withIntermediateDirectories: true)
-            let nbdkit = try await NbdkitServer.start(exportDirectory: exports)
-            do {
-                try await roundTrip(h, nbdkit: nbdkit, exports: exports)
-            } catch {
-                await nbdkit.stop()
-                throw error
-            }
-            await nbdkit.stop()
+            try await h.withServedExports { nbdkit, handlers in try await roundTrip(h, nbdkit: nbdkit, handlers: handlers) }
         }
     }
 
-    private func roundTrip(_ h: HandlerHarness, nbdkit: NbdkitServer, exports: String) async throws {
-        let backend = NbdkitDirectoryBackend(exportDirectory: exports, host: nbdkit.host, port: nbdkit.port)
-        var environment = h.environment
-        environment.exportRemover = BackendExportRemover(backend: backend)
-        var handlers = environment.handlers()
-        handlers[.export] = ExportHandler(backend: backend, resolver: environment.resolver)
-        handlers[.unexport] = UnexportHandler(backend: backend)
+    private func roundTrip(_ h: HandlerHarness, nbdkit: NbdkitServer, handlers: [OperationType: any OperationHandler]) async throws {
         let worker = h.startWorker(handlers: handlers)
 
         // Replication: three volumes on the appliance, each with data, each exported.
