@@ -72,8 +72,10 @@ public struct AttachHandler: OperationHandler {
     public func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
         let volumeId = try RequestDecoding.volumeId(of: operation)
         let vmId = try RequestDecoding.vmId(of: operation)
-        let deviceId = try Self.requestedDeviceId(operation)
-        let vmContextId = try Self.requestedVMContextId(operation)
+        // Decoded and checked once, before anything is sent to CloudStack.
+        let request = try RequestDecoding.decode(Request.self, from: operation)
+        let deviceId = try Self.requestedDeviceId(request)
+        let vmContextId = try Self.requestedVMContextId(request)
         let attacher = VolumeAttacher(environment: environment)
 
         let volume = try await attacher.attach(
@@ -86,7 +88,7 @@ public struct AttachHandler: OperationHandler {
         placement.vmContextId = vmContextId
         let upsertMapping = placement.upsertMapping(context: context)
         var exported: ApplianceExport.Result?
-        if try RequestDecoding.decode(Request.self, from: operation).export == true, placement.mode == "appliance",
+        if request.export == true, placement.mode == "appliance",
            let byIdPath = placement.byIdPath
         {
             exported = try await ApplianceExport(exporter: environment.exporter).export(
@@ -104,8 +106,8 @@ public struct AttachHandler: OperationHandler {
     }
 
     /// `vm_context_id`: one line of text (the engine's context names, e.g. `ctx-pgtest1-20250909-113839`).
-    static func requestedVMContextId(_ operation: ClaimedOperation) throws -> String? {
-        guard let context = try RequestDecoding.decode(Request.self, from: operation).vmContextId else { return nil }
+    static func requestedVMContextId(_ request: Request) throws -> String? {
+        guard let context = request.vmContextId else { return nil }
         guard !context.trimmingCharacters(in: .whitespaces).isEmpty, context.count <= 255,
               !context.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
             throw QueueFailure.invalidRequest(
@@ -116,8 +118,7 @@ public struct AttachHandler: OperationHandler {
 
     /// `device_id` (0, 1, 2, 4 and up: 3 is CloudStack's CD-ROM slot) or `attach_as: "root"`
     /// (device 0); both together must agree.
-    static func requestedDeviceId(_ operation: ClaimedOperation) throws -> Int? {
-        let request = try RequestDecoding.decode(Request.self, from: operation)
+    static func requestedDeviceId(_ request: Request) throws -> Int? {
         if let deviceId = request.deviceId, deviceId < 0 {
             throw QueueFailure.invalidRequest("field 'device_id' must be 0 (root) or a positive CloudStack device slot, got \(deviceId)")
         }
