@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "volumed", targets: ["volumed"]),
+        .executable(name: "volumed-dev", targets: ["volumed-dev"]),
         .executable(name: "cloudstack-sim", targets: ["cloudstack-sim"]),
         .executable(name: "volumed-bench", targets: ["volumed-bench"]),
         .library(name: "VolumeClient", targets: ["VolumeClient"]),
@@ -46,26 +47,58 @@ let package = Package(
         .target(
             name: "Worker",
             dependencies: [
-                "Schema",
+                "Primitives", "Schema",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
-        // Jobs: CloudStack client, by-id resolver, NBD export manager, one handler per operation type.
+        // Primitives: small value rules every subsystem shares (volume UUIDs, durations and
+        // untrusted text in messages); no dependencies.
+        .target(name: "Primitives"),
+        // CloudStack: the signed API client, its models and errors, its metrics.
         .target(
-            name: "Jobs",
+            name: "CloudStack",
             dependencies: [
-                "Worker", "Schema",
+                "Primitives",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Sources/Jobs/CloudStack"
+        ),
+        // Devices: the by-id resolver (a disk's stable link, checked and waited for) and its metrics.
+        .target(
+            name: "Devices",
+            dependencies: ["Primitives", .product(name: "Metrics", package: "swift-metrics")],
+            path: "Sources/Jobs/Devices"
+        ),
+        // NBD: the export backends (nbdkit, nbd-server) and the NBD handshake check.
+        .target(
+            name: "NBD",
+            dependencies: [
+                "Primitives", "Devices", "Worker",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            path: "Sources/Jobs/NBD"
+        ),
+        // Operations: one handler per operation type, the CloudStack steps they share, reconcile.
+        .target(
+            name: "Operations",
+            dependencies: [
+                "Primitives", "CloudStack", "Devices", "NBD", "Worker", "Schema",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            path: "Sources/Jobs/Operations"
         ),
         // VolumeClient: enqueue and race-free waiting, for orchestrators written in Swift.
         .target(
@@ -103,7 +136,7 @@ let package = Package(
         .target(
             name: "HTTPAPI",
             dependencies: [
-                "Schema", "Worker", "Jobs", "VolumeClient",
+                "Schema", "Worker", "CloudStack", "Devices", "NBD", "Operations", "VolumeClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 // The HTTP/1 channel's configuration (idle timeout, extra handlers) and the
                 // request parts those handlers see.
@@ -120,7 +153,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "Schema", "Worker", "Jobs", "HTTPAPI", "VolumeClient",
+                "Schema", "Worker", "CloudStack", "NBD", "Operations", "HTTPAPI", "VolumeClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -133,9 +166,21 @@ let package = Package(
         .executableTarget(
             name: "volumed",
             dependencies: [
-                "Schema", "Worker", "Jobs", "VolumeClient", "DevServices", "CloudStackSimulator", "Daemon", "HTTPAPI",
+                "Primitives", "Schema", "Worker", "CloudStack", "Devices", "NBD", "Operations", "VolumeClient", "Daemon", "HTTPAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // volumed-dev: the development tool (the demo: throwaway PostgreSQL, simulator, nbdkit,
+        // a worker); kept out of the shipped `volumed`, which links no simulator.
+        .executableTarget(
+            name: "volumed-dev",
+            dependencies: [
+                "Schema", "Worker", "CloudStack", "Operations", "VolumeClient", "DevServices", "CloudStackSimulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -145,7 +190,7 @@ let package = Package(
         .target(
             name: "Chaos",
             dependencies: [
-                "Schema", "VolumeClient", "DevServices", "CloudStackSimulator",
+                "Primitives", "Schema", "VolumeClient", "DevServices", "CloudStackSimulator",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -153,7 +198,7 @@ let package = Package(
         .executableTarget(
             name: "volumed-bench",
             dependencies: [
-                "Schema", "Worker", "VolumeClient", "DevServices", "Jobs", "CloudStackSimulator", "Chaos",
+                "Primitives", "Schema", "Worker", "VolumeClient", "DevServices", "CloudStack", "Devices", "NBD", "Operations", "CloudStackSimulator", "Chaos",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -177,7 +222,7 @@ let package = Package(
         .testTarget(
             name: "HTTPAPITests",
             dependencies: [
-                "HTTPAPI", "Daemon", "Jobs", "Worker", "Schema", "CloudStackSimulator", "DevServices", "VolumeClient", "TestSupport",
+                "HTTPAPI", "Daemon", "CloudStack", "Devices", "NBD", "Operations", "Primitives", "Worker", "Schema", "CloudStackSimulator", "DevServices", "VolumeClient", "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -187,12 +232,12 @@ let package = Package(
         ),
         .testTarget(
             name: "JobsTests",
-            dependencies: ["Jobs", "Worker", "Schema", "CloudStackSimulator", "DevServices", "VolumeClient", "TestSupport"]
+            dependencies: ["CloudStack", "Devices", "NBD", "Operations", "Primitives", "Worker", "Schema", "CloudStackSimulator", "DevServices", "VolumeClient", "TestSupport"]
         ),
         .testTarget(
             name: "ChaosTests",
             dependencies: [
-                "Chaos", "Jobs", "CloudStackSimulator",
+                "Chaos", "CloudStack", "Operations", "CloudStackSimulator",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ]

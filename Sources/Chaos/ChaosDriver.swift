@@ -1,3 +1,4 @@
+import Primitives
 import CloudStackSimulator
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+import Primitives
 import CloudStackSimulator
 import Foundation
 
@@ -37,7 +38,7 @@ public struct ChaosReport: Sendable {
 
     public var summary: String {
         var lines: [String] = []
-        let seconds = String(format: "%.1f", duration.secondsValue)
+        let seconds = String(format: "%.1f", duration.seconds)
         lines.append("chaos run (seed \(seed)): \(passed ? "PASSED" : "FAILED") in \(seconds) s")
         let shapes = ChainShape.allCases.map { "\(chainsByShape[$0.rawValue] ?? 0) \($0.rawValue)" }.joined(separator: ", ")
         lines.append("  plan: \(operationsPlanned) operations; \(chainsByShape.values.reduce(0, +)) volume chains (\(shapes)); \(badRows) bad rows")

@@ -1,3 +1,4 @@
+import Primitives
 import CloudStackSimulator
 import DevServices
 import Foundation
@@ -72,7 +73,7 @@ public struct ChaosWorld: Sendable {
                                          replyLostRate: configuration.replyLostRate)
             faults.linkDelayJitterMs = configuration.lateLinkJitter.wholeMilliseconds
             faults.jobGCCancelRate = configuration.jobGCCancelRate
-            faults.jobExpireSeconds = configuration.jobExpiry.map { max(1, Int($0.secondsValue.rounded(.up))) }
+            faults.jobExpireSeconds = configuration.jobExpiry.map { max(1, Int($0.seconds.rounded(.up))) }
             faults.detachTimeoutRate = configuration.detachTimeoutRate
             faults.detachReleaseMs = configuration.detachReleaseDelay.wholeMilliseconds
             var simulatorConfiguration = SimulatorConfiguration(
@@ -128,17 +129,5 @@ public struct ChaosWorld: Sendable {
     /// The appliance whose VM id this is.
     func appliance(vmID: String?) -> ChaosAppliance? {
         appliances.first { $0.vmID == vmID?.lowercased() }
-    }
-}
-
-extension Duration {
-    var wholeMilliseconds: Int {
-        let (seconds, attoseconds) = components
-        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
-    }
-
-    var secondsValue: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }

@@ -1,4 +1,4 @@
-import Jobs
+import Operations
 import Logging
 import PostgresNIO
 import Schema

@@ -1,5 +1,7 @@
+import Devices
+import CloudStack
 import Foundation
-import Jobs
+import Operations
 import Logging
 import PostgresNIO
 import Prometheus

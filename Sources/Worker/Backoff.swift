@@ -1,3 +1,4 @@
+import Primitives
 /// Exponential backoff with jitter for transient failures: attempt n waits about
 /// `base · 2^(n-1)`, capped, spread ±`jitter` so failed operations do not retry in lockstep.
 public struct Backoff: Sendable {
@@ -15,7 +16,7 @@ public struct Backoff: Sendable {
     /// The delay before the next try, after `attempts` tries so far.
     public func delay(afterAttempt attempts: Int, random: Double = Double.random(in: -1...1)) -> Duration {
         let exponent = max(0, min(attempts - 1, 30))
-        let raw = min(base.milliseconds * (1 << exponent), cap.milliseconds)
+        let raw = min(base.wholeMilliseconds * (1 << exponent), cap.wholeMilliseconds)
         let jittered = Double(raw) * (1 + jitter * random)
         return .milliseconds(max(0, Int(jittered.rounded())))
     }

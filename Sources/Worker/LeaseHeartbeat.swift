@@ -1,3 +1,4 @@
+import Primitives
 import Foundation
 import Logging
 import PostgresNIO
@@ -58,7 +59,7 @@ struct LeaseHeartbeat: Sendable {
     private func renew(_ claims: [InFlightRegistry.Held]) async throws -> [String: Bool] {
         let rows = try await client.rows(
             QueueSQL.heartbeat(ids: claims.map(\.id), tokens: claims.map(\.token),
-                               leaseMilliseconds: configuration.leaseDuration.milliseconds),
+                               leaseMilliseconds: configuration.leaseDuration.wholeMilliseconds),
             logger: logger)
         var renewed: [String: Bool] = [:]
         for row in rows {

@@ -1,3 +1,4 @@
+import Primitives
 import Foundation
 import Logging
 import PostgresNIO
@@ -80,11 +81,11 @@ extension QueueWorker {
                 let delay = configuration.backoff.delay(afterAttempt: operation.attempts)
                 logger.notice("transient failure; will retry",
                               metadata: ["error_code": "\(failure.code)", "error": "\(failure.message)",
-                                         "attempt": "\(operation.attempts)", "retry_in_ms": "\(delay.milliseconds)"])
+                                         "attempt": "\(operation.attempts)", "retry_in_ms": "\(delay.wholeMilliseconds)"])
                 metrics.retried(type: operation.type, code: failure.code)
                 let status = await writeWithRetry(operation, logger: logger) {
                     try await self.updateHeld(
-                        QueueSQL.retry(id: operation.id, token: operation.claimToken, delayMilliseconds: delay.milliseconds,
+                        QueueSQL.retry(id: operation.id, token: operation.claimToken, delayMilliseconds: delay.wholeMilliseconds,
                                        error: failure.message, errorCode: failure.code),
                         logger: logger) ? "retried" : nil
                 }

@@ -1,3 +1,4 @@
+import Primitives
 import Foundation
 import Logging
 import PostgresNIO
@@ -154,7 +155,7 @@ public final class QueueWorker: Service, Sendable {
         let start = ContinuousClock.now
         let rows = try await client.rows(
             QueueSQL.claim(worker: configuration.workerName, applianceVMId: configuration.applianceVMId,
-                           limit: limit, leaseMilliseconds: configuration.leaseDuration.milliseconds),
+                           limit: limit, leaseMilliseconds: configuration.leaseDuration.wholeMilliseconds),
             logger: logger)
         let claimed = try rows.map(ClaimedOperation.init(row:))
         if !claimed.isEmpty {
@@ -210,12 +211,5 @@ public final class QueueWorker: Service, Sendable {
             logger.error("could not release interrupted operations; the rescuer will return them when their leases expire",
                          metadata: ["error": "\(String(reflecting: error))"])
         }
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }

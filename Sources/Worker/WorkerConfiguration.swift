@@ -67,10 +67,3 @@ public struct WorkerConfiguration: Sendable {
         guard !workerName.isEmpty, workerName.count <= 200 else { throw fail("the worker name must be 1-200 characters") }
     }
 }
-
-extension Duration {
-    var milliseconds: Int {
-        let (seconds, attoseconds) = components
-        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
-    }
-}

@@ -54,23 +54,4 @@ public struct WorkerMetrics: Sendable {
             Counter(label: label).increment(by: 0)
         }
     }
-
-    // MARK: CloudStack and devices (recorded where the calls happen, in Jobs)
-
-    /// One CloudStack API exchange, answered or not.
-    public func cloudStackCall(command: String, seconds: Double) {
-        Timer(label: "volumed_cloudstack_request_duration_seconds", dimensions: [("command", command)])
-            .recordNanoseconds(Int64(seconds * 1e9))
-    }
-
-    /// A CloudStack call or async job that ended in an error, by its stable code.
-    public func cloudStackError(command: String, code: String) {
-        Counter(label: "volumed_cloudstack_errors_total", dimensions: [("command", command), ("error_code", code)]).increment()
-    }
-
-    /// A wait for a by-id link to appear (`kind` "appear") or go (`kind` "removal").
-    public func byIdWait(kind: String, outcome: String, seconds: Double) {
-        Timer(label: "volumed_by_id_wait_seconds", dimensions: [("kind", kind), ("outcome", outcome)])
-            .recordNanoseconds(Int64(seconds * 1e9))
-    }
 }

@@ -1,7 +1,9 @@
+import NBD
+import CloudStack
 import ArgumentParser
 import CloudStackSimulator
 import Foundation
-import Jobs
+import Operations
 import Logging
 import PostgresNIO
 import Schema
@@ -51,7 +53,7 @@ struct AttachBenchmark: AsyncParsableCommand {
                 let id = try await queue.enqueue(EnqueueRequest(type: .attach, volumeId: volume, vmId: appliance))
                 let record = try await queue.waitForCompletion(id, timeout: .seconds(30))
                 let woken = Date()
-                attach.append((ContinuousClock.now - start).milliseconds)
+                attach.append((ContinuousClock.now - start).seconds * 1000)
                 guard record.status == .completed, let link = jsonString(record.response, "device_path") else {
                     throw BenchError("attach failed: \(record.error ?? "")")
                 }

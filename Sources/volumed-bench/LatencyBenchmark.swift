@@ -1,3 +1,4 @@
+import Primitives
 import ArgumentParser
 import Foundation
 import Logging
@@ -59,19 +60,12 @@ struct LatencyBenchmark: AsyncParsableCommand {
             let starts = committed.map.withLock { $0 }
             let ends = notified.map.withLock { $0 }
             // A notification can arrive before the INSERT's reply is read; that counts as 0.
-            let latencies = starts.compactMap { id, start in ends[id].map { max(0, ($0 - start).milliseconds) } }.sorted()
+            let latencies = starts.compactMap { id, start in ends[id].map { max(0, ($0 - start).seconds * 1000) } }.sorted()
             guard !latencies.isEmpty else { throw BenchError("no latencies measured") }
             func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
             print(String(format: "operations %d at %d/s: enqueue→notification p50 %.2f ms, p99 %.2f ms, max %.2f ms",
                          latencies.count, rate, percentile(0.5), percentile(0.99), latencies.last!))
         }
-    }
-}
-
-extension Duration {
-    var milliseconds: Double {
-        let (seconds, atto) = components
-        return Double(seconds) * 1000 + Double(atto) / 1e15
     }
 }
 

@@ -1,3 +1,4 @@
+import Primitives
 import Foundation
 import Logging
 import PostgresNIO
@@ -35,11 +36,4 @@ func measureDrain(url: String, client: PostgresClient, processes: Int, batch: In
         throw BenchError("\(value) operations did not complete")
     }
     return elapsed.seconds
-}
-
-extension Duration {
-    var seconds: Double {
-        let (seconds, atto) = components
-        return Double(seconds) + Double(atto) / 1e18
-    }
 }

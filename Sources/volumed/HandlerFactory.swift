@@ -1,5 +1,5 @@
 import Foundation
-import Jobs
+import Operations
 import Logging
 import Schema
 import Worker

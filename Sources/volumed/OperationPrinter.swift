@@ -1,5 +1,6 @@
+import Primitives
 import Foundation
-import Jobs
+import Operations
 import Schema
 
 /// How the CLI shows operations.

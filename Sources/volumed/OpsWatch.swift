@@ -1,3 +1,4 @@
+import Primitives
 import Foundation
 import Schema
 import VolumeClient
@@ -28,8 +29,7 @@ struct OpsWatch: Sendable {
         var counts: [String: Int] = [:]
         for record in records { counts[record.status.rawValue, default: 0] += 1 }
         let shown = OperationStatus.allCases.compactMap { status in counts[status.rawValue].map { "\($0) \(status.rawValue)" } }
-        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
-        return "volumed ops · \(time(Date())) · every \(seconds)s · \(shown.isEmpty ? "none" : shown.joined(separator: ", ")) (Ctrl-C stops)"
+        return "volumed ops · \(time(Date())) · every \(interval.seconds)s · \(shown.isEmpty ? "none" : shown.joined(separator: ", ")) (Ctrl-C stops)"
     }
 
     static func time(_ date: Date) -> String {

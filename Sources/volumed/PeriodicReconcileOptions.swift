@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Jobs
+import Operations
 import Logging
 
 /// `--reconcile-interval` / `VOLUMED_RECONCILE_INTERVAL`: how often a worker offers to run a

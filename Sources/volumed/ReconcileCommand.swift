@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Jobs
+import Operations
 import Logging
 import PostgresNIO
 import Schema

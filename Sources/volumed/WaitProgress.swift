@@ -1,5 +1,6 @@
+import Primitives
 import Foundation
-import Jobs
+import Operations
 import Schema
 import VolumeClient
 
@@ -88,8 +89,7 @@ struct WaitProgress: Sendable {
     }
 
     private static func seconds(since start: ContinuousClock.Instant) -> Double {
-        let (seconds, attoseconds) = (ContinuousClock.now - start).components
-        return Double(seconds) + Double(attoseconds) / 1e18
+        (ContinuousClock.now - start).seconds
     }
 
     private static func spinner(_ seconds: Double) -> String {

@@ -1,8 +1,9 @@
+import CloudStack
 import AsyncHTTPClient
 import Chaos
 import CloudStackSimulator
 import Foundation
-import Jobs
+import Operations
 import Logging
 import Testing
 

@@ -1,10 +1,13 @@
+import NBD
+import Devices
+import CloudStack
 import AsyncHTTPClient
 import CloudStackSimulator
 import Daemon
 import DevServices
 import Foundation
 import HTTPAPI
-import Jobs
+import Operations
 import Logging
 import NIOCore
 import NIOHTTP1

@@ -1,3 +1,4 @@
+import NBD
 import AsyncHTTPClient
 import CloudStackSimulator
 import DevServices

@@ -1,6 +1,8 @@
+import CloudStack
 import CloudStackSimulator
 import Foundation
-@testable import Jobs
+@testable import Operations
+@testable import CloudStack
 import TestSupport
 import Testing
 

@@ -1,6 +1,6 @@
 import CloudStackSimulator
 import Foundation
-import Jobs
+import Operations
 import Testing
 
 /// The client against the in-process simulator, one command at a time, then the volume

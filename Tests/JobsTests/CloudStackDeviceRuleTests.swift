@@ -1,6 +1,7 @@
+import CloudStack
 import CloudStackSimulator
 import Foundation
-import Jobs
+import Operations
 import Testing
 
 /// VolumeApiServiceImpl's device rules, as the simulator applies them inside the attach

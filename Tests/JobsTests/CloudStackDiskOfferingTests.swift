@@ -1,7 +1,8 @@
+import CloudStack
 import AsyncHTTPClient
 import CloudStackSimulator
 import Foundation
-import Jobs
+import Operations
 import Testing
 
 /// createVolume's offering and size rules as VolumeApiServiceImpl.allocVolume applies them

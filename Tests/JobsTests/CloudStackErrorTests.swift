@@ -1,4 +1,6 @@
-@testable import Jobs
+import CloudStack
+@testable import Operations
+@testable import CloudStack
 import AsyncHTTPClient
 import CloudStackSimulator
 import Foundation

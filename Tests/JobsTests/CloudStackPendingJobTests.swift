@@ -1,6 +1,6 @@
 import CloudStackSimulator
 import Foundation
-import Jobs
+import Operations
 import Testing
 
 /// listVolumes shows the async job acting on a volume while it is pending, as real

@@ -1,5 +1,6 @@
+import CloudStack
 import Foundation
-import Jobs
+import Operations
 import Testing
 
 /// The vectors in CLOUDSTACK.md (from the exoscale `cs` client's tests, recomputed with

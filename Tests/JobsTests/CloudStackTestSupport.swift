@@ -1,7 +1,8 @@
+import CloudStack
 import AsyncHTTPClient
 import CloudStackSimulator
 import Foundation
-import Jobs
+import Operations
 import Logging
 import Synchronization
 import TestSupport

@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import CloudStackSimulator
 import Foundation
-import Jobs
+import Operations
 import Testing
 
 /// stopVirtualMachine, startVirtualMachine and destroyVirtualMachine against the simulator,

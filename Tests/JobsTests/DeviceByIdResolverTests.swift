@@ -1,5 +1,6 @@
+import Devices
 import Foundation
-import Jobs
+import Operations
 import Testing
 
 /// The resolver against a scratch by-id directory populated the way udev would:

@@ -1,5 +1,6 @@
+import Devices
 import Foundation
-import Jobs
+import Operations
 import Testing
 
 /// CloudStack's `diskUuidToSerial` keeps the UUID's case (`uuid.replace("-", "")`), so a

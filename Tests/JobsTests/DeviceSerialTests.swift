@@ -1,4 +1,5 @@
-import Jobs
+import Devices
+import Operations
 import Testing
 
 @Suite("Disk serial (CloudStack diskUuidToSerial)")

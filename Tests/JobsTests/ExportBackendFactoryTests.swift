@@ -1,6 +1,7 @@
+import NBD
 import DevServices
 import Foundation
-import Jobs
+import Operations
 import Testing
 import Worker
 

@@ -1,7 +1,9 @@
+import NBD
+import Devices
 import DevServices
 import Foundation
 import Glibc
-import Jobs
+import Operations
 import TestSupport
 import Testing
 

@@ -1,6 +1,8 @@
+import NBD
+import Devices
 import DevServices
 import Foundation
-import Jobs
+import Operations
 import PostgresNIO
 import Schema
 import TestSupport

@@ -1,6 +1,6 @@
 import CloudStackSimulator
 import Foundation
-import Jobs
+import Operations
 import TestSupport
 import Testing
 

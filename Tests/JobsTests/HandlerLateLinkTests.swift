@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import CloudStackSimulator
 import Foundation
 import Glibc
-import Jobs
+import Operations
 import TestSupport
 import Testing
 

@@ -1,7 +1,9 @@
+import Devices
+import CloudStack
 import AsyncHTTPClient
 import CloudStackSimulator
 import Foundation
-import Jobs
+import Operations
 import Logging
 import PostgresNIO
 import Schema

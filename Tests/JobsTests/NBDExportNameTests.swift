@@ -1,4 +1,5 @@
-import Jobs
+import NBD
+import Operations
 import Testing
 
 @Suite("NBD export names")

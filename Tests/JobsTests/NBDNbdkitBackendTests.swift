@@ -1,7 +1,8 @@
+import NBD
 import DevServices
 import Foundation
 import Glibc
-import Jobs
+import Operations
 import Testing
 
 /// The default export backend against a real nbdkit on loopback.

@@ -1,6 +1,7 @@
+import NBD
 import DevServices
 import Foundation
-import Jobs
+import Operations
 import Testing
 
 /// The nbd-server backend: the original daemon's one-file-per-export layout, and the

@@ -1,7 +1,9 @@
+import NBD
+import Devices
 import DevServices
 import Foundation
 import Glibc
-import Jobs
+import Operations
 
 /// A scratch appliance for export tests: a fake by-id directory, the export directory a
 /// real nbdkit serves, and that nbdkit on a free loopback port.

@@ -1,6 +1,7 @@
 import CloudStackSimulator
 import Foundation
-@testable import Jobs
+@testable import Operations
+@testable import CloudStack
 import PostgresNIO
 import Schema
 import TestSupport

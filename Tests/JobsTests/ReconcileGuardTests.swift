@@ -1,5 +1,6 @@
 import Foundation
-@testable import Jobs
+@testable import Operations
+@testable import CloudStack
 import TestSupport
 import Testing
 

@@ -1,6 +1,7 @@
+import NBD
 import CloudStackSimulator
 import Foundation
-import Jobs
+import Operations
 import TestSupport
 import Testing
 

@@ -1,7 +1,7 @@
 import CloudStackSimulator
 import DevServices
 import Foundation
-import Jobs
+import Operations
 import Schema
 import TestSupport
 import Testing

@@ -1,7 +1,8 @@
+import NBD
 import CloudStackSimulator
 import DevServices
 import Foundation
-import Jobs
+import Operations
 import Schema
 import TestSupport
 import Testing

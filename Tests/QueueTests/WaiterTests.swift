@@ -126,6 +126,25 @@ import Worker
         #expect(after.subtracting(before).filter { $0.hasPrefix("volumed-demo") }.isEmpty)
     }
 
+    /// The shipped binary links neither the simulator nor the throwaway services: `volumed demo`
+    /// hands over to `volumed-dev` beside it, and says where to find it when it is missing.
+    @Test func theShippedBinaryLeavesTheDemoToTheDevelopmentTool() async throws {
+        let binary = try Data(contentsOf: URL(fileURLWithPath: CommandLineTests.volumed))
+        for module in ["CloudStackSimulator", "DevServices"] {
+            // Swift symbol names carry their module as `<length><name>`.
+            #expect(binary.range(of: Data("\(module.count)\(module)".utf8)) == nil, "volumed links \(module)")
+        }
+        let alone = FileManager.default.temporaryDirectory.appendingPathComponent("volumed-alone-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: alone, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: alone) }
+        let copy = alone.appendingPathComponent("volumed").path
+        try FileManager.default.copyItem(atPath: CommandLineTests.volumed, toPath: copy)
+        let result = try await ProcessRunner.run([copy, "demo"], check: false)
+        #expect(result.status != 0)
+        #expect(result.output.contains("the demo lives in the development tool volumed-dev"), "\(result.output)")
+        #expect(result.output.contains("swift run volumed-dev demo"), "\(result.output)")
+    }
+
     /// Ctrl-C in the middle of the flow (volumes attached: their by-id links exist) stops the
     /// demo with status 130 and removes its PostgreSQL, nbdkit and folders.
     @Test func ctrlCStopsTheDemoAndLeavesNothingBehind() async throws {

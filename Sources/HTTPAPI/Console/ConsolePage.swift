@@ -1,5 +1,7 @@
+import Devices
+import Primitives
 import Foundation
-import Jobs
+import Operations
 import Schema
 
 /// The console's sections as HTML fragments, rendered from what `ConsoleReads` read. The page

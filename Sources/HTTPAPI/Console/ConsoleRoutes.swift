@@ -1,7 +1,8 @@
+import Devices
 import Crypto
 import Foundation
 import Hummingbird
-import Jobs
+import Operations
 import Logging
 import Schema
 import ServiceLifecycle

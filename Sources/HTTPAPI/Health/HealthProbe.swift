@@ -1,5 +1,6 @@
+import NBD
 import Foundation
-import Jobs
+import Operations
 import Logging
 import Worker
 

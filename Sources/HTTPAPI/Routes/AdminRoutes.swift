@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-import Jobs
+import Operations
 
 /// `POST /admin/force-sync`: runs reconciliation now and answers with its report.
 struct AdminRoutes {

@@ -1,6 +1,7 @@
+import Devices
 import Foundation
 import Hummingbird
-import Jobs
+import Operations
 
 /// `GET /devices/{device_path}/volume` (which volume a device is) and
 /// `GET /vms/{vm_id}/volumes` (the volumes attached to a VM through volumed).

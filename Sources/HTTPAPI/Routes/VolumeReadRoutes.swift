@@ -1,6 +1,9 @@
+import NBD
+import Devices
+import CloudStack
 import Foundation
 import Hummingbird
-import Jobs
+import Operations
 import Logging
 
 /// `GET /volumes/{id}` (the volume as volumed and CloudStack see it) and

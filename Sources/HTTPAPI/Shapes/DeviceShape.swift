@@ -1,5 +1,6 @@
+import Devices
 import Foundation
-import Jobs
+import Operations
 
 /// The original daemon's device mapping, after its by-id migration: `device_path` is the
 /// stable by-id link, `operation_mode` is `oma` (attached to this appliance) or `failover`

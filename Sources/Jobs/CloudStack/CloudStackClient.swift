@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
-import Worker
+import Primitives
 
 /// A CloudStack API client for the volume operations volumed performs.
 ///
@@ -19,7 +19,7 @@ public final class CloudStackClient: Sendable {
     private let httpClient: HTTPClient
     private let logger: Logger
     private let signer: CloudStackSigner
-    private let metrics = WorkerMetrics()
+    private let metrics = CloudStackMetrics()
 
     /// Largest reply accepted; list replies for a whole cloud stay well below this.
     private static let maximumResponseBytes = 32 * 1024 * 1024
@@ -202,7 +202,7 @@ public final class CloudStackClient: Sendable {
                             errorText: result.errorText ?? "no error text",
                             jobId: jobId
                         )
-                    metrics.cloudStackError(command: error.command ?? "asyncJob", code: error.code)
+                    metrics.error(command: error.command ?? "asyncJob", code: error.code)
                     throw error
                 case .cancelled:
                     throw CloudStackError(
@@ -260,11 +260,11 @@ public final class CloudStackClient: Sendable {
         as: Body.Type
     ) async throws -> Body {
         let started = ContinuousClock.now
-        defer { metrics.cloudStackCall(command: command, seconds: Self.seconds(ContinuousClock.now - started)) }
+        defer { metrics.call(command: command, seconds: (ContinuousClock.now - started).seconds) }
         do {
             return try await exchange(command, parameters, method: method, as: Body.self)
         } catch let error as CloudStackError {
-            metrics.cloudStackError(command: command, code: error.code)
+            metrics.error(command: command, code: error.code)
             throw error
         }
     }
@@ -278,7 +278,7 @@ public final class CloudStackClient: Sendable {
         as: Body.Type
     ) async throws -> Body {
         let expires = configuration.useSignatureVersion3
-            ? Date().addingTimeInterval(Self.seconds(configuration.signatureLifetime)) : nil
+            ? Date().addingTimeInterval(configuration.signatureLifetime.seconds) : nil
         let signed = signer.signedQuery(command: command, parameters: parameters, expires: expires)
 
         var request: HTTPClientRequest
@@ -298,7 +298,7 @@ public final class CloudStackClient: Sendable {
         let status: Int
         let data: Data
         do {
-            let response = try await httpClient.execute(request, timeout: Self.timeAmount(configuration.requestTimeout))
+            let response = try await httpClient.execute(request, timeout: .nanoseconds(configuration.requestTimeout.nanoseconds))
             status = Int(response.status.code)
             let buffer = try await response.body.collect(upTo: Self.maximumResponseBytes)
             data = Data(buffer.readableBytesView)
@@ -390,15 +390,5 @@ public final class CloudStackClient: Sendable {
                 .replacingOccurrences(of: CloudStackSigner.javaURLEncode(secret), with: "<redacted>")
         }
         return text
-    }
-
-    private static func seconds(_ duration: Duration) -> TimeInterval {
-        let (seconds, attoseconds) = duration.components
-        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
-    }
-
-    private static func timeAmount(_ duration: Duration) -> TimeAmount {
-        let (seconds, attoseconds) = duration.components
-        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }

@@ -11,7 +11,7 @@
 ///
 /// The VM commands' classes are not named after the API (stopVirtualMachine → StopVMCmd,
 /// `api/.../command/user/vm/StopVMCmd.java`), so those are listed.
-enum CloudStackCommandClass {
+package enum CloudStackCommandClass {
     /// API command → the simple name of its user class.
     private static let classNames = [
         "stopVirtualMachine": "StopVMCmd",
@@ -26,7 +26,7 @@ enum CloudStackCommandClass {
     }
 
     /// Whether the job class `javaClass` (either spelling) runs `command`.
-    static func runs(_ command: String, javaClass: String?) -> Bool {
+    package static func runs(_ command: String, javaClass: String?) -> Bool {
         guard let simpleName = simpleUserClassName(javaClass) else { return false }
         return simpleName == userClassName(of: command)
     }

@@ -1,4 +1,4 @@
-import Worker
+import Primitives
 
 /// Finds a CloudStack volume as a local block device through its stable
 /// `/dev/disk/by-id` link, and waits for that link to appear or disappear.
@@ -11,7 +11,7 @@ public struct ByIdResolver: Sendable {
     public let directory: String
     /// The waits in progress, shared by every copy of this resolver (for health checks).
     public let activity = ByIdWaitActivity()
-    private let metrics = WorkerMetrics()
+    private let metrics = DeviceMetrics()
     /// Whether a link may resolve to a regular file where a block device is expected
     /// (`VOLUMED_ALLOW_FILE_DEVICES`): only for the simulator's hot-plug emulation, whose
     /// "disks" are backing files (tests, `volumed demo`, benchmarks). Off in production, so a
@@ -172,8 +172,7 @@ public struct ByIdResolver: Sendable {
         activity.begin()
         defer { activity.end() }
         func record(_ outcome: String) {
-            let (seconds, attoseconds) = (ContinuousClock.now - started).components
-            metrics.byIdWait(kind: kind, outcome: outcome, seconds: Double(seconds) + Double(attoseconds) / 1e18)
+            metrics.byIdWait(kind: kind, outcome: outcome, seconds: (ContinuousClock.now - started).seconds)
         }
         do {
             let value = try await wait()

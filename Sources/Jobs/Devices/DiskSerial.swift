@@ -1,3 +1,4 @@
+import Primitives
 /// The disk serial CloudStack's KVM agent gives a volume, which udev turns into the
 /// `/dev/disk/by-id/virtio-<serial>` link inside the guest.
 ///

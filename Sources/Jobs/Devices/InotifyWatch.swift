@@ -1,3 +1,4 @@
+import Primitives
 import Glibc
 
 /// One inotify instance watching a few directories for entries that appear, disappear,
@@ -65,7 +66,7 @@ final class InotifyWatch {
                 pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: cancellation.readFD, events: Int16(POLLIN), revents: 0),
             ]
-            let ready = poll(&fds, 2, Self.milliseconds(remaining))
+            let ready = poll(&fds, 2, Int32(clamping: remaining.roundedUpMilliseconds))
             if ready < 0 {
                 if errno == EINTR { continue }
                 throw DeviceError(.deviceWatchFailed, "poll on inotify failed: \(errnoText(errno))")
@@ -82,12 +83,5 @@ final class InotifyWatch {
     private func drainEvents() {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while read(fd, &buffer, buffer.count) > 0 {}
-    }
-
-    /// Rounded up, so a wait never ends a hair before its deadline and spins.
-    private static func milliseconds(_ duration: Duration) -> Int32 {
-        let (seconds, attoseconds) = duration.components
-        let millis = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-        return Int32(clamping: millis)
     }
 }

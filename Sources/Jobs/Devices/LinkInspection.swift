@@ -1,7 +1,8 @@
+import Primitives
 import Glibc
 
 /// What one candidate by-id path looks like at this instant.
-enum LinkState: Equatable {
+package enum LinkState: Equatable {
     /// Nothing at that name.
     case absent
     /// A link whose target does not exist (yet): udev may still be creating the node.
@@ -12,8 +13,8 @@ enum LinkState: Equatable {
 }
 
 /// File-system inspection of by-id links: lstat, realpath and the size of what they point at.
-enum LinkInspection {
-    static func state(ofLink linkPath: String) throws(DeviceError) -> LinkState {
+package enum LinkInspection {
+    package static func state(ofLink linkPath: String) throws(DeviceError) -> LinkState {
         guard entryExists(linkPath) else { return .absent }
         guard let realPath = resolvedPath(of: linkPath) else {
             let err = errno
@@ -84,7 +85,7 @@ enum LinkInspection {
 
     /// The link's own target, made absolute relative to the link's directory
     /// (udev writes relative targets such as `../../vdf`).
-    static func firstHopTarget(ofLink linkPath: String) -> String? {
+    package static func firstHopTarget(ofLink linkPath: String) -> String? {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let count = readlink(linkPath, &buffer, buffer.count - 1)
         guard count > 0 else { return nil }
@@ -133,15 +134,4 @@ enum LinkInspection {
         }
         return size
     }
-}
-
-/// `/a/b/c` → `/a/b`; `/a` → `/`.
-func parentDirectory(of path: String) -> String {
-    guard let slash = path.lastIndex(of: "/") else { return "." }
-    let parent = String(path[..<slash])
-    return parent.isEmpty ? "/" : parent
-}
-
-func errnoText(_ code: Int32) -> String {
-    String(cString: strerror(code))
 }

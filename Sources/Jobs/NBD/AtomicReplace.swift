@@ -1,3 +1,4 @@
+import Primitives
 import Glibc
 
 /// Creates or replaces a directory entry in one step: the new entry is made under a

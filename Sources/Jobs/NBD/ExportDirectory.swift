@@ -1,3 +1,4 @@
+import Primitives
 import Glibc
 
 /// The directory a backend keeps its export entries in, with the checks and messages

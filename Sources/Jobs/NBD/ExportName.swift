@@ -1,3 +1,4 @@
+import Primitives
 /// NBD export names, and the checks that keep them from naming anything but an export.
 ///
 /// An export name becomes a file name in nbdkit's directory, a `.conf` file name and an

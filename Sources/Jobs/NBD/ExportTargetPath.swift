@@ -1,3 +1,4 @@
+import Primitives
 import Glibc
 
 /// Checks on the path an export will serve. It ends up as a symlink target or as the

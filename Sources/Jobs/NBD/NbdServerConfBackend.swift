@@ -1,3 +1,4 @@
+import Primitives
 import Foundation
 
 /// nbd-server with one `<export name>.conf` per export in its `includedir`

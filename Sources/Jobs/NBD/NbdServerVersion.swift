@@ -1,3 +1,4 @@
+import Primitives
 import Foundation
 
 /// The version of the installed nbd-server, read from `nbd-server -V`

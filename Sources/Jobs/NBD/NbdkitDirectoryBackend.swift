@@ -1,3 +1,5 @@
+import Devices
+import Primitives
 import Glibc
 
 /// The default backend: nbdkit's file plugin serving a directory

@@ -1,0 +1,85 @@
+import CloudStack
+import Schema
+import Worker
+
+/// `delete`: the volume is deleted in CloudStack, marked `Deleted` in `volumes`, and any
+/// mapping goes.
+///
+/// An attached volume is refused (`volume_attached`) unless `force`, which detaches it
+/// first as a checkpointed step (the same `VolumeDetacher` as `detach`). deleteVolume is
+/// synchronous; a volume CloudStack no longer has counts as deleted, so a retry after a
+/// lost reply succeeds.
+public struct DeleteHandler: OperationHandler {
+    let environment: JobsEnvironment
+
+    public init(environment: JobsEnvironment) {
+        self.environment = environment
+    }
+
+    struct Request: Decodable {
+        var force: Bool?
+    }
+
+    struct Checkpoint: Codable, Sendable {
+        /// The forced detach, when one was started.
+        var detach: VolumeDetacher.Progress?
+        /// What CloudStack said about the volume before it was deleted, so a resumed attempt
+        /// can still record it in `volumes`.
+        var name: String?
+        var sizeBytes: Int64?
+        var zoneId: String?
+
+        enum CodingKeys: String, CodingKey {
+            case detach, name
+            case sizeBytes = "size_bytes"
+            case zoneId = "zone_id"
+        }
+    }
+
+    public func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
+        let volumeId = try RequestDecoding.volumeId(of: operation)
+        let force = try RequestDecoding.decode(Request.self, from: operation).force ?? false
+        var checkpoint = try context.checkpoint(as: Checkpoint.self) ?? Checkpoint()
+
+        if let current = try await environment.cloudStack.volume(id: volumeId) {
+            if checkpoint.name == nil {
+                checkpoint.name = current.name
+                checkpoint.sizeBytes = current.size
+                checkpoint.zoneId = current.zoneid
+                try await context.saveCheckpoint(checkpoint)
+            }
+            if current.isAttached || checkpoint.detach?.jobId != nil {
+                guard force else {
+                    throw VolumeOperationFailure.volumeAttached(volumeId: volumeId, vmId: current.virtualmachineid ?? "unknown")
+                }
+                let base = checkpoint
+                _ = try await VolumeDetacher(environment: environment).detach(
+                    volumeId: volumeId, force: true, resume: checkpoint.detach, context: context,
+                    save: { progress in
+                        var updated = base
+                        updated.detach = progress
+                        try await context.saveCheckpoint(updated)
+                    })
+            }
+            try context.checkCancellation()
+            do {
+                try await environment.cloudStack.deleteVolume(id: volumeId)
+            } catch let error as CloudStackError where error.code == "cloudstack_not_found" {
+                context.logger.notice("CloudStack no longer has the volume; counting it as deleted")
+            }
+        } else {
+            context.logger.debug("CloudStack lists no such volume; already deleted")
+        }
+
+        let recorded = checkpoint
+        let operationId = operation.id
+        return try .completed([String: String]()) { connection in
+            try await connection.query(
+                MappingSQL.markVolumeDeleted(
+                    volumeId: volumeId, name: recorded.name, sizeBytes: recorded.sizeBytes, zoneId: recorded.zoneId,
+                    operationId: operationId),
+                logger: context.logger)
+            try await connection.query(MappingSQL.deleteMapping(volumeId: volumeId), logger: context.logger)
+        }
+    }
+}

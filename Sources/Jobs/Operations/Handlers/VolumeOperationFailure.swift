@@ -1,0 +1,136 @@
+import Devices
+import CloudStack
+import Primitives
+import Worker
+
+/// Failures the volume handlers decide themselves (as opposed to errors CloudStack, the
+/// by-id resolver or NBD report): the volume is in a state the operation must not change
+/// on its own. Each message names the cause and the fix.
+struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
+    let code: String
+    let message: String
+    let isTransient: Bool
+
+    var description: String { "\(code): \(message)" }
+
+    static func volumeNotFound(_ volumeId: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "volume_not_found",
+            message: "volume \(volumeId) does not exist in CloudStack (listVolumes returned nothing); check the operation's volume_id",
+            isTransient: false)
+    }
+
+    static func vmNotFound(_ vmId: String, detail: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "vm_not_found",
+            message: "VM \(vmId) does not exist in CloudStack (\(detail)); check the operation's vm_id",
+            isTransient: false)
+    }
+
+    static func attachedElsewhere(volumeId: String, attachedTo: String, requested: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "volume_attached_elsewhere",
+            message: "volume \(volumeId) is attached to VM \(attachedTo), not \(requested); detach it first",
+            isTransient: false)
+    }
+
+    static func volumeAttached(volumeId: String, vmId: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "volume_attached",
+            message: "volume \(volumeId) is attached to VM \(vmId); detach it first or pass \"force\": true to detach and delete it",
+            isTransient: false)
+    }
+
+    static func volumeExported(volumeId: String, exports: [String]) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "volume_exported",
+            message: "volume \(volumeId) is exported over NBD as \(exports.joined(separator: ", ")); "
+                + "unexport it first or pass \"force\": true to remove the export and detach",
+            isTransient: false)
+    }
+
+    static func noExportRemover(volumeId: String, exports: [String]) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "export_removal_unavailable",
+            message: "volume \(volumeId) is exported as \(exports.joined(separator: ", ")), which the detach must remove first, "
+                + "but this volumed has no export manager configured to remove exports; enqueue an unexport first",
+            isTransient: false)
+    }
+
+    static func exportsRemain(volumeId: String, exports: [String]) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "volume_exported",
+            message: "volume \(volumeId) is still exported as \(exports.joined(separator: ", ")) after removing its exports; "
+                + "the operation will be retried",
+            isTransient: true)
+    }
+
+    static func sizeMismatch(volumeId: String, device: ResolvedDevice, cloudStackBytes: Int64) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "device_size_mismatch",
+            message: "by-id link \(device.byIdPath) resolves to \(device.devicePath) of \(device.sizeBytes) bytes, but CloudStack "
+                + "reports volume \(volumeId) as \(cloudStackBytes) bytes; the link points at another disk: check udev and the "
+                + "appliance's disks before using it",
+            isTransient: false)
+    }
+
+    static func jobWithoutVolume(jobId: String, command: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "cloudstack_bad_response",
+            message: "CloudStack async job \(jobId) for \(command) succeeded without returning the volume; check the CloudStack version",
+            isTransient: false)
+    }
+
+    static func vmNotStoppedForRoot(volumeId: String, vmId: String, state: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "vm_not_stopped",
+            message: "volume \(volumeId) cannot be attached as the root disk (device 0) of VM \(vmId): the VM is \(state), and "
+                + "CloudStack attaches a root disk only to a Stopped VM; stop the VM (stopVirtualMachine) and enqueue the attach again",
+            isTransient: false)
+    }
+
+    static func attachedToThirdVM(volumeId: String, attachedTo: String, testVmId: String, applianceVmId: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "volume_attached_elsewhere",
+            message: "volume \(volumeId) is attached to VM \(attachedTo), neither the test VM \(testVmId) nor the appliance "
+                + "\(applianceVmId); check the cleanup's test_vm_id, or detach the volume from \(attachedTo) first",
+            isTransient: false)
+    }
+
+    static func testVMStopTimeout(vmId: String, state: String, waited: Duration, volumeId: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "test_vm_stop_timeout",
+            message: "test VM \(vmId) did not reach Stopped within \(secondsText(waited)) (it is \(state)); volume \(volumeId) is still "
+                + "attached to it and nothing was detached. Check the VM and its host in CloudStack; when the hypervisor cannot "
+                + "stop it, enqueue the cleanup again with \"force\": true (a forced stop marks it Stopped)",
+            isTransient: false)
+    }
+
+    static func testVMUnstoppable(vmId: String, state: String, volumeId: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "test_vm_unstoppable",
+            message: "test VM \(vmId) is \(state), a state CloudStack cannot stop it from; volume \(volumeId) is still attached to it. "
+                + "Repair the VM in CloudStack (or stop it with force) and enqueue the cleanup again",
+            isTransient: false)
+    }
+
+    /// CloudStack's detach timed out (KVM's wait.detach.device) and the disk's by-id link is
+    /// still on the appliance after `waited` more: something in the guest holds the device.
+    static func detachDeviceHeld(volumeId: String, vmId: String, waited: Duration, cloudStackError: CloudStackError) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "detach_device_held",
+            message: "detaching volume \(volumeId) from appliance \(vmId) timed out in CloudStack (\(cloudStackError.errorText ?? cloudStackError.message)) "
+                + "and its by-id link was still present \(secondsText(waited)) later: the appliance still holds the disk. "
+                + "The detach is retried; if it keeps failing, release the device on the appliance (unmount it, deactivate LVM "
+                + "volume groups on it, stop processes that have it open) and enqueue the detach again",
+            isTransient: true)
+    }
+
+    static func cleanupNeedsAppliance(volumeId: String) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "appliance_required",
+            message: "a cleanup hands volume \(volumeId) back to the appliance this worker runs on, but this worker has no "
+                + "appliance VM; run it with VOLUMED_APPLIANCE_VM_ID set",
+            isTransient: false)
+    }
+}

@@ -1,0 +1,157 @@
+import Devices
+import CloudStack
+import Foundation
+import Logging
+import PostgresNIO
+
+/// A `device_mappings` row as reconcile read it; repairs only change a row still equal to this.
+struct MappedVolume: Sendable, Equatable {
+    let volumeId: String
+    let vmId: String
+    let mode: String
+    let cloudStackDeviceId: Int?
+    let byIdPath: String?
+    let devicePath: String?
+}
+
+/// A `volumes` row volumed still considers alive (not marked `Deleted`).
+struct RecordedVolume: Sendable, Equatable {
+    let volumeId: String
+    let name: String
+    let state: String
+}
+
+/// What CloudStack says about one volume.
+enum CloudStackLookup: Sendable {
+    case found(CloudStackVolume)
+    /// `listVolumes` lists nothing for the id (deleted and expunged), or CloudStack does not
+    /// know the id at all.
+    case unknown
+    /// Could not be asked (a permanent error for this id only); the message says why.
+    case failed(String)
+}
+
+/// What the by-id directory says about one volume.
+enum DeviceLookup: Sendable {
+    case resolved(ResolvedDevice)
+    /// No candidate link resolves; `expected` is the virtio link udev would create.
+    case missing(expected: String)
+    case failed(String)
+}
+
+/// Everything one reconcile pass compares, read once before any repair: the tables, the
+/// volumes with unfinished operations, CloudStack's view and the by-id directory.
+struct ReconcileSnapshot: Sendable {
+    /// The database clock before CloudStack was read. An operation on a volume that finished
+    /// after this may have changed what CloudStack showed us, so repairs skip such volumes.
+    var since: Date
+    /// Volumes a failed create may have left in CloudStack that nothing tracks.
+    var untracked: [CloudStackVolume] = []
+    var mappings: [MappedVolume] = []
+    var recorded: [RecordedVolume] = []
+    /// Volumes with a pending or executing operation: never touched by reconcile.
+    var busy: Set<String> = []
+    var cloudStack: [String: CloudStackLookup] = [:]
+    /// Data disks CloudStack shows attached to the appliance (its ROOT disk excluded).
+    var onAppliance: [CloudStackVolume] = []
+    var devices: [String: DeviceLookup] = [:]
+
+    /// Every volume id the pass looked at.
+    var volumeIds: Set<String> {
+        Set(mappings.map(\.volumeId)).union(recorded.map(\.volumeId)).union(onAppliance.map(\.id))
+    }
+}
+
+extension Reconciler {
+    /// Reads the tables first (after noting `since`), then CloudStack, then the by-id links.
+    /// Busy volumes are not looked up: nothing will be done to them.
+    func takeSnapshot() async throws -> ReconcileSnapshot {
+        var snapshot = ReconcileSnapshot(since: try await databaseNow())
+        let mapped = try await database.decodedRows(ReconcileSQL.mappings(), logger: logger) { row in
+            let (volumeId, vmId, mode, deviceId, byId, device, size) =
+                try row.decode((String, String, String, Int32?, String?, String?, Int64?).self)
+            return (MappedVolume(volumeId: volumeId, vmId: vmId, mode: mode, cloudStackDeviceId: deviceId.map(Int.init),
+                                 byIdPath: byId, devicePath: device), size)
+        }
+        snapshot.mappings = mapped.map(\.0)
+        let recordedSizes = Dictionary(mapped.compactMap { mapping, size in size.map { (mapping.volumeId, $0) } }) { first, _ in first }
+        snapshot.recorded = try await database.decodedRows(ReconcileSQL.liveVolumes(), logger: logger) { row in
+            let (volumeId, name, state) = try row.decode((String, String, String).self)
+            return RecordedVolume(volumeId: volumeId, name: name, state: state)
+        }
+        snapshot.busy = Set(try await database.decodedRows(ReconcileSQL.busyVolumes(), logger: logger) { try $0.decode(String.self) })
+
+        let wanted = Set(snapshot.mappings.map(\.volumeId)).union(snapshot.recorded.map(\.volumeId)).subtracting(snapshot.busy)
+        for volumeId in wanted.sorted() {
+            snapshot.cloudStack[volumeId] = try await lookUp(volumeId)
+        }
+        snapshot.untracked = try await untrackedVolumes()
+        if let appliance = environment.applianceVMId {
+            snapshot.onAppliance = try await environment.cloudStack.listVolumes(virtualMachineId: appliance)
+                .filter { $0.type.uppercased() != "ROOT" && $0.virtualmachineid?.lowercased() == appliance.lowercased() }
+            for volume in snapshot.onAppliance where snapshot.cloudStack[volume.id] == nil {
+                snapshot.cloudStack[volume.id] = .found(volume)
+            }
+            let local = snapshot.mappings.filter { environment.isAppliance($0.vmId) }.map(\.volumeId)
+                + snapshot.onAppliance.map(\.id)
+            for volumeId in Set(local).subtracting(snapshot.busy).sorted() {
+                snapshot.devices[volumeId] = lookUpDevice(volumeId, recordedSize: recordedSizes[volumeId])
+            }
+        }
+        return snapshot
+    }
+
+    /// CloudStack answers an unknown id with 431 "…entity does not exist…"
+    /// (apache/cloudstack server/src/main/java/com/cloud/api/dispatch/ParamProcessWorker.java,
+    /// `translateUuidToInternalId`, which searches removed entities too), and a removed one
+    /// with an empty list. Both mean CloudStack no longer has the volume. Transient errors
+    /// end the pass: a half-seen cloud must not drive repairs.
+    private func lookUp(_ volumeId: String) async throws -> CloudStackLookup {
+        do {
+            guard let volume = try await environment.cloudStack.volume(id: volumeId) else { return .unknown }
+            return .found(volume)
+        } catch let error as CloudStackError where error.code == "cloudstack_not_found" {
+            return .unknown
+        } catch let error as CloudStackError where !error.isTransient {
+            return .failed(error.message)
+        }
+    }
+
+    /// The device behind the volume's by-id link, accepted only as `ByIdResolver.verifiedDevice`
+    /// accepts it: a block device (a regular file only with the test/demo setting) and, for a
+    /// mapped volume, of the size recorded at attach. A link re-pointed elsewhere is a
+    /// `check_failed` finding, never a repair that records it.
+    private func lookUpDevice(_ volumeId: String, recordedSize: Int64?) -> DeviceLookup {
+        do {
+            if let device = try environment.resolver.currentDevice(volumeId: volumeId) {
+                return .resolved(try environment.resolver.verifiedDevice(
+                    byIdPath: device.byIdPath, volumeId: volumeId, expectedSize: recordedSize))
+            }
+            return .missing(expected: try environment.resolver.candidateLinkPaths(volumeId: volumeId)[0])
+        } catch {
+            return .failed(error.message)
+        }
+    }
+
+    /// CloudStack volumes named as a failed or cancelled create asked, that no `volumes` row
+    /// and no operation owns: what a createVolume whose reply was lost may have left behind.
+    private func untrackedVolumes() async throws -> [CloudStackVolume] {
+        let names = Set(try await database.decodedRows(ReconcileSQL.namesOfUnfinishedCreates(), logger: logger) {
+            try $0.decode(String.self)
+        })
+        guard !names.isEmpty else { return [] }
+        let candidates = try await environment.cloudStack.listVolumes().filter {
+            names.contains($0.name) && $0.type.uppercased() == "DATADISK" && !ReconcilePlanner.goneStates.contains($0.state)
+        }
+        guard !candidates.isEmpty else { return [] }
+        let tracked = Set(try await database.decodedRows(ReconcileSQL.trackedVolumeIds(among: candidates.map(\.id)), logger: logger) {
+            try $0.decode(String.self)
+        })
+        return candidates.filter { !tracked.contains($0.id) }
+    }
+
+    private func databaseNow() async throws -> Date {
+        let rows = try await database.decodedRows("SELECT clock_timestamp()", logger: logger) { try $0.decode(Date.self) }
+        return rows.first ?? Date()
+    }
+}
