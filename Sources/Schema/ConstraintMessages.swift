@@ -3,7 +3,7 @@
 public enum ConstraintMessages {
     public static let byName: [String: String] = [
         "volume_operations_type_known":
-            "type must be one of create, attach, detach, delete, export, unexport, cleanup",
+            "type must be one of the volume_operation_types table's rows (SELECT type FROM volume_operation_types)",
         "volume_operations_status_known":
             "status must be one of pending, executing, completed, failed, cancelled",
         "volume_operations_volume_id_required":

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Jobs
 import Logging
 import PostgresNIO
 import Schema
@@ -39,8 +40,8 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Flag(help: "With --wait: the result as one JSON line, progress as plain lines (no terminal control).") var json = false
 
     func validate() throws {
-        guard OperationType(rawValue: type) != nil else {
-            throw ValidationError("TYPE must be one of \(OperationType.allCases.map(\.rawValue).joined(separator: ", ")) (got \(type))")
+        guard OperationRegistry.types.contains(OperationType(rawValue: type)) else {
+            throw ValidationError("TYPE must be one of \(OperationRegistry.types.map(\.rawValue).joined(separator: ", ")) (got \(type))")
         }
         guard let data = request.data(using: .utf8),
               (try? JSONSerialization.jsonObject(with: data)) is [String: Any] else {
@@ -50,7 +51,7 @@ struct EnqueueCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let enqueue = EnqueueRequest(type: OperationType(rawValue: type)!, volumeId: volumeId, vmId: vmId, request: request,
+        let enqueue = EnqueueRequest(type: OperationType(rawValue: type), volumeId: volumeId, vmId: vmId, request: request,
                                      idempotencyKey: idempotencyKey, priority: priority, maxAttempts: maxAttempts)
         let (wait, timeout, json) = (self.wait, self.timeout, self.json)
         let record = try await withVolumeClient(database) { volumes -> OperationRecord? in
@@ -109,8 +110,8 @@ struct OpsCommand: AsyncParsableCommand {
         if let status, OperationStatus(rawValue: status) == nil {
             throw ValidationError("--status must be one of \(OperationStatus.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        if let type, OperationType(rawValue: type) == nil {
-            throw ValidationError("--type must be one of \(OperationType.allCases.map(\.rawValue).joined(separator: ", "))")
+        if let type, !OperationRegistry.types.contains(OperationType(rawValue: type)) {
+            throw ValidationError("--type must be one of \(OperationRegistry.types.map(\.rawValue).joined(separator: ", "))")
         }
         guard (1...1000).contains(limit) else { throw ValidationError("--limit must be between 1 and 1000") }
         guard interval >= 0.2, interval <= 3600 else { throw ValidationError("--interval must be between 0.2 and 3600 seconds (got \(interval))") }
