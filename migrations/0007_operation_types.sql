@@ -49,8 +49,9 @@ ALTER TABLE volume_operations ADD CONSTRAINT volume_operations_type_known
 
 -- ---------------------------------------------------------------------------------------
 -- volume_id / vm_id required: the table's flags, checked when a row is written or its type or
--- ids change (as the CHECKs were), raised under the CHECKs' names. A type missing from the
--- table passes here and is refused by the foreign key above.
+-- ids change (as the CHECKs were), raised as the CHECKs were (same message, constraint name
+-- and SQLSTATE) with the type's rule as DETAIL. A type missing from the table passes here and
+-- is refused by the foreign key above.
 ALTER TABLE volume_operations DROP CONSTRAINT volume_operations_volume_id_required;
 ALTER TABLE volume_operations DROP CONSTRAINT volume_operations_vm_id_required;
 
@@ -61,15 +62,17 @@ DECLARE
 BEGIN
     SELECT * INTO rule FROM volume_operation_types t WHERE t.type = NEW.type;
     IF rule.needs_volume_id AND NEW.volume_id IS NULL THEN
-        RAISE EXCEPTION '% operations need a volume_id', NEW.type
-            USING ERRCODE = 'check_violation', COLUMN = 'volume_id',
+        RAISE EXCEPTION 'new row for relation "volume_operations" violates check constraint "volume_operations_volume_id_required"'
+            USING ERRCODE = 'check_violation', COLUMN = 'volume_id', TABLE = 'volume_operations',
                   CONSTRAINT = 'volume_operations_volume_id_required',
-                  HINT = 'set volume_id to the CloudStack volume UUID (only create goes without one)';
+                  DETAIL = format('%s operations need a volume_id (volume_operation_types.needs_volume_id)', NEW.type),
+                  HINT = 'set volume_id to the CloudStack volume UUID the operation acts on';
     END IF;
     IF rule.needs_vm_id AND NEW.vm_id IS NULL THEN
-        RAISE EXCEPTION '% operations need a vm_id', NEW.type
-            USING ERRCODE = 'check_violation', COLUMN = 'vm_id',
+        RAISE EXCEPTION 'new row for relation "volume_operations" violates check constraint "volume_operations_vm_id_required"'
+            USING ERRCODE = 'check_violation', COLUMN = 'vm_id', TABLE = 'volume_operations',
                   CONSTRAINT = 'volume_operations_vm_id_required',
+                  DETAIL = format('%s operations need a vm_id (volume_operation_types.needs_vm_id)', NEW.type),
                   HINT = 'set vm_id to the CloudStack VM UUID the operation targets';
     END IF;
     RETURN NEW;

@@ -28,7 +28,7 @@ extension EnvironmentOperationHandler {
 public enum OperationRegistry {
     static let handlerTypes: [any RegisteredOperationHandler.Type] = [
         CreateHandler.self, AttachHandler.self, DetachHandler.self, DeleteHandler.self,
-        ExportHandler.self, UnexportHandler.self, CleanupHandler.self,
+        ExportHandler.self, UnexportHandler.self, CleanupHandler.self, ResizeHandler.self,
     ]
 
     /// Every type this volumed has a handler for.

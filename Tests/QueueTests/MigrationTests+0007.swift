@@ -72,11 +72,13 @@ extension MigrationTests {
             #expect(try await db.scalar("SELECT status FROM volume_operations WHERE id = '\(resize)'") == "pending",
                     "behind the detach of the same volume")
 
-            // A new type is one row: accepted at once, and routed as the row says.
-            try await db.query("INSERT INTO volume_operation_types VALUES ('defragment', true, false, 'any_worker')")
-            let defragment = try await insertOperation(db, type: "defragment", volume: randomVolumeId())
-            #expect(try await db.query(
-                "SELECT id::text FROM volume_operations_claim_with_token('any', NULL, 100, 60000)") == [defragment.uuidString.lowercased()])
+            // A new type is one row: accepted at once, and routed as the row says (here: on the
+            // appliance its vm_id names, which no CASE of 0005 would have done).
+            try await db.query("INSERT INTO volume_operation_types VALUES ('defragment', true, false, 'vm_appliance')")
+            let defragment = try await insertOperation(db, type: "defragment", volume: randomVolumeId(), vm: otherAppliance)
+            #expect(try await db.query("SELECT id::text FROM volume_operations_claim_with_token('new', '\(applianceVM)', 100, 60000)").isEmpty)
+            #expect(try await db.query("SELECT id::text FROM volume_operations_claim_with_token('other', '\(otherAppliance)', 100, 60000)")
+                    == [defragment.uuidString.lowercased()])
         }
     }
 }
