@@ -18,12 +18,13 @@ extension OperationType {
 /// finding the volume already at the size, sends nothing. A smaller size is refused (volumed
 /// never shrinks a volume: CloudStack's `shrinkok` is not sent).
 ///
-/// The type as a whole: this file; its row in migrations/0007_operation_types.sql and its
-/// line in `OperationRegistry`; `CloudStackClient.resizeVolume`; the simulator's resizeVolume
-/// (Sources/CloudStackSimulator/SimulatedCloud+ResizeVolume.swift and the job/command tables);
-/// the route `POST /api/v1/volumes/{id}/resize` (HTTPAPI VolumeWriteRoutes); `volumed enqueue
-/// resize --size` (volumed ClientCommands); tests (Tests/JobsTests/HandlerResizeTests.swift);
-/// README, docs/architecture.md, CHANGELOG.
+/// The type as a whole, files touched: this file; its row in migrations/0007_operation_types.sql
+/// and its line in `OperationRegistry.handlerTypes`; `CloudStackClient.resizeVolume`;
+/// `CreateHandler.wholeGB` (shared rounding); the simulator (SimulatedCloud+ResizeVolume.swift,
+/// and one line each in SimulatedCloud, SimulatedCloud+Jobs, SimulatedEntities, SimulatorState,
+/// HotPlugEmulator); the route in HTTPAPI/Routes/VolumeWriteRoutes.swift; `--size` in
+/// volumed/ClientCommands.swift; tests (JobsTests/HandlerResizeTests, CloudStackResizeVolumeTests,
+/// HTTPAPITests/VolumeWriteRouteTests); README, docs/architecture.md, CHANGELOG.
 public struct ResizeHandler: EnvironmentOperationHandler {
     static let type = OperationType.resize
 
