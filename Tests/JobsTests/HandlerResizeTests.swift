@@ -116,6 +116,21 @@ import Testing
         }
     }
 
+    /// Every reply lost on the way back (a proxy's 502): the first attempt keeps the unanswered
+    /// mark, the retry adopts the job or finds the size done; one resizeVolume in all.
+    @Test func aResizeWhoseReplyWasLostIsSentOnce() async throws {
+        try await HandlerHarness.with(asyncDelay: .milliseconds(500)) { h in
+            let volumeId = try await h.cloudVolume()
+            await h.simulator.setFaults(HandlerReplyLostTests.proxyLosingReplies)
+            let row = try await h.runOnFreshWorker("resize", volume: volumeId, request: #"{"size": \#(4 * GiB)}"#)
+
+            #expect(row.status == "completed", "\(row.errorCode ?? ""): \(row.error ?? "")")
+            #expect(row.attempts >= 2, "the lost reply failed the first attempt")
+            #expect(await h.sideEffects(volumeId).resizeVolume == 1)
+            #expect(await h.simulator.state().volume(volumeId)?.size == 4 * GiB)
+        }
+    }
+
     @Test func aResizeRescuedWithItsJobIdWaitsOnThatJob() async throws {
         try await HandlerHarness.with(asyncDelay: .milliseconds(800)) { h in
             let volumeId = try await h.cloudVolume()
