@@ -17,7 +17,7 @@ GRANT UPDATE (status) ON volume_operations TO :"orchestrator";       -- UPDATE â
 -- (migration 0005); the database turns an orchestrator's status change into a cancel request
 -- or refuses it, whatever this file grants.
 GRANT INSERT ON volume_operation_events TO :"orchestrator";          -- written by the triggers
-GRANT SELECT ON volume_operation_events, volumes, device_mappings, vm_export_mappings,
+GRANT SELECT ON volume_operation_events, volumes, device_mappings, vm_export_mappings, volume_operation_types,
                volume_operation_stats, volume_operations_stuck, volume_inventory, volume_snapshots TO :"orchestrator";
 GRANT EXECUTE ON FUNCTION volume_operation_enqueue(text, text, text, jsonb, text, smallint, integer),
                           volume_operation_cancel(uuid) TO :"orchestrator";
@@ -26,7 +26,7 @@ GRANT EXECUTE ON FUNCTION volume_operation_enqueue(text, text, text, jsonb, text
 GRANT USAGE ON SCHEMA public TO :"worker";
 GRANT SELECT, INSERT, UPDATE, DELETE ON volume_operations, volume_operation_events, volumes,
       device_mappings, vm_export_mappings, volumed_appliances TO :"worker";
-GRANT SELECT ON schema_migrations, volume_operation_stats, volume_operations_stuck,
+GRANT SELECT ON schema_migrations, volume_operation_types, volume_operation_stats, volume_operations_stuck,
                volume_inventory, volume_snapshots TO :"worker";
 GRANT EXECUTE ON FUNCTION volume_operations_claim_with_token(text, text, bigint, float8),
                           volume_operations_claim_digest(text),
@@ -36,5 +36,5 @@ GRANT EXECUTE ON FUNCTION volume_operations_claim_with_token(text, text, bigint,
 -- Dashboards: read only.
 GRANT USAGE ON SCHEMA public TO :"dashboard";
 GRANT SELECT ON volume_operation_stats, volume_operations_stuck, volume_inventory, volume_snapshots,
-               volume_operations, volume_operation_events, volumes, device_mappings,
+               volume_operations, volume_operation_events, volume_operation_types, volumes, device_mappings,
                vm_export_mappings TO :"dashboard";

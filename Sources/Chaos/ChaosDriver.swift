@@ -111,7 +111,7 @@ struct ChaosDriver: Sendable {
     }
 
     private func run(_ row: BadRow) async -> StepOutcome {
-        var request = EnqueueRequest(type: OperationType(rawValue: row.operationType)!, volumeId: row.volumeID,
+        var request = EnqueueRequest(type: OperationType(rawValue: row.operationType), volumeId: row.volumeID,
                                      idempotencyKey: "chaos-\(world.configuration.seed)-bad-\(row.index)", maxAttempts: Self.maxAttempts)
         switch row.kind {
         case .attachUnknownVolume: request.vmId = world.appliances[0].vmID
@@ -129,7 +129,7 @@ struct ChaosDriver: Sendable {
 
     private func enqueueRequest(_ step: ChaosStep, chain: VolumeChain, volumeID: String?, position: Int) -> EnqueueRequest {
         let appliance = world.appliances[chain.applianceIndex]
-        var request = EnqueueRequest(type: OperationType(rawValue: step.operationType)!, volumeId: volumeID,
+        var request = EnqueueRequest(type: OperationType(rawValue: step.operationType), volumeId: volumeID,
                                      idempotencyKey: "chaos-\(world.configuration.seed)-\(chain.index)-\(position)",
                                      maxAttempts: Self.maxAttempts)
         switch step {

@@ -57,6 +57,13 @@ struct HotPlugEmulator: Sendable {
         }
     }
 
+    /// A resize of an attached disk (virsh blockresize): the device takes the new size at once.
+    func resizeBackingFile(volumeID: String, sizeBytes: Int64) throws {
+        let handle = try FileHandle(forWritingTo: backingFileURL(forVolumeID: volumeID))
+        defer { try? handle.close() }
+        try handle.truncate(atOffset: UInt64(sizeBytes))
+    }
+
     /// udev's half: the by-id link to the backing file, published atomically.
     func publishLink(volumeID: String) throws {
         let fileManager = FileManager.default

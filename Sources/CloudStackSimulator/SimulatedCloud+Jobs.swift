@@ -8,6 +8,7 @@ extension SimulatedCloud {
         "createVolume": "org.apache.cloudstack.api.command.user.volume.CreateVolumeCmd",
         "attachVolume": "org.apache.cloudstack.api.command.user.volume.AttachVolumeCmd",
         "detachVolume": "org.apache.cloudstack.api.command.user.volume.DetachVolumeCmd",
+        "resizeVolume": "org.apache.cloudstack.api.command.user.volume.ResizeVolumeCmd",
         "stopVirtualMachine": "org.apache.cloudstack.api.command.user.vm.StopVMCmd",
         "startVirtualMachine": "org.apache.cloudstack.api.command.user.vm.StartVMCmd",
         "destroyVirtualMachine": "org.apache.cloudstack.api.command.user.vm.DestroyVMCmd",
@@ -79,6 +80,8 @@ extension SimulatedCloud {
             return ("volume", try attach(volumeID: volumeID, vmID: vmID, requestedDeviceID: deviceID))
         case .detachVolume(let volumeID):
             return ("volume", try detach(volumeID: volumeID))
+        case .resizeVolume(let volumeID, let sizeGB, let shrinkOK):
+            return ("volume", try resize(volumeID: volumeID, sizeGB: sizeGB, shrinkOK: shrinkOK))
         case .stopVirtualMachine(let vmID, let forced):
             return try runStop(vmID: vmID, forced: forced).map { ("virtualmachine", $0) }
         case .startVirtualMachine(let vmID):

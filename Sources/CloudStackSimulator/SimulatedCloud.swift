@@ -145,6 +145,7 @@ actor SimulatedCloud {
         "attachVolume": CommandSpec(requiredParameters: ["id", "virtualmachineid"], changesState: true),
         "detachVolume": CommandSpec(requiredParameters: [], changesState: true),
         "deleteVolume": CommandSpec(requiredParameters: ["id"], changesState: true),
+        "resizeVolume": CommandSpec(requiredParameters: ["id"], changesState: true),
         // StopVMCmd, StartVMCmd, DestroyVMCmd (api/.../command/user/vm/): `id` is required.
         "stopVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
         "startVirtualMachine": CommandSpec(requiredParameters: ["id"], changesState: true),
@@ -164,6 +165,7 @@ actor SimulatedCloud {
         case "attachVolume": return try attachVolume(parameters)
         case "detachVolume": return try detachVolume(parameters)
         case "deleteVolume": return try deleteVolume(parameters)
+        case "resizeVolume": return try resizeVolume(parameters)
         case "stopVirtualMachine": return try stopVirtualMachine(parameters)
         case "startVirtualMachine": return try startVirtualMachine(parameters)
         case "destroyVirtualMachine": return try destroyVirtualMachine(parameters)

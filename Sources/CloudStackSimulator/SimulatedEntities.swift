@@ -49,6 +49,7 @@ enum SimulatedJobAction: Sendable {
     case createVolume(volumeID: String)
     case attachVolume(volumeID: String, virtualMachineID: String, deviceID: Int?)
     case detachVolume(volumeID: String)
+    case resizeVolume(volumeID: String, sizeGB: Int64?, shrinkOK: Bool)
     case stopVirtualMachine(virtualMachineID: String, forced: Bool)
     case startVirtualMachine(virtualMachineID: String)
     case destroyVirtualMachine(virtualMachineID: String, expunge: Bool)
@@ -56,7 +57,7 @@ enum SimulatedJobAction: Sendable {
     /// What CloudStack reports as the job's `jobinstancetype` and `jobinstanceid`.
     var instance: (type: String, id: String) {
         switch self {
-        case .createVolume(let id), .attachVolume(let id, _, _), .detachVolume(let id):
+        case .createVolume(let id), .attachVolume(let id, _, _), .detachVolume(let id), .resizeVolume(let id, _, _):
             return ("Volume", id)
         case .stopVirtualMachine(let id, _), .startVirtualMachine(let id), .destroyVirtualMachine(let id, _):
             return ("VirtualMachine", id)

@@ -53,12 +53,14 @@ public struct SimulatorState: Codable, Sendable, Equatable {
         public var attachVolume: Int = 0
         public var detachVolume: Int = 0
         public var deleteVolume: Int = 0
+        public var resizeVolume: Int = 0
         /// Of `detachVolume`, the ones whose job failed because the guest held the disk (a KVM
         /// detach timeout, `detachTimeoutRate`): accepted, but without effect.
         public var detachTimedOut: Int = 0
 
         public init(createVolume: Int = 0, attachVolume: Int = 0, detachVolume: Int = 0, deleteVolume: Int = 0,
-                    detachTimedOut: Int = 0) {
+                    detachTimedOut: Int = 0, resizeVolume: Int = 0) {
+            self.resizeVolume = resizeVolume
             self.createVolume = createVolume
             self.attachVolume = attachVolume
             self.detachVolume = detachVolume
@@ -72,6 +74,7 @@ public struct SimulatorState: Codable, Sendable, Equatable {
             case detachVolume = "detach_volume"
             case deleteVolume = "delete_volume"
             case detachTimedOut = "detach_timed_out"
+            case resizeVolume = "resize_volume"
         }
     }
 

@@ -3,15 +3,15 @@
 public enum ConstraintMessages {
     public static let byName: [String: String] = [
         "volume_operations_type_known":
-            "type must be one of create, attach, detach, delete, export, unexport, cleanup",
+            "type must be one of the volume_operation_types table's rows (SELECT type FROM volume_operation_types)",
         "volume_operations_status_known":
             "status must be one of pending, executing, completed, failed, cancelled",
         "volume_operations_volume_id_required":
-            "volume_id is required for every operation type except create",
+            "volume_id is required for this operation type (its volume_operation_types row says needs_volume_id; only create goes without)",
         "volume_operations_volume_id_is_uuid":
             "volume_id must be a CloudStack volume UUID such as 3f9c2a10-8b1e-4c6d-9f00-1a2b3c4d5e6f",
         "volume_operations_vm_id_required":
-            "vm_id is required for attach and export operations",
+            "vm_id is required for this operation type (its volume_operation_types row says needs_vm_id: attach, export)",
         "volume_operations_vm_id_is_uuid":
             "vm_id must be a CloudStack VM UUID such as 9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d",
         "volume_operations_request_is_object":

@@ -1,4 +1,5 @@
 import Foundation
+import Operations
 import PostgresNIO
 import Schema
 import Worker
@@ -25,7 +26,7 @@ enum SyntheticHandler: String, CaseIterable, Sendable {
     }
 
     func handlers() -> [OperationType: any OperationHandler] {
-        Dictionary(uniqueKeysWithValues: OperationType.allCases.map { ($0, handler()) })
+        Dictionary(uniqueKeysWithValues: OperationRegistry.types.map { ($0, handler()) })
     }
 }
 

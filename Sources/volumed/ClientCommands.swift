@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Operations
 import Logging
 import PostgresNIO
 import Schema
@@ -24,13 +25,15 @@ struct EnqueueCommand: AsyncParsableCommand {
             Examples:
               volumed enqueue create --request '{"name":"disk1","size":10737418240,"disk_offering_id":"…","zone_id":"…"}' --wait
               volumed enqueue attach --volume-id 3f9c… --vm-id 9a1b… --wait
+              volumed enqueue resize --volume-id 3f9c… --size 21474836480 --wait
             """)
 
     @OptionGroup var database: DatabaseOptions
-    @Argument(help: "create | attach | detach | delete | export | unexport | cleanup") var type: String
+    @Argument(help: ArgumentHelp(OperationRegistry.types.map(\.rawValue).joined(separator: " | "))) var type: String
     @Option(help: "CloudStack volume UUID (all types but create).") var volumeId: String?
     @Option(help: "CloudStack VM UUID (attach, export).") var vmId: String?
     @Option(help: "The request as a JSON object.") var request: String = "{}"
+    @Option(help: "The size in bytes (resize, create): sets the request's size.") var size: Int64?
     @Option(help: "Idempotency key: the same key returns the same operation.") var idempotencyKey: String?
     @Option(help: "Lower runs first.") var priority: Int16 = 0
     @Option(help: "Attempts before a transient failure becomes final.") var maxAttempts: Int = 5
@@ -39,18 +42,22 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Flag(help: "With --wait: the result as one JSON line, progress as plain lines (no terminal control).") var json = false
 
     func validate() throws {
-        guard OperationType(rawValue: type) != nil else {
-            throw ValidationError("TYPE must be one of \(OperationType.allCases.map(\.rawValue).joined(separator: ", ")) (got \(type))")
+        guard OperationRegistry.types.contains(OperationType(rawValue: type)) else {
+            throw ValidationError("TYPE must be one of \(OperationRegistry.types.map(\.rawValue).joined(separator: ", ")) (got \(type))")
         }
         guard let data = request.data(using: .utf8),
-              (try? JSONSerialization.jsonObject(with: data)) is [String: Any] else {
+              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw ValidationError("--request must be a JSON object, e.g. '{\"force\": true}' (got \(request))")
+        }
+        if let size {
+            guard size > 0 else { throw ValidationError("--size must be a positive number of bytes (got \(size))") }
+            guard object["size"] == nil else { throw ValidationError("give the size once: --size or --request's size, not both") }
         }
         guard timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds") }
     }
 
     func run() async throws {
-        let enqueue = EnqueueRequest(type: OperationType(rawValue: type)!, volumeId: volumeId, vmId: vmId, request: request,
+        let enqueue = EnqueueRequest(type: OperationType(rawValue: type), volumeId: volumeId, vmId: vmId, request: try requestText(),
                                      idempotencyKey: idempotencyKey, priority: priority, maxAttempts: maxAttempts)
         let (wait, timeout, json) = (self.wait, self.timeout, self.json)
         let record = try await withVolumeClient(database) { volumes -> OperationRecord? in
@@ -65,6 +72,14 @@ struct EnqueueCommand: AsyncParsableCommand {
             print(OperationPrinter.json(record, pretty: !json))
             if record.status != .completed { throw ExitCode(1) }
         }
+    }
+
+    /// `--request` with `--size` merged in.
+    private func requestText() throws -> String {
+        guard let size else { return request }
+        var object = try JSONSerialization.jsonObject(with: Data(request.utf8)) as? [String: Any] ?? [:]
+        object["size"] = size
+        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
     }
 }
 
@@ -109,8 +124,8 @@ struct OpsCommand: AsyncParsableCommand {
         if let status, OperationStatus(rawValue: status) == nil {
             throw ValidationError("--status must be one of \(OperationStatus.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        if let type, OperationType(rawValue: type) == nil {
-            throw ValidationError("--type must be one of \(OperationType.allCases.map(\.rawValue).joined(separator: ", "))")
+        if let type, !OperationRegistry.types.contains(OperationType(rawValue: type)) {
+            throw ValidationError("--type must be one of \(OperationRegistry.types.map(\.rawValue).joined(separator: ", "))")
         }
         guard (1...1000).contains(limit) else { throw ValidationError("--limit must be between 1 and 1000") }
         guard interval >= 0.2, interval <= 3600 else { throw ValidationError("--interval must be between 0.2 and 3600 seconds (got \(interval))") }

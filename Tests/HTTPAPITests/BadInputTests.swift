@@ -80,7 +80,7 @@ import Testing
     static let cases: [Case] = [
         // SQL, as any orchestrator sends it
         Case(door: .sql, name: "unknown type", expected: ["volume_operations_type_known"],
-             send: sqlError("INSERT INTO volume_operations (type, volume_id) VALUES ('resize', '\(volume)')")),
+             send: sqlError("INSERT INTO volume_operations (type, volume_id) VALUES ('defragment', '\(volume)')")),
         Case(door: .sql, name: "detach without volume_id", expected: ["volume_operations_volume_id_required"],
              send: sqlError("INSERT INTO volume_operations (type) VALUES ('detach')")),
         Case(door: .sql, name: "volume_id not a UUID", expected: ["volume_operations_volume_id_is_uuid"],
@@ -142,8 +142,8 @@ import Testing
              }),
 
         // The command line
-        Case(door: .cli, name: "enqueue of an unknown type", expected: ["resize"],
-             send: command(["enqueue", "resize", "--volume-id", volume])),
+        Case(door: .cli, name: "enqueue of an unknown type", expected: ["defragment"],
+             send: command(["enqueue", "defragment", "--volume-id", volume])),
         Case(door: .cli, name: "enqueue with a non-UUID volume id", expected: ["volume", "UUID"],
              send: command(["enqueue", "detach", "--volume-id", "vol-1"])),
         Case(door: .cli, name: "enqueue with unparsable request JSON", expected: ["--request", "JSON"],

@@ -1,4 +1,5 @@
 import Foundation
+import DevServices
 import TestSupport
 import Testing
 
@@ -133,6 +134,35 @@ import Testing
             #expect(badForce.status == 400)
             #expect(try badForce.apiError().details["field"] as? String == "force")
             #expect(try await world.operationCount() == 3)
+        }
+    }
+
+    /// `POST /volumes/{id}/resize {size}` and `volumed enqueue resize --size` enqueue the same
+    /// `resize` row; a size that is not a positive whole number is refused naming the field.
+    @Test func resizeEnqueuesAResizeWithTheSizeFromTheRouteAndTheCommandLine() async throws {
+        try await APIWorld.with { world in
+            let answer = try await world.post("/api/v1/volumes/\(volumeA)/resize", #"{"size": 21474836480}"#)
+            #expect(answer.status == 201, "\(answer.text)")
+            let operation = try answer.object()
+            #expect(operation["type"] as? String == "resize" && operation["volume_id"] as? String == volumeA)
+            #expect(((operation["request"] as? [String: Any])?["size"] as? NSNumber)?.int64Value == 20 << 30)
+            for body in [#"{}"#, #"{"size": 0}"#, #"{"size": "20G"}"#, #"{"size": 1.5}"#] {
+                let bad = try await world.post("/api/v1/volumes/\(volumeA)/resize", body)
+                #expect(bad.status == 400, "\(body): \(bad.text)")
+                #expect(try bad.apiError().details["field"] as? String == "size", "\(body): \(bad.text)")
+            }
+            #expect(try await world.operationCount() == 1)
+
+            let volumed = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("volumed").path
+            let id = try await ProcessRunner.run([volumed, "enqueue", "resize", "--volume-id", volumeB, "--size", "\(3 << 30)",
+                                                  "--database-url", world.db.urlText]).output
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try await world.db.scalar("SELECT type || ' ' || volume_id || ' ' || request::text FROM volume_operations WHERE id = '\(id)'")
+                    == "resize \(volumeB) {\"size\": \(3 << 30)}")
+            let refused = try await ProcessRunner.run([volumed, "enqueue", "resize", "--volume-id", volumeB, "--size", "0",
+                                                       "--database-url", world.db.urlText], check: false)
+            #expect(refused.status != 0 && refused.output.contains("--size"), "\(refused.output)")
+            #expect(try await world.operationCount() == 2)
         }
     }
 

@@ -1,3 +1,4 @@
+import CloudStack
 import CloudStackSimulator
 import Foundation
 import Operations

@@ -1,3 +1,4 @@
+import CloudStack
 import AsyncHTTPClient
 import CloudStackSimulator
 import Foundation

@@ -18,11 +18,8 @@ extension HandlerHarness {
         let backend = NbdkitDirectoryBackend(exportDirectory: exports, host: nbdkit.host, port: nbdkit.port)
         var environment = self.environment
         environment.exportRemover = BackendExportRemover(backend: backend)
-        var handlers = environment.handlers()
-        handlers[.export] = ExportHandler(backend: backend, resolver: environment.resolver)
-        handlers[.unexport] = UnexportHandler(backend: backend)
         do {
-            try await body(nbdkit, handlers)
+            try await body(nbdkit, environment.handlers(exportBackend: backend))
         } catch {
             await nbdkit.stop()
             throw error

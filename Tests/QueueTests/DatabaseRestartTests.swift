@@ -62,7 +62,7 @@ import Worker
             }
             let stopped = Counter()
             let workers = (0..<2).map { _ in
-                QueueWorker(client: client, database: database.url, handlers: [.detach: handler],
+                QueueWorker(client: client, database: database.url, handlers: ["detach": handler],
                             configuration: fastConfiguration(concurrency: 8, batch: 8), logger: testLogger)
             }
             for worker in workers {
@@ -120,7 +120,7 @@ extension DatabaseRestartTests {
                 Task {
                     while !Task.isCancelled {
                         do {
-                            _ = try await volumes.enqueue(EnqueueRequest(type: .detach, volumeId: volumeA, idempotencyKey: key))
+                            _ = try await volumes.enqueue(EnqueueRequest(type: "detach", volumeId: volumeA, idempotencyKey: key))
                         } catch let error as VolumeClientError {
                             misjudged.add("\(error.kind): \(error)")
                         } catch {

@@ -24,7 +24,7 @@ func expectRejected(_ db: TestDatabase, _ sql: String, constraint: String? = nil
 @Suite struct DatabaseRulesTests {
     @Test func malformedInsertsAreRejectedNamingTheRule() async throws {
         try await withDatabase { db in
-            await expectRejected(db, "INSERT INTO volume_operations (type, volume_id) VALUES ('resize', '\(volumeA)')",
+            await expectRejected(db, "INSERT INTO volume_operations (type, volume_id) VALUES ('defragment', '\(volumeA)')",
                                  constraint: "volume_operations_type_known")
             await expectRejected(db, "INSERT INTO volume_operations (type) VALUES ('detach')",
                                  constraint: "volume_operations_volume_id_required")

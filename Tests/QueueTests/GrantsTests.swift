@@ -68,7 +68,7 @@ import Worker
             // The worker: its whole runtime (schema check, claim, heartbeat, rescuer, completion).
             try await Self.asRole(roles.worker, db) { worker in
                 try await Migrator(logger: testLogger).checkUpToDate(worker.client)
-                let running = startWorker(worker, handlers: [.detach: ClosureHandler { _, _ in try .completed(["ok": true]) }])
+                let running = startWorker(worker, handlers: ["detach": ClosureHandler { _, _ in try .completed(["ok": true]) }])
                 try await eventually("the orchestrator's operation completed") {
                     try await worker.scalar("SELECT status FROM volume_operations WHERE id = '\(pendingId ?? "")'") == "completed"
                 }

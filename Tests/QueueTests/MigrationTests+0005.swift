@@ -60,7 +60,7 @@ extension MigrationTests {
 
             // A new worker rescues the dead worker's row and finishes it, and the pending ones.
             let recorder = Recorder()
-            let worker = startWorker(db, handlers: [.detach: ClosureHandler { operation, _ in
+            let worker = startWorker(db, handlers: ["detach": ClosureHandler { operation, _ in
                 recorder.record(operation)
                 return try .completed(["ok": true])
             }])

@@ -26,7 +26,7 @@ import Worker
             let client = VolumeClient(client: db.client, database: db.url, logger: testLogger)
             defer { client.close() }
             let ids = try await (0..<10).asyncMap { _ in
-                try await client.enqueue(EnqueueRequest(type: .detach, volumeId: randomVolumeId()))
+                try await client.enqueue(EnqueueRequest(type: "detach", volumeId: randomVolumeId()))
             }
             // A 60 s poll: only the notification can finish these waits in time.
             let waits = Task {
@@ -37,7 +37,7 @@ import Worker
             }
             try await Task.sleep(for: .milliseconds(300))
             let started = ContinuousClock.now
-            let worker = startWorker(db, handlers: [.detach: ClosureHandler { _, _ in try .completed(["ok": true]) }])
+            let worker = startWorker(db, handlers: ["detach": ClosureHandler { _, _ in try .completed(["ok": true]) }])
             let records = try await waits.value
             #expect(ContinuousClock.now - started < .seconds(10))
             #expect(records.allSatisfy { $0.status == .completed })
@@ -63,17 +63,17 @@ import Worker
         try await withDatabase { db in
             let client = VolumeClient(client: db.client, database: db.url, logger: testLogger)
             defer { client.close() }
-            await #expect { try await client.enqueue(EnqueueRequest(type: .attach, volumeId: "not-a-uuid", vmId: applianceVM)) } throws: {
+            await #expect { try await client.enqueue(EnqueueRequest(type: "attach", volumeId: "not-a-uuid", vmId: applianceVM)) } throws: {
                 "\($0)".contains("volume_id must be a CloudStack volume UUID")
             }
-            await #expect { try await client.enqueue(EnqueueRequest(type: .export, volumeId: volumeA)) } throws: {
+            await #expect { try await client.enqueue(EnqueueRequest(type: "export", volumeId: volumeA)) } throws: {
                 "\($0)".contains("vm_id is required")
             }
-            await #expect { try await client.enqueue(EnqueueRequest(type: .detach, volumeId: volumeA, request: "[]")) } throws: {
+            await #expect { try await client.enqueue(EnqueueRequest(type: "detach", volumeId: volumeA, request: "[]")) } throws: {
                 "\($0)".contains("request must be a JSON object")
             }
-            let first = try await client.enqueue(EnqueueRequest(type: .detach, volumeId: volumeA, idempotencyKey: "k"))
-            let again = try await client.enqueue(EnqueueRequest(type: .detach, volumeId: volumeA, idempotencyKey: "k"))
+            let first = try await client.enqueue(EnqueueRequest(type: "detach", volumeId: volumeA, idempotencyKey: "k"))
+            let again = try await client.enqueue(EnqueueRequest(type: "detach", volumeId: volumeA, idempotencyKey: "k"))
             #expect(first == again)
             #expect(try await db.count("SELECT count(*)::text FROM volume_operations") == 1)
         }
@@ -179,7 +179,7 @@ enum PostgresClientHarness {
         let parsed = try DatabaseURL(url)
         try await PostgresClient.withRunning(parsed, logger: testLogger) { client in
             let db = TestDatabase(urlText: url, url: parsed, client: client)
-            let worker = startWorker(db, handlers: [.detach: ClosureHandler { operation, _ in try .completed(["vm_id": operation.volumeId ?? ""]) }])
+            let worker = startWorker(db, handlers: ["detach": ClosureHandler { operation, _ in try .completed(["vm_id": operation.volumeId ?? ""]) }])
             do {
                 try await body()
             } catch {

@@ -29,7 +29,7 @@ extension WorkerRuntimeTests {
                 return try .completed(["run": "second"])
             }
             let id = try await insertOperation(db, volume: randomVolumeId())
-            let worker = startWorker(db, handlers: [.detach: handler])
+            let worker = startWorker(db, handlers: ["detach": handler])
             try await eventually("the first run started") { recorder.runs(of: id).count == 1 }
             // What the rescuer does once a stalled worker's lease expires, done at once by hand
             // (the worker's own heartbeat would otherwise keep the lease alive).
@@ -69,7 +69,7 @@ extension WorkerRuntimeTests {
                       AND NEW.lease_expires_at > OLD.lease_expires_at)
                 EXECUTE FUNCTION refuse_one_lease()
                 """)
-            let worker = startWorker(db, handlers: [.detach: handler])
+            let worker = startWorker(db, handlers: ["detach": handler])
             try await eventually(timeout: .seconds(30), "the others completed") {
                 try await db.count("SELECT count(*)::text FROM volume_operations WHERE status = 'completed' AND id IN ('\(others[0])', '\(others[1])')") == 2
             }

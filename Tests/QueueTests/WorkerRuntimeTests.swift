@@ -16,7 +16,7 @@ import VolumeClient
                 return try .completed(["vm_id": "detached-from"])
             }
             let ids = try await (0..<20).asyncMap { _ in try await insertOperation(db, volume: randomVolumeId()) }
-            let worker = startWorker(db, handlers: [.detach: handler])
+            let worker = startWorker(db, handlers: ["detach": handler])
             try await eventually("all completed") {
                 try await db.count("SELECT count(*)::text FROM volume_operations WHERE status = 'completed'") == 20
             }
@@ -63,7 +63,7 @@ import VolumeClient
                     expected[volume, default: []].append(try await insertOperation(db, type: type, volume: volume))
                 }
             }
-            let handlers: [OperationType: any OperationHandler] = [.detach: handler, .delete: handler, .unexport: handler]
+            let handlers: [OperationType: any OperationHandler] = ["detach": handler, "delete": handler, "unexport": handler]
             let workers = (0..<3).map { _ in startWorker(db, handlers: handlers, configuration: fastConfiguration(concurrency: 4, batch: 4)) }
             try await eventually("all completed") {
                 try await db.count("SELECT count(*)::text FROM volume_operations WHERE status = 'completed'") == 40
@@ -88,7 +88,7 @@ import VolumeClient
                 return try .completed(["ok": true])
             }
             let id = try await insertOperation(db)
-            let worker = startWorker(db, handlers: [.detach: handler])
+            let worker = startWorker(db, handlers: ["detach": handler])
             try await eventually("completed") { try await status(db, id) == "completed" }
             try await worker.stop()
             #expect(recorder.runs(of: id).map(\.attempt) == [1, 2, 3])
@@ -105,7 +105,7 @@ import VolumeClient
                 throw QueueFailure(code: "cloudstack_unavailable", message: "CloudStack answered 530; it will be retried", isTransient: true)
             }
             let id = try await insertOperation(db, maxAttempts: 2)
-            let worker = startWorker(db, handlers: [.detach: handler])
+            let worker = startWorker(db, handlers: ["detach": handler])
             try await eventually("failed") { try await status(db, id) == "failed" }
             try await worker.stop()
             #expect(try await db.scalar("SELECT error_code FROM volume_operations WHERE id = '\(id)'") == "cloudstack_unavailable")
@@ -121,7 +121,7 @@ import VolumeClient
                 throw QueueFailure(code: "volume_attached_elsewhere", message: "volume is attached to VM x; detach it first", isTransient: false)
             }
             let id = try await insertOperation(db)
-            let worker = startWorker(db, handlers: [.detach: handler])
+            let worker = startWorker(db, handlers: ["detach": handler])
             try await eventually("failed") { try await status(db, id) == "failed" }
             try await worker.stop()
             #expect(recorder.runs(of: id).count == 1)
@@ -142,7 +142,7 @@ import VolumeClient
             let noHandler = try await insertOperation(db, type: "cleanup", volume: randomVolumeId())
             let good = try await insertOperation(db, volume: randomVolumeId(), request: #"{"timeout_seconds": 5}"#)
             // On an appliance: only appliance workers claim a cleanup.
-            let worker = startWorker(db, handlers: [.detach: handler], configuration: fastConfiguration(appliance: applianceVM))
+            let worker = startWorker(db, handlers: ["detach": handler], configuration: fastConfiguration(appliance: applianceVM))
             try await eventually("all terminal") {
                 try await db.count("SELECT count(*)::text FROM volume_operations WHERE status IN ('completed', 'failed')") == 4
             }
@@ -167,7 +167,7 @@ import VolumeClient
             let cancelled = try await insertOperation(db, volume: volumeA)
             let next = try await insertOperation(db, volume: volumeA)
             try await db.query("UPDATE volume_operations SET status = 'cancelled' WHERE id = '\(cancelled)'")
-            let worker = startWorker(db, handlers: [.detach: handler])
+            let worker = startWorker(db, handlers: ["detach": handler])
             try await eventually("next completed") { try await status(db, next) == "completed" }
             try await worker.stop()
             #expect(recorder.runs(of: cancelled).isEmpty)
@@ -188,7 +188,7 @@ import VolumeClient
                 return try .completed([String: String]())
             }
             let id = try await insertOperation(db)
-            let worker = startWorker(db, handlers: [.detach: handler])
+            let worker = startWorker(db, handlers: ["detach": handler])
             try await eventually("running") { steps.withLock { $0 } >= 2 }
             try await db.query("SELECT volume_operation_cancel('\(id)')")
             try await eventually("cancelled") { try await status(db, id) == "cancelled" }
@@ -213,7 +213,7 @@ import VolumeClient
             }
             let short = try await insertOperation(db, volume: randomVolumeId(), request: #"{"kind": "short"}"#)
             let long = try await insertOperation(db, volume: randomVolumeId(), request: #"{"kind": "long"}"#)
-            let worker = startWorker(db, handlers: [.detach: handler], configuration: fastConfiguration())
+            let worker = startWorker(db, handlers: ["detach": handler], configuration: fastConfiguration())
             try await eventually("both claimed") {
                 try await db.count("SELECT count(*)::text FROM volume_operations WHERE status = 'executing'") == 2
             }
@@ -283,7 +283,7 @@ import VolumeClient
                 return try .completed([String: String]())
             }
             let id = try await insertOperation(db)
-            let worker = startWorker(db, handlers: [.detach: handler])
+            let worker = startWorker(db, handlers: ["detach": handler])
             try await eventually("claimed") { try await status(db, id) == "executing" }
             // Another worker took it over (as after a stall the rescuer would).
             try await withTriggersOff(db, """
@@ -314,7 +314,7 @@ import VolumeClient
             }
             let good = try await insertOperation(db, type: "attach", volume: volumeA, vm: applianceVM)
             let bad = try await insertOperation(db, type: "attach", volume: volumeB, vm: applianceVM, request: #"{"mode": "fail"}"#, maxAttempts: 1)
-            let worker = startWorker(db, handlers: [.attach: handler])
+            let worker = startWorker(db, handlers: ["attach": handler])
             try await eventually("terminal") {
                 try await db.count("SELECT count(*)::text FROM volume_operations WHERE status IN ('completed', 'failed')") == 2
             }
@@ -335,11 +335,11 @@ import VolumeClient
                 claimedBy.withLock { $0[operation.id] = operation.claimedBy }
                 return try .completed([String: String]())
             }
-            let generic = startWorker(db, handlers: [.attach: handler], configuration: fastConfiguration(name: "generic"))
+            let generic = startWorker(db, handlers: ["attach": handler], configuration: fastConfiguration(name: "generic"))
             try await eventually("remote attach done") { try await status(db, toRemote) == "completed" }
             try await Task.sleep(for: .milliseconds(500))
             #expect(try await status(db, toAppliance) == "pending")
-            let local = startWorker(db, handlers: [.attach: handler], configuration: fastConfiguration(name: "appliance", appliance: applianceVM))
+            let local = startWorker(db, handlers: ["attach": handler], configuration: fastConfiguration(name: "appliance", appliance: applianceVM))
             try await eventually("appliance attach done") { try await status(db, toAppliance) == "completed" }
             try await generic.stop()
             try await local.stop()
@@ -356,14 +356,14 @@ import VolumeClient
                 claimedBy.withLock { $0[operation.id] = operation.claimedBy }
                 return try .completed([String: String]())
             }
-            let generic = startWorker(db, handlers: [.cleanup: handler], configuration: fastConfiguration(name: "generic"))
+            let generic = startWorker(db, handlers: ["cleanup": handler], configuration: fastConfiguration(name: "generic"))
             try await Task.sleep(for: .milliseconds(600))
             #expect(try await status(db, anyAppliance) == "pending", "a worker without an appliance has nowhere to put the volume")
-            let local = startWorker(db, handlers: [.cleanup: handler], configuration: fastConfiguration(name: "appliance", appliance: applianceVM))
+            let local = startWorker(db, handlers: ["cleanup": handler], configuration: fastConfiguration(name: "appliance", appliance: applianceVM))
             try await eventually("the cleanup without vm_id done") { try await status(db, anyAppliance) == "completed" }
             try await Task.sleep(for: .milliseconds(600))
             #expect(try await status(db, thatAppliance) == "pending", "its vm_id names another appliance")
-            let other = startWorker(db, handlers: [.cleanup: handler], configuration: fastConfiguration(name: "other", appliance: otherVM.uppercased()))
+            let other = startWorker(db, handlers: ["cleanup": handler], configuration: fastConfiguration(name: "other", appliance: otherVM.uppercased()))
             try await eventually("the cleanup naming the other appliance done") { try await status(db, thatAppliance) == "completed" }
             try await generic.stop()
             try await local.stop()

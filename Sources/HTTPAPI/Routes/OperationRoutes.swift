@@ -1,4 +1,5 @@
 import Foundation
+import Operations
 import Hummingbird
 import Schema
 import VolumeClient
@@ -19,7 +20,7 @@ struct OperationRoutes {
         api.get("operations") { request, _ in
             let query = QueryFilters(request: request)
             let filter = VolumeClient.Filter(
-                type: try query.oneOf("type", OperationType.allCases.map(\.rawValue)),
+                type: try query.oneOf("type", OperationRegistry.types.map(\.rawValue)),
                 status: try query.oneOf("status", OperationStatus.allCases.map(\.rawValue)),
                 volumeId: try query.uuid("volume_id"), vmId: try query.uuid("vm_id"),
                 limit: try query.limit(default: 100, maximum: 1000))

@@ -1,6 +1,7 @@
 import Hummingbird
+import Operations
 
-/// `POST /volumes`, `POST /volumes/{id}/attach`, `/attach-root`, `/detach`,
+/// `POST /volumes`, `POST /volumes/{id}/attach`, `/attach-root`, `/detach`, `/resize`,
 /// `DELETE /volumes/{id}`: each enqueues one operation (CONTRACT §3, §8).
 struct VolumeWriteRoutes {
     let enqueuer: OperationEnqueuer
@@ -18,6 +19,13 @@ struct VolumeWriteRoutes {
             let force = try QueryFilters(request: request).flag("force") || body.bool("force", default: false)
             return try await enqueuer.enqueue(.detach, volumeId: volumeId, vmId: nil,
                                               request: force ? ["force": .bool(true)] : [:], from: request)
+        }
+        api.post("volumes/{id}/resize") { request, context in
+            let volumeId = try context.cloudStackID("id", of: "volume")
+            let body = try await RequestBodyReader.object(request, limit: bodyLimit, required: true, example: #"{"size": 21474836480}"#)
+            let size = try body.wholeNumber("size", in: 1...Int64.max,
+                                            requirement: "the new size in bytes, at least the volume's current size; CloudStack rounds up to whole GiB")
+            return try await enqueuer.enqueue(.resize, volumeId: volumeId, vmId: nil, request: ["size": .int(size)], from: request)
         }
         api.delete("volumes/{id}") { request, context in
             let volumeId = try context.cloudStackID("id", of: "volume")

@@ -98,6 +98,12 @@ public final class CloudStackClient: Sendable {
         try await call("detachVolume", [("id", id)], method: .post, as: AsyncJobStartBody.self).jobid
     }
 
+    /// Starts resizing a volume to `sizeGB` (GiB; CloudStack shifts it by 30 bits); returns
+    /// the job id. Never sends `shrinkok`: a smaller size fails the job.
+    public func resizeVolume(id: String, sizeGB: Int) async throws -> String {
+        try await call("resizeVolume", [("id", id), ("size", String(sizeGB))], method: .post, as: AsyncJobStartBody.self).jobid
+    }
+
     /// Starts stopping a VM; returns the job id. `forced` marks it Stopped even when the
     /// hypervisor cannot be told (StopVMCmd). Stopping a stopped VM succeeds.
     public func stopVirtualMachine(id: String, forced: Bool = false) async throws -> String {

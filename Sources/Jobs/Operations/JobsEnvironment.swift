@@ -1,3 +1,4 @@
+import NBD
 import Devices
 import CloudStack
 import Logging
@@ -6,10 +7,7 @@ import Worker
 
 /// Everything the operation handlers need, composed once at start-up and shared by value.
 ///
-/// `handlers()` maps each CloudStack operation type to its handler (export and unexport,
-/// which need the NBD backend, are added by `WorkerHandlers`); a type missing from the map
-/// fails with `unsupported_type`. To add one, give it a handler file in `Handlers/` and a
-/// line in `handlers()`.
+/// `OperationRegistry` builds the handlers from it.
 public struct JobsEnvironment: Sendable {
     public var cloudStack: CloudStackClient
     public var resolver: ByIdResolver
@@ -54,21 +52,10 @@ public struct JobsEnvironment: Sendable {
         self.logger = logger
     }
 
-    /// The handlers of the CloudStack volume operations, for `QueueWorker(handlers:)`.
-    public func handlers() -> [OperationType: any OperationHandler] {
-        let handlers: [OperationType: any OperationHandler] = [
-            .create: CreateHandler(environment: self),
-            .attach: AttachHandler(environment: self),
-            .detach: DetachHandler(environment: self),
-            .delete: DeleteHandler(environment: self),
-            .cleanup: CleanupHandler(environment: self),
-        ]
-        logger.debug("volume operation handlers ready", metadata: [
-            "types": "\(handlers.keys.map(\.rawValue).sorted())",
-            "appliance_vm_id": "\(applianceVMId ?? "none")",
-            "by_id_dir": "\(resolver.directory)",
-        ])
-        return handlers
+    /// The handlers of the CloudStack volume operations, for `QueueWorker(handlers:)` (see
+    /// `OperationRegistry`).
+    public func handlers(exportBackend: (any NBDExportBackend)? = nil) -> [OperationType: any OperationHandler] {
+        OperationRegistry.handlers(environment: self, exportBackend: exportBackend)
     }
 
     /// Whether `vmId` is the VM this worker's disks appear in.

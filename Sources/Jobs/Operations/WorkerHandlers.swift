@@ -93,10 +93,7 @@ public struct WorkerHandlers: Sendable {
             resolver: resolver, applianceVMId: settings.applianceVMId, deviceWaitTimeout: settings.deviceWaitTimeout,
             jobTimeout: settings.jobTimeout, exportRemover: BackendExportRemover(backend: backend),
             exporter: ExportPublisher(backend: backend), logger: logger)
-        var handlers = environment.handlers()
-        handlers[.export] = ExportHandler(backend: backend, resolver: resolver)
-        handlers[.unexport] = UnexportHandler(backend: backend)
-        return WorkerHandlers(handlers: handlers, backend: backend, resolver: resolver, environment: environment, httpClient: httpClient)
+        return WorkerHandlers(handlers: environment.handlers(exportBackend: backend), backend: backend, resolver: resolver, environment: environment, httpClient: httpClient)
     }
 
     /// The reconciler for `volumed reconcile`, the periodic pass and `POST /admin/force-sync`.

@@ -3,6 +3,10 @@ import Foundation
 import Schema
 import Worker
 
+extension OperationType {
+    public static let attach: OperationType = "attach"
+}
+
 /// `attach`: a volume attached to a VM, with its `device_mappings` row.
 ///
 /// - Already attached to that VM: verified, not repeated (for the appliance the by-id link
@@ -16,7 +20,9 @@ import Worker
 ///   row per volume however many a VM holds.
 /// - `export: true` on the appliance: also serves the volume over NBD as the original
 ///   daemon's attach did (see `ApplianceExport`); ignored on any other VM.
-public struct AttachHandler: OperationHandler {
+public struct AttachHandler: EnvironmentOperationHandler {
+    static let type = OperationType.attach
+
     let environment: JobsEnvironment
 
     public init(environment: JobsEnvironment) {

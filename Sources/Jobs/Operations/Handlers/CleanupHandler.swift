@@ -3,6 +3,10 @@ import Schema
 import Synchronization
 import Worker
 
+extension OperationType {
+    public static let cleanup: OperationType = "cleanup"
+}
+
 /// `cleanup`: hands a volume back from a test-failover VM to the appliance this worker runs
 /// on (the original daemon's test-failover cleanup).
 ///
@@ -23,7 +27,9 @@ import Worker
 /// never repeats a stop, detach, attach or destroy that CloudStack accepted and volumed
 /// recorded. A test VM that does not stop in time fails the operation with
 /// `test_vm_stop_timeout`, the volume still attached to it.
-public struct CleanupHandler: OperationHandler {
+public struct CleanupHandler: EnvironmentOperationHandler {
+    static let type = OperationType.cleanup
+
     let environment: JobsEnvironment
 
     public init(environment: JobsEnvironment) {

@@ -4,6 +4,10 @@ import Foundation
 import Schema
 import Worker
 
+extension OperationType {
+    public static let create: OperationType = "create"
+}
+
 /// `create`: a new data volume in CloudStack, recorded in `volumes`.
 ///
 /// Resumable at every step, and never makes a second volume for one operation:
@@ -13,7 +17,9 @@ import Worker
 /// 2. the volume id and job id are checkpointed as soon as createVolume answers;
 /// 3. a retry or rescue waits on that job; a failed job is judged by listing the volume;
 /// 4. the `volumes` row commits with the completed status (and the operation's volume_id).
-public struct CreateHandler: OperationHandler {
+public struct CreateHandler: EnvironmentOperationHandler {
+    static let type = OperationType.create
+
     let environment: JobsEnvironment
 
     public init(environment: JobsEnvironment) {
@@ -36,8 +42,13 @@ public struct CreateHandler: OperationHandler {
             case zoneId = "zone_id"
         }
 
-        /// CloudStack takes whole GB (GiB); a partial GiB is rounded up so the volume is never smaller than asked.
-        var sizeGB: Int { Int(size / CreateHandler.bytesPerGiB + (size % CreateHandler.bytesPerGiB == 0 ? 0 : 1)) }
+        var sizeGB: Int { CreateHandler.wholeGB(size) }
+    }
+
+    /// CloudStack takes whole GB (GiB); a partial GiB is rounded up so the volume is never
+    /// smaller than asked (create and resize).
+    static func wholeGB(_ bytes: Int64) -> Int {
+        Int(bytes / bytesPerGiB + (bytes % bytesPerGiB == 0 ? 0 : 1))
     }
 
     struct Checkpoint: Codable {

@@ -2,6 +2,10 @@ import CloudStack
 import Schema
 import Worker
 
+extension OperationType {
+    public static let delete: OperationType = "delete"
+}
+
 /// `delete`: the volume is deleted in CloudStack, marked `Deleted` in `volumes`, and any
 /// mapping goes.
 ///
@@ -9,7 +13,9 @@ import Worker
 /// first as a checkpointed step (the same `VolumeDetacher` as `detach`). deleteVolume is
 /// synchronous; a volume CloudStack no longer has counts as deleted, so a retry after a
 /// lost reply succeeds.
-public struct DeleteHandler: OperationHandler {
+public struct DeleteHandler: EnvironmentOperationHandler {
+    static let type = OperationType.delete
+
     let environment: JobsEnvironment
 
     public init(environment: JobsEnvironment) {

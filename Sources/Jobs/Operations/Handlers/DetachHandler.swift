@@ -1,12 +1,18 @@
 import Schema
 import Worker
 
+extension OperationType {
+    public static let detach: OperationType = "detach"
+}
+
 /// `detach`: the volume comes off whatever VM holds it and its `device_mappings` row goes.
 ///
 /// Idempotent: an already detached volume succeeds (and its stale mapping is removed).
 /// The detach job id is checkpointed before waiting; a retry or rescue waits on it. An
 /// exported volume is refused unless `force` (see `VolumeDetacher`).
-public struct DetachHandler: OperationHandler {
+public struct DetachHandler: EnvironmentOperationHandler {
+    static let type = OperationType.detach
+
     let environment: JobsEnvironment
 
     public init(environment: JobsEnvironment) {

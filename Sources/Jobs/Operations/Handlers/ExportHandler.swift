@@ -6,6 +6,10 @@ import PostgresNIO
 import Schema
 import Worker
 
+extension OperationType {
+    public static let export: OperationType = "export"
+}
+
 /// `export`: serves a volume attached to this appliance over NBD, under the name
 /// `migration-vol-<volume_id>`, for a replication peer writing the disk `disk_unit_number`
 /// of the source VM `vm_id`.
@@ -14,7 +18,9 @@ import Worker
 /// re-points the entry atomically, the handshake only reads, and the mapping row is
 /// written in the transaction that completes the operation, so a row never exists for an
 /// export that was not checked, nor a completed export without its row.
-public struct ExportHandler: OperationHandler {
+public struct ExportHandler: RegisteredOperationHandler {
+    static let type = OperationType.export
+
     public let publisher: ExportPublisher
     public var backend: any NBDExportBackend { publisher.backend }
     /// Re-resolves the mapping's by-id link before anything is published (see
@@ -25,6 +31,11 @@ public struct ExportHandler: OperationHandler {
                 checkTimeout: Duration = .seconds(5)) {
         self.publisher = ExportPublisher(backend: backend, checkHost: checkHost, checkTimeout: checkTimeout)
         self.resolver = resolver
+    }
+
+    init?(environment: JobsEnvironment, exportBackend: (any NBDExportBackend)?) {
+        guard let exportBackend else { return nil }
+        self.init(backend: exportBackend, resolver: environment.resolver)
     }
 
     struct Response: Encodable {

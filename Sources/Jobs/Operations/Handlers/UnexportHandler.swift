@@ -6,6 +6,10 @@ import PostgresNIO
 import Schema
 import Worker
 
+extension OperationType {
+    public static let unexport: OperationType = "unexport"
+}
+
 /// `unexport`: withdraws a volume's NBD export for new clients and marks its mapping
 /// `removed`. Idempotent: an export that is already gone (entry, row or both) is success,
 /// so an orchestrator may repeat it after any failure.
@@ -13,11 +17,18 @@ import Worker
 /// Connections opened before keep reading with nbdkit (the device is opened per client);
 /// with nbd-server the export stays loaded until the server restarts (its reload never
 /// drops sections).
-public struct UnexportHandler: OperationHandler {
+public struct UnexportHandler: RegisteredOperationHandler {
+    static let type = OperationType.unexport
+
     public let backend: any NBDExportBackend
 
     public init(backend: any NBDExportBackend) {
         self.backend = backend
+    }
+
+    init?(environment: JobsEnvironment, exportBackend: (any NBDExportBackend)?) {
+        guard let exportBackend else { return nil }
+        self.init(backend: exportBackend)
     }
 
     struct Request: Decodable {
