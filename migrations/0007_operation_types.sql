@@ -40,6 +40,11 @@ INSERT INTO volume_operation_types (type, needs_volume_id, needs_vm_id, runs_on)
     ('cleanup',  true,  false, 'vm_appliance'),
     ('resize',   true,  false, 'volume_appliance');
 
+-- Every role that inserts, claims or reads operations reads the type's row (the insert's rules
+-- and the claim run as the caller). The table holds no secret, so it is readable by all, and an
+-- upgrade does not wait for deploy/grants.sql to be run again.
+GRANT SELECT ON volume_operation_types TO PUBLIC;
+
 -- ---------------------------------------------------------------------------------------
 -- The type: a foreign key under the old CHECK's name. ON UPDATE CASCADE would let a rename
 -- rewrite history; a type in use can be neither renamed nor deleted.

@@ -176,3 +176,39 @@ import Worker
         }
     }
 }
+
+extension GrantsTests {
+    /// An upgrade to 0007 needs no new grant: roles granted at 0006 insert (whose rules read the
+    /// operation-types table) and claim (which routes by it) right after the migration.
+    @Test func rolesGrantedBefore0007KeepWorkingAfterIt() async throws {
+        let text = try await TestCluster.shared.emptyDatabase()
+        let url = try DatabaseURL(text)
+        try await PostgresClient.withRunning(url, maximumConnections: 4, logger: testLogger) { client in
+            let db = TestDatabase(urlText: text, url: url, client: client)
+            try await Migrator(migrations: Array(Migration.embedded.prefix(6)), logger: testLogger).migrate(client)
+            let suffix = UUID().uuidString.prefix(8).lowercased()
+            let (orchestrator, worker) = ("orch_\(suffix)", "worker_\(suffix)")
+            for role in [orchestrator, worker] { try await db.query("CREATE ROLE \(role) LOGIN") }
+            // deploy/grants.sql as it was at 0006: the same file without the table 0007 adds.
+            let grants = try String(contentsOfFile: Self.grantsFile, encoding: .utf8)
+                .replacingOccurrences(of: " volume_operation_types,", with: "")
+            #expect(!grants.contains("volume_operation_types"))
+            let oldGrants = FileManager.default.temporaryDirectory.appendingPathComponent("grants-0006-\(suffix).sql").path
+            try grants.write(toFile: oldGrants, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: oldGrants) }
+            try await ProcessRunner.run([
+                "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "orchestrator=\(orchestrator)",
+                "-v", "worker=\(worker)", "-v", "dashboard=\(worker)", "-f", oldGrants, text,
+            ])
+            try await Migrator(logger: testLogger).migrate(client)
+
+            _ = try await Self.asRole(orchestrator, db) { orchestrator in
+                try await orchestrator.query("INSERT INTO volume_operations (type, volume_id) VALUES ('detach', gen_random_uuid()::text)")
+            }
+            let claimed = try await Self.asRole(worker, db) { worker in
+                try await worker.query("SELECT id FROM volume_operations_claim_with_token('w', NULL, 1, 60000)").count
+            }
+            #expect(claimed == 1)
+        }
+    }
+}
