@@ -44,10 +44,9 @@ public struct DeviceMapping: Sendable {
     }
 }
 
-/// Every statement on `device_mappings`. The mapping row is the worker's: its handlers write
-/// it inside the transaction that completes the operation (`OperationOutcome.commit`), so a
-/// mapping never exists without its completed operation and vice versa; reconcile repairs it
-/// only where no operation touched it; the API writes only the snapshot columns.
+/// Every statement on `device_mappings`. The row is the worker's: handlers write it in
+/// `OperationOutcome.commit`, reconcile repairs it only where no operation touched it, and the
+/// API writes only the snapshot columns.
 public enum DeviceMappingsTable {
     /// One row per attached volume. `attached_at` survives a re-verification of the same
     /// attachment and restarts when the volume moved to another VM. The snapshot-tracking

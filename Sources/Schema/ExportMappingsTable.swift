@@ -42,8 +42,7 @@ public struct ExportMapping: Sendable, Equatable {
     }
 }
 
-/// Every statement on `vm_export_mappings`. Writes that finish an operation run inside its
-/// completing transaction (`OperationOutcome.commit`).
+/// Every statement on `vm_export_mappings` (handlers write it in `OperationOutcome.commit`).
 public enum ExportMappingsTable {
     /// Active rows that collide with a new export: the same (VM, disk) or the same export name.
     public static func activeConflicts(vmId: String, diskUnitNumber: Int, exportName: String) -> PostgresQuery {

@@ -21,9 +21,8 @@ public struct VolumeRecord: Sendable {
     }
 }
 
-/// Every statement on `volumes`, and the questions "does volumed know this volume?" that
-/// read it with the other tables. Writes run inside the transaction that completes the
-/// operation (`OperationOutcome.commit`).
+/// Every statement on `volumes` (handlers write it in `OperationOutcome.commit`), and the
+/// questions "does volumed know this volume?" that read it with the other tables.
 public enum VolumesTable {
     /// A created (or adopted) volume. Re-running the commit for the same volume only refreshes it.
     public static func upsert(

@@ -30,11 +30,10 @@ public final class VolumeClient: Sendable {
     /// delivered, and the caller may retry.
     public func enqueue(_ request: EnqueueRequest) async throws -> UUID {
         do {
-            let rows = try await client.rows("""
-                SELECT volume_operation_enqueue(\(request.type.rawValue), \(request.volumeId), \(request.vmId),
-                                                \(request.request)::jsonb, \(request.idempotencyKey),
-                                                \(request.priority)::smallint, \(request.maxAttempts)::int)
-                """, logger: logger)
+            let rows = try await client.rows(
+                QueueSQL.enqueue(type: request.type.rawValue, volumeId: request.volumeId, vmId: request.vmId, request: request.request,
+                                 idempotencyKey: request.idempotencyKey, priority: request.priority, maxAttempts: request.maxAttempts),
+                logger: logger)
             for row in rows { return try row.decode(UUID.self) }
             throw VolumeClientError(kind: .rejected, message: "volume_operation_enqueue returned no id")
         } catch let error as PSQLError where error.serverInfo != nil {
@@ -74,7 +73,7 @@ public final class VolumeClient: Sendable {
     /// between steps. Returns the status after the call.
     public func cancel(_ id: UUID) async throws -> OperationStatus {
         do {
-            for row in try await client.rows("SELECT volume_operation_cancel(\(id))", logger: logger) {
+            for row in try await client.rows(QueueSQL.cancel(id), logger: logger) {
                 return OperationStatus(rawValue: try row.decode(String.self)) ?? .pending
             }
         } catch let error as PSQLError where databaseSQLState(error) == "P0002" {

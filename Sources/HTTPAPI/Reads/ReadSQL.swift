@@ -3,8 +3,9 @@ import Logging
 import PostgresNIO
 import Schema
 
-/// Every statement the API's GET routes run, in one place. All are reads; writes go through
-/// `VolumeClient.enqueue` only.
+/// What the API's GET routes read: the tables' statements (Schema's `*Table`, `QueueSQL`)
+/// and the metrics summary's aggregates. All are reads; writes go through
+/// `VolumeClient.enqueue` only (and the snapshot columns, `SnapshotRoutes`).
 struct ReadSQL {
     let client: PostgresClient
     let logger: Logger

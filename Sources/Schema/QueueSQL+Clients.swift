@@ -1,9 +1,24 @@
 import Foundation
 import PostgresNIO
 
-/// Reads of `volume_operations` outside the queue runtime: clients, the API and reconcile.
-/// Kept beside QueueSQL so every statement on the table is in one module.
+/// The statements on `volume_operations` outside the queue runtime: clients, the API and
+/// reconcile. Kept beside QueueSQL so every statement on the table is in one module.
 extension QueueSQL {
+    /// Through `volume_operation_enqueue` (migrations), which judges the row as a plain INSERT
+    /// is judged; a repeated idempotency key returns the first operation's id.
+    public static func enqueue(type: String, volumeId: String?, vmId: String?, request: String, idempotencyKey: String?,
+                               priority: Int16, maxAttempts: Int) -> PostgresQuery {
+        """
+        SELECT volume_operation_enqueue(\(type), \(volumeId), \(vmId), \(request)::jsonb, \(idempotencyKey),
+                                        \(priority)::smallint, \(maxAttempts)::int)
+        """
+    }
+
+    /// Cancels a pending operation, or asks the worker to stop an executing one; the status after.
+    public static func cancel(_ id: UUID) -> PostgresQuery {
+        "SELECT volume_operation_cancel(\(id))"
+    }
+
     public static func operation(_ id: UUID) -> PostgresQuery {
         "SELECT \(unescaped: OperationRecord.columns) FROM volume_operations WHERE id = \(id)"
     }
@@ -16,6 +31,31 @@ extension QueueSQL {
           AND (\(volumeId)::text IS NULL OR volume_id = \(volumeId)) AND (\(vmId)::text IS NULL OR vm_id = \(vmId))
         ORDER BY created_at DESC, seq DESC
         LIMIT \(limit)
+        """
+    }
+
+    /// Executing operations (longest running first), then pending ones (in claim order).
+    public static func unfinished(limit: Int) -> PostgresQuery {
+        """
+        SELECT \(unescaped: OperationRecord.columns) FROM volume_operations
+        WHERE status IN ('pending', 'executing')
+        ORDER BY status = 'pending', started_at NULLS LAST, priority, seq
+        LIMIT \(limit)
+        """
+    }
+
+    /// The latest finished operations (the `completed_at` index), newest first.
+    public static func recentlyFinished(limit: Int) -> PostgresQuery {
+        """
+        SELECT \(unescaped: OperationRecord.columns) FROM volume_operations
+        WHERE completed_at IS NOT NULL ORDER BY completed_at DESC LIMIT \(limit)
+        """
+    }
+
+    public static func recentFailures(limit: Int) -> PostgresQuery {
+        """
+        SELECT \(unescaped: OperationRecord.columns) FROM volume_operations
+        WHERE status = 'failed' ORDER BY completed_at DESC LIMIT \(limit)
         """
     }
 
