@@ -8,6 +8,7 @@ public struct DeviceMapping: Sendable {
     public let vmId: String
     /// `appliance` or `remote`.
     public let operationMode: String
+    /// CloudStack's `deviceid` slot (an int4 column: statements bind it as `Int32`).
     public let cloudStackDeviceId: Int?
     public let byIdPath: String?
     public let devicePath: String?
@@ -52,13 +53,14 @@ public enum DeviceMappingsTable {
     /// attachment and restarts when the volume moved to another VM. The snapshot-tracking
     /// columns are the API's: only a given `vmContextId` changes one of them.
     public static func upsert(
-        volumeId: String, vmId: String, mode: String, cloudStackDeviceId: Int32?, byIdPath: String?,
+        volumeId: String, vmId: String, mode: String, cloudStackDeviceId: Int?, byIdPath: String?,
         devicePath: String?, sizeBytes: Int64?, vmContextId: String? = nil
     ) -> PostgresQuery {
-        """
+        let slot = cloudStackDeviceId.map(Int32.init)
+        return """
         INSERT INTO device_mappings (volume_id, vm_id, operation_mode, cloudstack_device_id, by_id_path, device_path, size_bytes,
                                      vm_context_id)
-        VALUES (\(volumeId), \(vmId), \(mode), \(cloudStackDeviceId), \(byIdPath), \(devicePath), \(sizeBytes), \(vmContextId))
+        VALUES (\(volumeId), \(vmId), \(mode), \(slot), \(byIdPath), \(devicePath), \(sizeBytes), \(vmContextId))
         ON CONFLICT (volume_id) DO UPDATE
            SET vm_context_id = coalesce(EXCLUDED.vm_context_id, device_mappings.vm_context_id),
                vm_id = EXCLUDED.vm_id, operation_mode = EXCLUDED.operation_mode,
@@ -74,13 +76,10 @@ public enum DeviceMappingsTable {
         "DELETE FROM device_mappings WHERE volume_id = \(volumeId)"
     }
 
-    public static func byVolume(_ volumeId: String) -> PostgresQuery {
-        "SELECT \(unescaped: DeviceMapping.columns) FROM device_mappings WHERE volume_id = \(volumeId)"
-    }
-
-    /// The mapping, locked until the caller's transaction ends (an attach completing meanwhile waits).
-    public static func byVolumeForUpdate(_ volumeId: String) -> PostgresQuery {
-        "SELECT \(unescaped: DeviceMapping.columns) FROM device_mappings WHERE volume_id = \(volumeId) FOR UPDATE"
+    /// `forUpdate` locks the row until the caller's transaction ends (an attach completing meanwhile waits).
+    public static func byVolume(_ volumeId: String, forUpdate: Bool = false) -> PostgresQuery {
+        let lock = forUpdate ? " FOR UPDATE" : ""
+        return "SELECT \(unescaped: DeviceMapping.columns) FROM device_mappings WHERE volume_id = \(volumeId)\(unescaped: lock)"
     }
 
     /// The mapping whose by-id link or current device is `path` (the by-id link first).
@@ -123,11 +122,12 @@ public enum DeviceMappingsTable {
     /// An adopted volume's mapping on the appliance; nothing when a mapping (or its by-id
     /// path) exists by now.
     public static func adopt(
-        volumeId: String, vmId: String, cloudStackDeviceId: Int32?, byIdPath: String, devicePath: String, sizeBytes: Int64
+        volumeId: String, vmId: String, cloudStackDeviceId: Int?, byIdPath: String, devicePath: String, sizeBytes: Int64
     ) -> PostgresQuery {
-        """
+        let slot = cloudStackDeviceId.map(Int32.init)
+        return """
         INSERT INTO device_mappings (volume_id, vm_id, operation_mode, cloudstack_device_id, by_id_path, device_path, size_bytes)
-        VALUES (\(volumeId), \(vmId), 'appliance', \(cloudStackDeviceId), \(byIdPath), \(devicePath), \(sizeBytes))
+        VALUES (\(volumeId), \(vmId), 'appliance', \(slot), \(byIdPath), \(devicePath), \(sizeBytes))
         ON CONFLICT DO NOTHING
         RETURNING volume_id
         """

@@ -144,7 +144,7 @@ struct VolumeAttacher: Sendable {
                 try await connection.query(
                     DeviceMappingsTable.upsert(
                         volumeId: placement.volumeId, vmId: placement.vmId, mode: placement.mode,
-                        cloudStackDeviceId: placement.cloudStackDeviceId.map(Int32.init), byIdPath: placement.byIdPath,
+                        cloudStackDeviceId: placement.cloudStackDeviceId, byIdPath: placement.byIdPath,
                         devicePath: placement.devicePath, sizeBytes: placement.sizeBytes, vmContextId: placement.vmContextId),
                     logger: logger)
             }

@@ -47,10 +47,8 @@ extension Reconciler {
     /// Removes the volume's active exports (entries, then rows, through the export remover)
     /// and its mapping, in the caller's transaction.
     private func removeStaleMapping(_ expected: DeviceMapping, connection: PostgresConnection) async throws -> RepairOutcome {
-        var current: DeviceMapping?
-        for try await row in try await connection.query(DeviceMappingsTable.byVolumeForUpdate(expected.volumeId), logger: logger) {
-            current = try DeviceMapping(row: row)
-        }
+        let current = try await connection.query(DeviceMappingsTable.byVolume(expected.volumeId, forUpdate: true), logger: logger)
+            .collect().first.map { try DeviceMapping(row: $0) }
         // Still where reconcile saw it (the API's snapshot columns may have changed meanwhile).
         guard let current, current.vmId == expected.vmId, current.operationMode == expected.operationMode,
               current.cloudStackDeviceId == expected.cloudStackDeviceId, current.byIdPath == expected.byIdPath,
@@ -70,7 +68,7 @@ extension Reconciler {
     private func adopt(_ volume: CloudStackVolume, device: ResolvedDevice, connection: PostgresConnection) async throws -> RepairOutcome {
         guard let appliance = environment.applianceVMId else { return .failed("no appliance VM is configured") }
         let adoption = DeviceMappingsTable.adopt(
-            volumeId: volume.id, vmId: appliance, cloudStackDeviceId: volume.deviceid.map(Int32.init), byIdPath: device.byIdPath,
+            volumeId: volume.id, vmId: appliance, cloudStackDeviceId: volume.deviceid, byIdPath: device.byIdPath,
             devicePath: device.devicePath, sizeBytes: Int64(device.sizeBytes))
         let inserted = try await connection.query(adoption, logger: logger).collect()
         guard !inserted.isEmpty else {
