@@ -8,7 +8,8 @@ public struct HTTPSettings: Sendable, Equatable {
     public var port: Int
     /// When set, every route but `GET /health` requires `Authorization: Bearer <token>`.
     public var token: String?
-    /// Largest request body accepted.
+    /// Largest request body accepted (64 KiB by default: the database refuses larger
+    /// `request` objects anyway).
     public var bodyLimit: Int
     /// How long `POST /exports` and `DELETE /exports/{volume_id}` wait for their operation
     /// before answering 504 (`VOLUMED_HTTP_EXPORT_WAIT`, see `ExportWaitSetting`).

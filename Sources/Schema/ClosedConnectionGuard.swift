@@ -81,6 +81,11 @@ extension PostgresClient {
             try await connection.query(query, logger: logger).collect()
         }
     }
+
+    /// `rows`, each decoded with `decode`.
+    public func decodedRows<T>(_ query: PostgresQuery, logger: Logger, _ decode: (PostgresRow) throws -> T) async throws -> [T] {
+        try await rows(query, logger: logger).map(decode)
+    }
 }
 
 extension PostgresClient {

@@ -123,31 +123,37 @@ public enum QueueSQL {
     /// Only one rescuer runs at a time across all workers: this transaction-scoped lock.
     public static let rescuerLockKey: Int64 = 0x766F_6C75_6D65_6402
 
-    /// Returns operations whose lease expired to `pending` (checkpoint intact), or fails those
-    /// that used up their attempts. Guarded by status and lease time in one UPDATE, so a row
-    /// completing at the same moment is never overwritten.
-    public static func rescueExpired(limit: Int) -> PostgresQuery {
+    /// The executing operations whose lease expired, oldest expiry first, locked until the
+    /// rescuer's transaction ends (another rescuer skips them).
+    public static func lockExpired(limit: Int) -> PostgresQuery {
         """
-        WITH expired AS (
-            SELECT id FROM volume_operations
-            WHERE status = 'executing' AND lease_expires_at < now()
-            ORDER BY lease_expires_at
-            LIMIT \(limit)
-            FOR UPDATE SKIP LOCKED
-        )
+        SELECT id, attempts, max_attempts FROM volume_operations
+        WHERE status = 'executing' AND lease_expires_at < now()
+        ORDER BY lease_expires_at
+        LIMIT \(limit)
+        FOR UPDATE SKIP LOCKED
+        """
+    }
+
+    /// Returns expired operations to `pending` (checkpoint intact) where `retries` says so
+    /// (the rescuer asks `shouldRetry` per row), and fails the others. Guarded by status and
+    /// lease time again, so a row completing at the same moment is never overwritten.
+    public static func rescue(ids: [UUID], retries: [Bool]) -> PostgresQuery {
+        """
         UPDATE volume_operations o
-           SET status = CASE WHEN o.attempts >= o.max_attempts THEN 'failed' ELSE 'pending' END,
-               error = CASE WHEN o.attempts >= o.max_attempts
-                   THEN format('worker %s stopped renewing its lease while running this operation, and it has now been tried %s times (max_attempts); look at that worker''s log, then enqueue the operation again', o.claimed_by, o.attempts)
-                   ELSE o.error END,
-               error_code = CASE WHEN o.attempts >= o.max_attempts THEN 'lease_expired' ELSE o.error_code END,
-               completed_at = CASE WHEN o.attempts >= o.max_attempts THEN now() END,
-               claimed_by = CASE WHEN o.attempts >= o.max_attempts THEN o.claimed_by END,
+           SET status = CASE WHEN v.retry THEN 'pending' ELSE 'failed' END,
+               error = CASE WHEN v.retry THEN o.error
+                   ELSE format('worker %s stopped renewing its lease while running this operation, and it has now been tried %s times (max_attempts); look at that worker''s log, then enqueue the operation again', o.claimed_by, o.attempts)
+                   END,
+               error_code = CASE WHEN v.retry THEN o.error_code ELSE 'lease_expired' END,
+               completed_at = CASE WHEN NOT v.retry THEN now() END,
+               claimed_by = CASE WHEN NOT v.retry THEN o.claimed_by END,
                lease_expires_at = NULL,
                run_after = now(),
                updated_at = now()
-          FROM expired, (SELECT set_config('volumed.event_detail', 'lease expired', true)) AS detail
-         WHERE o.id = expired.id AND o.status = 'executing' AND o.lease_expires_at < now()
+          FROM unnest(\(ids)::uuid[], \(retries)::bool[]) AS v(id, retry),
+               (SELECT set_config('volumed.event_detail', 'lease expired', true)) AS detail
+         WHERE o.id = v.id AND o.status = 'executing' AND o.lease_expires_at < now()
         RETURNING o.id, o.status
         """
     }

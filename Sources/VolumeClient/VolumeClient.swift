@@ -30,11 +30,10 @@ public final class VolumeClient: Sendable {
     /// delivered, and the caller may retry.
     public func enqueue(_ request: EnqueueRequest) async throws -> UUID {
         do {
-            let rows = try await client.rows("""
-                SELECT volume_operation_enqueue(\(request.type.rawValue), \(request.volumeId), \(request.vmId),
-                                                \(request.request)::jsonb, \(request.idempotencyKey),
-                                                \(request.priority)::smallint, \(request.maxAttempts)::int)
-                """, logger: logger)
+            let rows = try await client.rows(
+                QueueSQL.enqueue(type: request.type.rawValue, volumeId: request.volumeId, vmId: request.vmId, request: request.request,
+                                 idempotencyKey: request.idempotencyKey, priority: request.priority, maxAttempts: request.maxAttempts),
+                logger: logger)
             for row in rows { return try row.decode(UUID.self) }
             throw VolumeClientError(kind: .rejected, message: "volume_operation_enqueue returned no id")
         } catch let error as PSQLError where error.serverInfo != nil {
@@ -45,11 +44,7 @@ public final class VolumeClient: Sendable {
     }
 
     public func operation(_ id: UUID) async throws -> OperationRecord? {
-        let rows = try await client.rows(
-            PostgresQuery(unsafeSQL: "SELECT \(OperationRecord.columns) FROM volume_operations WHERE id = $1",
-                          binds: binds(id)), logger: logger)
-        for row in rows { return try OperationRecord(row: row) }
-        return nil
+        try await client.decodedRows(QueueSQL.operation(id), logger: logger, OperationRecord.init).first
     }
 
     public struct Filter: Sendable {
@@ -69,27 +64,16 @@ public final class VolumeClient: Sendable {
 
     /// Newest first.
     public func operations(_ filter: Filter) async throws -> [OperationRecord] {
-        let sql = """
-            SELECT \(OperationRecord.columns) FROM volume_operations
-            WHERE ($1::text IS NULL OR type = $1) AND ($2::text IS NULL OR status = $2)
-              AND ($3::text IS NULL OR volume_id = $3) AND ($4::text IS NULL OR vm_id = $4)
-            ORDER BY created_at DESC, seq DESC
-            LIMIT $5
-            """
-        var bindings = PostgresBindings()
-        bindings.append(filter.type)
-        bindings.append(filter.status)
-        bindings.append(filter.volumeId)
-        bindings.append(filter.vmId)
-        bindings.append(max(1, min(filter.limit, 1000)))
-        return try await client.rows(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).map(OperationRecord.init(row:))
+        let query = QueueSQL.operations(type: filter.type, status: filter.status, volumeId: filter.volumeId, vmId: filter.vmId,
+                                        limit: max(1, min(filter.limit, 1000)))
+        return try await client.decodedRows(query, logger: logger, OperationRecord.init)
     }
 
     /// Cancels a pending operation at once, or asks the worker to stop an executing one
     /// between steps. Returns the status after the call.
     public func cancel(_ id: UUID) async throws -> OperationStatus {
         do {
-            for row in try await client.rows("SELECT volume_operation_cancel(\(id))", logger: logger) {
+            for row in try await client.rows(QueueSQL.cancel(id), logger: logger) {
                 return OperationStatus(rawValue: try row.decode(String.self)) ?? .pending
             }
         } catch let error as PSQLError where databaseSQLState(error) == "P0002" {
@@ -120,11 +104,5 @@ public final class VolumeClient: Sendable {
             }
             await bell.wait(timeout: min(pollInterval, deadline - now))
         }
-    }
-
-    private func binds(_ id: UUID) -> PostgresBindings {
-        var bindings = PostgresBindings()
-        bindings.append(id)
-        return bindings
     }
 }

@@ -60,9 +60,6 @@ public final class OperationContext: Sendable {
         if !allowCancel && state.cancelRequested { throw OperationInterruption.cancelRequested }
         try Task.checkCancellation()
     }
-
-    /// True once someone asked to cancel this operation.
-    public var isCancelRequested: Bool { state.cancelRequested }
 }
 
 /// Shared between a running handler, the heartbeat and the worker.

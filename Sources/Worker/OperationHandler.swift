@@ -17,7 +17,8 @@ public struct OperationOutcome: Sendable {
     public var response: String?
     /// For `create`: the new volume's id, written to the operation's `volume_id` column.
     public var volumeId: String?
-    /// Mapping-table writes that must commit in the same transaction as the terminal status.
+    /// Mapping-table writes that must commit in the same transaction as the terminal status,
+    /// so a mapping row never exists without its completed operation and vice versa.
     public var commit: (@Sendable (PostgresConnection) async throws -> Void)?
 
     public init(response: String? = nil, volumeId: String? = nil,

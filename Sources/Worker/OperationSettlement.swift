@@ -77,7 +77,7 @@ extension QueueWorker {
                 }
             }
             let failure = classify(error)
-            if failure.isTransient && operation.attempts < operation.maxAttempts {
+            if shouldRetry(transient: failure.isTransient, attempts: operation.attempts, maxAttempts: operation.maxAttempts) {
                 let delay = configuration.backoff.delay(afterAttempt: operation.attempts)
                 logger.notice("transient failure; will retry",
                               metadata: ["error_code": "\(failure.code)", "error": "\(failure.message)",

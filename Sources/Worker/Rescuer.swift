@@ -43,8 +43,15 @@ public struct Rescuer: Sendable {
                 "SELECT pg_try_advisory_xact_lock(\(QueueSQL.rescuerLockKey))", logger: logger)
                 .collect().first?.decode(Bool.self) ?? false
             guard locked else { return 0 }
+            var (ids, retries): ([UUID], [Bool]) = ([], [])
+            let expired = try await connection.query(QueueSQL.lockExpired(limit: limit), logger: logger)
+            for try await (id, attempts, maxAttempts) in expired.decode((UUID, Int, Int).self) {
+                ids.append(id)
+                retries.append(shouldRetry(transient: true, attempts: attempts, maxAttempts: maxAttempts))
+            }
+            guard !ids.isEmpty else { return 0 }
             var count = 0
-            let rows = try await connection.query(QueueSQL.rescueExpired(limit: limit), logger: logger)
+            let rows = try await connection.query(QueueSQL.rescue(ids: ids, retries: retries), logger: logger)
             for try await (id, status) in rows.decode((UUID, String).self) {
                 count += 1
                 logger.notice("rescued an operation whose lease expired",

@@ -159,13 +159,9 @@ struct DeviceCommand: AsyncParsableCommand {
     func run() async throws {
         let volumeId = self.volumeId
         let line = try await withVolumeClient(database) { volumes -> String? in
-            let rows = try await volumes.client.rows("""
-                SELECT json_build_object('volume_id', volume_id, 'vm_id', vm_id, 'operation_mode', operation_mode,
-                       'cloudstack_device_id', cloudstack_device_id, 'by_id_path', by_id_path, 'device_path', device_path,
-                       'size_bytes', size_bytes, 'attached_at', attached_at, 'verified_at', verified_at)::text
-                FROM device_mappings WHERE volume_id = \(volumeId)
-                """, logger: quietLogger("volumed.client"))
-            return try rows.first?.decode(String.self)
+            try await volumes.client.decodedRows(DeviceMappingsTable.json(volumeId: volumeId), logger: quietLogger("volumed.client")) {
+                try $0.decode(String.self)
+            }.first
         }
         guard let line else {
             FileHandle.standardError.write(Data("no device mapping for volume \(volumeId): it is not attached through volumed\n".utf8))

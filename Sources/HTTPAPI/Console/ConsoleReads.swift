@@ -86,19 +86,11 @@ struct ConsoleReads {
 
     /// Executing operations (longest running first) and pending ones (in claim order).
     func unfinished(limit: Int = 200) async throws -> [OperationRecord] {
-        try await records("""
-            SELECT \(OperationRecord.columns) FROM volume_operations
-            WHERE status IN ('pending', 'executing')
-            ORDER BY status = 'pending', started_at NULLS LAST, priority, seq
-            LIMIT $1
-            """, limit)
+        try await client.decodedRows(QueueSQL.unfinished(limit: limit), logger: logger, OperationRecord.init)
     }
 
     func recentFailures(limit: Int = 20) async throws -> [OperationRecord] {
-        try await records("""
-            SELECT \(OperationRecord.columns) FROM volume_operations
-            WHERE status = 'failed' ORDER BY completed_at DESC LIMIT $1
-            """, limit)
+        try await client.decodedRows(QueueSQL.recentFailures(limit: limit), logger: logger, OperationRecord.init)
     }
 
     struct Stuck: Sendable {
@@ -179,12 +171,10 @@ struct ConsoleReads {
 
     /// An operation's whole life, oldest first.
     func events(operation id: UUID) async throws -> [Event] {
-        var bindings = PostgresBindings()
-        bindings.append(id)
-        let query = PostgresQuery(unsafeSQL: """
+        let query: PostgresQuery = """
             SELECT at, from_status, to_status, worker, detail FROM volume_operation_events
-            WHERE operation_id = $1 ORDER BY id LIMIT 1000
-            """, binds: bindings)
+            WHERE operation_id = \(id) ORDER BY id LIMIT 1000
+            """
         return try await client.rows(query, logger: logger).map { row in
             let (at, from, to, worker, detail) = try row.decode((Date, String?, String, String?, String?).self)
             return Event(at: at, from: from, to: to, worker: worker, detail: detail)
@@ -203,19 +193,7 @@ struct ConsoleReads {
         return try await client.rows(query, logger: logger).first?.decode(String.self) ?? ""
     }
 
-    fileprivate func records(_ sql: String, _ limit: Int) async throws -> [OperationRecord] {
-        var bindings = PostgresBindings()
-        bindings.append(limit)
-        return try await client.rows(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).map(OperationRecord.init(row:))
-    }
-}
-
-extension ConsoleReads {
-    /// The latest finished operations (the `completed_at` index), newest first.
     func recentlyFinished(limit: Int = 15) async throws -> [OperationRecord] {
-        try await records("""
-            SELECT \(OperationRecord.columns) FROM volume_operations
-            WHERE completed_at IS NOT NULL ORDER BY completed_at DESC LIMIT $1
-            """, limit)
+        try await client.decodedRows(QueueSQL.recentlyFinished(limit: limit), logger: logger, OperationRecord.init)
     }
 }

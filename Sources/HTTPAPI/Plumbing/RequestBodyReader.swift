@@ -2,11 +2,8 @@ import Foundation
 import Hummingbird
 import NIOCore
 
-/// Reads a request body as a JSON object, never more than the limit (64 KiB by default:
-/// the database refuses larger `request` objects anyway).
+/// Reads a request body as a JSON object, never more than the limit (`HTTPSettings.bodyLimit`).
 enum RequestBodyReader {
-    static let defaultLimit = 64 * 1024
-
     /// The body's fields. An empty body is an empty object when `required` is false (routes
     /// whose body is optional, such as detach); otherwise it is refused with `example`.
     static func object(_ request: Request, limit: Int, required: Bool, example: String) async throws -> BodyFields {

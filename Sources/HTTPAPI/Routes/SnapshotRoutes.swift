@@ -1,12 +1,18 @@
 import Foundation
 import Hummingbird
+import Logging
+import PostgresNIO
+import Schema
 
 /// The original daemon's snapshot tracking for test-failover rollback (CONTRACT §8):
 /// `POST /snapshots/track`, `GET` and `DELETE /snapshots/vm/{vm_context_id}`,
 /// `PUT /snapshots/{volume_uuid}`, with its request and response shapes and its 200s. The
 /// columns live on `device_mappings` (migration 0006); a volume without a mapping is a 404.
+/// These are the only rows the API writes itself: bookkeeping the replication engine keeps
+/// about snapshots it took, with no CloudStack side effect, so nothing to queue.
 struct SnapshotRoutes {
-    let sql: SnapshotSQL
+    let database: PostgresClient
+    let logger: Logger
     let bodyLimit: Int
 
     static let statuses = ["none", "creating", "ready", "failed", "rollback_complete"]
@@ -23,7 +29,9 @@ struct SnapshotRoutes {
             _ = try body.optionalString("snapshot_name", hint: "the snapshot's name in CloudStack")
             _ = try body.optionalString("disk_id", hint: "the source VM's disk id, e.g. \"disk-2000\"")
             let status = try Self.status(body, default: "ready") ?? "ready"
-            guard try await sql.track(volumeId: volumeId, vmContextId: vmContext, snapshotId: snapshotId, status: status) != nil else {
+            let tracked = DeviceMappingsTable.trackSnapshot(volumeId: volumeId, vmContextId: vmContext, snapshotId: snapshotId,
+                                                            status: status)
+            guard try await !mappings(tracked).isEmpty else {
                 throw Self.unmapped(volumeId)
             }
             return JSONResponse.make(.object([
@@ -33,14 +41,14 @@ struct SnapshotRoutes {
         }
         api.get("snapshots/vm/{vm_context_id}") { _, context in
             let vmContext = try Self.vmContext(context)
-            let snapshots = try await sql.snapshots(vmContextId: vmContext).map(Self.json)
+            let snapshots = try await mappings(DeviceMappingsTable.byVMContext(vmContext)).map(Self.json)
             return JSONResponse.make(.object([
                 "vm_context_id": .string(vmContext), "snapshots": .array(snapshots), "count": .int(Int64(snapshots.count)),
             ]))
         }
         api.delete("snapshots/vm/{vm_context_id}") { _, context in
             let vmContext = try Self.vmContext(context)
-            let cleared = try await sql.clear(vmContextId: vmContext)
+            let cleared = try await database.rows(DeviceMappingsTable.clearSnapshots(vmContextId: vmContext), logger: logger).count
             return JSONResponse.make(.object([
                 "message": "VM volume snapshots cleared successfully", "vm_context_id": .string(vmContext),
                 "snapshots_cleared": .int(Int64(cleared)),
@@ -57,11 +65,16 @@ struct SnapshotRoutes {
                 throw APIError.invalid("send what changes: field 'snapshot_status' (one of \(Self.statuses.joined(separator: ", "))) and/or 'snapshot_id', e.g. \(example)",
                                        details: ["field": "snapshot_status"])
             }
-            guard try await sql.update(volumeId: volumeId, snapshotId: snapshotId, status: status) != nil else {
+            let updated = DeviceMappingsTable.updateSnapshot(volumeId: volumeId, snapshotId: snapshotId, status: status)
+            guard try await !mappings(updated).isEmpty else {
                 throw Self.unmapped(volumeId)
             }
             return JSONResponse.make(.object(["message": "Volume snapshot updated successfully", "volume_uuid": .string(volumeId)]))
         }
+    }
+
+    private func mappings(_ query: PostgresQuery) async throws -> [DeviceMapping] {
+        try await database.decodedRows(query, logger: logger) { try DeviceMapping(row: $0) }
     }
 
     /// `snapshot_status`, one of the five; `defaultValue` when absent or null.
@@ -91,7 +104,7 @@ struct SnapshotRoutes {
     /// The original's `VolumeSnapshotInfo`: `device_path` is the by-id link (as on the device
     /// routes), `operation_mode` `oma`/`failover`; `snapshot_id` and `snapshot_created_at` are
     /// left out when unset, as its `omitempty` did.
-    static func json(_ row: SnapshotSQL.Row) -> JSONValue {
+    static func json(_ row: DeviceMapping) -> JSONValue {
         var object: [String: JSONValue] = [
             "volume_uuid": .string(row.volumeId),
             "vm_context_id": .text(row.vmContextId),

@@ -4,6 +4,7 @@ import CloudStack
 import Foundation
 import Hummingbird
 import Operations
+import Schema
 import Logging
 
 /// `GET /volumes/{id}` (the volume as volumed and CloudStack see it) and
@@ -96,7 +97,7 @@ struct VolumeReadRoutes {
     }
 
     /// Where the disk is on this appliance now: the by-id link and what it resolves to.
-    private func linuxData(_ mapping: DeviceMappingRow) -> JSONValue {
+    private func linuxData(_ mapping: DeviceMapping) -> JSONValue {
         var current: String?
         if mapping.operationMode == "appliance", let resolver {
             current = (try? resolver.currentDevice(volumeId: mapping.volumeId))??.devicePath
@@ -109,7 +110,7 @@ struct VolumeReadRoutes {
         ])
     }
 
-    private static func json(_ volume: VolumeRow) -> JSONValue {
+    private static func json(_ volume: VolumeRecord) -> JSONValue {
         .object([
             "volume_id": .string(volume.volumeId),
             "name": .string(volume.name),

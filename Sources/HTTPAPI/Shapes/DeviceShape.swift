@@ -1,13 +1,14 @@
 import Devices
 import Foundation
 import Operations
+import Schema
 
 /// The original daemon's device mapping, after its by-id migration: `device_path` is the
 /// stable by-id link, `operation_mode` is `oma` (attached to this appliance) or `failover`
 /// (attached to another VM), and the volume id goes out as both `volume_id` and
 /// `volume_uuid`, since the original's server and client disagreed on the name.
 enum DeviceShape {
-    static func json(_ mapping: DeviceMappingRow, resolver: ByIdResolver?) -> JSONValue {
+    static func json(_ mapping: DeviceMapping, resolver: ByIdResolver?) -> JSONValue {
         .object([
             "id": .string(mapping.volumeId),
             "volume_id": .string(mapping.volumeId),
@@ -32,7 +33,7 @@ enum DeviceShape {
 
     /// On the appliance, whether the by-id link resolves to a device right now (`detected`)
     /// or not (`missing`); a disk of another VM has no device here (`not_applicable`).
-    static func linuxState(_ mapping: DeviceMappingRow, resolver: ByIdResolver?) -> String {
+    static func linuxState(_ mapping: DeviceMapping, resolver: ByIdResolver?) -> String {
         guard mapping.operationMode == "appliance" else { return "not_applicable" }
         guard let resolver else { return "unknown" }
         let device = try? resolver.currentDevice(volumeId: mapping.volumeId)

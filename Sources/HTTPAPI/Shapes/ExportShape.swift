@@ -1,7 +1,9 @@
+import Schema
+
 /// The original daemon's NBD export object (`{id, volume_id, export_name, device_path, port,
 /// status, created_at, updated_at, metadata}`) with the mapping's own fields beside it.
 enum ExportShape {
-    static func json(_ export: ExportRow) -> JSONValue {
+    static func json(_ export: ExportMapping) -> JSONValue {
         var metadata: [String: JSONValue] = [
             "vm_id": .string(export.vmId),
             "disk_unit_number": .string(String(export.diskUnitNumber)),

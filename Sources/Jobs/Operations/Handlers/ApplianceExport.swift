@@ -2,6 +2,7 @@ import NBD
 import Foundation
 import PostgresNIO
 import Worker
+import Schema
 
 /// The NBD export an attach to the appliance makes when asked (`"export": true`, which the
 /// original daemon's HTTP attach always implied): `migration-vol-<volume_id>` for the by-id
@@ -82,7 +83,7 @@ struct ApplianceExport: Sendable {
         }
         let exportName = try ExportName.forVolume(volumeId)
         let logger = context.logger
-        let active = try await context.database.decodedRows(ExportMappingSQL.activeByVolume(volumeId), logger: logger, ExportMapping.init)
+        let active = try await context.database.decodedRows(ExportMappingsTable.activeByVolume(volumeId), logger: logger, ExportMapping.init)
         if let existing = active.first(where: { $0.exportName == exportName }) {
             // Already exported (a repeated attach, or a source VM's export): serve what the row says.
             try await exporter.ensureServing(exportName: exportName, devicePath: byIdPath, expectedSize: sizeBytes, context: context)
@@ -90,7 +91,7 @@ struct ApplianceExport: Sendable {
         }
         try await exporter.publishChecked(exportName: exportName, devicePath: byIdPath, expectedSize: sizeBytes, context: context)
         let port = exporter.backend.port
-        let statements = ExportMappingSQL.upsertApplianceExport(
+        let statements = ExportMappingsTable.upsertApplianceExport(
             applianceVMId: applianceVMId, volumeId: volumeId, exportName: exportName, devicePath: byIdPath, nbdPort: port)
         return Result(outcome: Outcome(exportName: exportName, nbdPort: port)) { connection in
             for statement in statements {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import Worker
+import Schema
 
 /// Takes a volume's NBD exports down before a forced detach or delete (and when reconcile
 /// removes the mapping of a volume CloudStack shows detached): removes each active export's
@@ -31,7 +32,7 @@ public struct BackendExportRemover: ExportRemover {
     @discardableResult
     public func removeExports(volumeId: String, connection: PostgresConnection, logger: Logger) async throws -> [String] {
         var rows: [ExportMapping] = []
-        for try await row in try await connection.query(ExportMappingSQL.activeByVolume(volumeId), logger: logger) {
+        for try await row in try await connection.query(ExportMappingsTable.activeByVolume(volumeId), logger: logger) {
             rows.append(try ExportMapping(row: row))
         }
         var names = rows.map(\.exportName)
@@ -42,7 +43,7 @@ public struct BackendExportRemover: ExportRemover {
             try await backend.remove(exportName: name)
         }
         for row in rows {
-            try await connection.query(ExportMappingSQL.markRemoved(exportName: row.exportName), logger: logger)
+            try await connection.query(ExportMappingsTable.markRemoved(exportName: row.exportName), logger: logger)
         }
         if !rows.isEmpty {
             logger.notice("removed exports", metadata: [

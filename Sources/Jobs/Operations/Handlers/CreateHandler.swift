@@ -95,7 +95,7 @@ public struct CreateHandler: EnvironmentOperationHandler {
         let operationId = operation.id
         return try .completed(Response(volumeId: volume.id, sizeBytes: volume.size), volumeId: volume.id) { connection in
             try await connection.query(
-                MappingSQL.upsertVolume(
+                VolumesTable.upsert(
                     volumeId: volume.id, name: request.name, sizeBytes: volume.size, zoneId: request.zoneId,
                     diskOfferingId: request.diskOfferingId, state: volume.state, operationId: operationId),
                 logger: context.logger)
@@ -246,14 +246,7 @@ public struct CreateHandler: EnvironmentOperationHandler {
 
     private func ownedVolumeIds(among ids: [String], excluding operationId: UUID, context: OperationContext) async throws -> Set<String> {
         let owned = try await context.database.decodedRows(
-            """
-            SELECT volume_id FROM volumes WHERE volume_id = ANY(\(ids))
-            UNION
-            SELECT coalesce(volume_id, checkpoint->>'volume_id') FROM volume_operations
-             WHERE type = 'create' AND id <> \(operationId)
-               AND coalesce(volume_id, checkpoint->>'volume_id') = ANY(\(ids))
-            """,
-            logger: context.logger) { try $0.decode(String.self) }
+            VolumesTable.ownedByOtherCreates(among: ids, excluding: operationId), logger: context.logger) { try $0.decode(String.self) }
         return Set(owned)
     }
 

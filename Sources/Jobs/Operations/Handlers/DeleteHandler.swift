@@ -81,11 +81,11 @@ public struct DeleteHandler: EnvironmentOperationHandler {
         let operationId = operation.id
         return try .completed([String: String]()) { connection in
             try await connection.query(
-                MappingSQL.markVolumeDeleted(
+                VolumesTable.markDeleted(
                     volumeId: volumeId, name: recorded.name, sizeBytes: recorded.sizeBytes, zoneId: recorded.zoneId,
                     operationId: operationId),
                 logger: context.logger)
-            try await connection.query(MappingSQL.deleteMapping(volumeId: volumeId), logger: context.logger)
+            try await connection.query(DeviceMappingsTable.delete(volumeId: volumeId), logger: context.logger)
         }
     }
 }

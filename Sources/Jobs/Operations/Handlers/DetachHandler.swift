@@ -47,7 +47,7 @@ public struct DetachHandler: EnvironmentOperationHandler {
             save: { progress in try await context.saveCheckpoint(progress) })
 
         return try .completed(Response(vmId: vmId)) { connection in
-            try await connection.query(MappingSQL.deleteMapping(volumeId: volumeId), logger: context.logger)
+            try await connection.query(DeviceMappingsTable.delete(volumeId: volumeId), logger: context.logger)
         }
     }
 }

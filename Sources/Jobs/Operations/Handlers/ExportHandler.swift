@@ -61,9 +61,8 @@ public struct ExportHandler: RegisteredOperationHandler {
         let exportName = try ExportName.forVolume(volumeId)
         let logger = context.logger
 
-        let mapping = try await context.database.decodedRows(ExportMappingSQL.deviceMapping(volumeId: volumeId), logger: logger) {
-            let (vm, mode, byId, size) = try $0.decode((String, String, String?, Int64?).self)
-            return VolumeDeviceMapping(vmId: vm, operationMode: mode, byIdPath: byId, sizeBytes: size)
+        let mapping = try await context.database.decodedRows(DeviceMappingsTable.byVolume(volumeId), logger: logger) {
+            try DeviceMapping(row: $0)
         }.first
         guard let mapping, mapping.operationMode == "appliance", let byIdPath = mapping.byIdPath else {
             throw ExportOperationFailure.volumeNotOnAppliance(volumeId: volumeId, mapping: mapping)
@@ -73,7 +72,7 @@ public struct ExportHandler: RegisteredOperationHandler {
         let device = try resolver.verifiedDevice(byIdPath: byIdPath, volumeId: volumeId, expectedSize: mapping.sizeBytes)
 
         let active = try await context.database.decodedRows(
-            ExportMappingSQL.activeConflicts(vmId: vmId, diskUnitNumber: request.diskUnitNumber, exportName: exportName),
+            ExportMappingsTable.activeConflicts(vmId: vmId, diskUnitNumber: request.diskUnitNumber, exportName: exportName),
             logger: logger, ExportMapping.init)
         if let existing = active.first(where: { $0.vmId == vmId && $0.diskUnitNumber == request.diskUnitNumber }),
             existing.volumeId == volumeId, existing.exportName == exportName
@@ -110,7 +109,7 @@ public struct ExportHandler: RegisteredOperationHandler {
             Response(exportName: exportName, nbdPort: port, devicePath: byIdPath, reused: !attachments.isEmpty)
         ) { connection in
             try await connection.query(
-                ExportMappingSQL.upsertActive(
+                ExportMappingsTable.upsertActive(
                     vmId: vmId, diskUnitNumber: request.diskUnitNumber, volumeId: volumeId, exportName: exportName,
                     devicePath: byIdPath, nbdPort: port, jobId: request.jobId, vmName: request.vmName),
                 logger: logger)

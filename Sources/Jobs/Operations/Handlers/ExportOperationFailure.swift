@@ -1,4 +1,5 @@
 import Worker
+import Schema
 
 /// Failures of the export and unexport operations that are not errors of the NBD backend
 /// itself: the state of the tables does not allow the export.
@@ -10,7 +11,7 @@ public struct ExportOperationFailure: OperationFailure, CustomStringConvertible,
     public var description: String { "\(code): \(message)" }
 
     /// Only a volume attached to this appliance is a local block device that nbdkit can serve.
-    static func volumeNotOnAppliance(volumeId: String, mapping: VolumeDeviceMapping?) -> ExportOperationFailure {
+    static func volumeNotOnAppliance(volumeId: String, mapping: DeviceMapping?) -> ExportOperationFailure {
         let state = mapping.map { "it is attached to VM \($0.vmId) (operation_mode '\($0.operationMode)')" }
             ?? "it has no device mapping"
         return ExportOperationFailure(

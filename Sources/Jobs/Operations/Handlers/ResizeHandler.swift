@@ -79,13 +79,9 @@ public struct ResizeHandler: EnvironmentOperationHandler {
         let devicePath = try await deviceOnAppliance(volume, context: context)
         let size = volume.size
         return try .completed(Response(sizeBytes: size, devicePath: devicePath?.byIdPath)) { connection in
-            try await connection.query("""
-                UPDATE device_mappings SET size_bytes = \(size), device_path = coalesce(\(devicePath?.devicePath), device_path),
-                       verified_at = now()
-                 WHERE volume_id = \(volumeId)
-                """, logger: context.logger)
             try await connection.query(
-                "UPDATE volumes SET size_bytes = \(size), updated_at = now() WHERE volume_id = \(volumeId)", logger: context.logger)
+                DeviceMappingsTable.resized(volumeId: volumeId, sizeBytes: size, devicePath: devicePath?.devicePath), logger: context.logger)
+            try await connection.query(VolumesTable.resized(volumeId: volumeId, sizeBytes: size), logger: context.logger)
         }
     }
 

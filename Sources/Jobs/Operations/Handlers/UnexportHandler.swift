@@ -66,7 +66,7 @@ public struct UnexportHandler: RegisteredOperationHandler {
                     + "\(quotedForMessage(exportName)); volumed removes only the exports it created")
         }
         let row = try await context.database.decodedRows(
-            ExportMappingSQL.byExportName(exportName), logger: context.logger, ExportMapping.init
+            ExportMappingsTable.byExportName(exportName), logger: context.logger, ExportMapping.init
         ).first
 
         try context.checkCancellation()
@@ -75,7 +75,7 @@ public struct UnexportHandler: RegisteredOperationHandler {
 
         let logger = context.logger
         return try .completed(Response(exportName: exportName)) { connection in
-            try await connection.query(ExportMappingSQL.markRemoved(exportName: exportName), logger: logger)
+            try await connection.query(ExportMappingsTable.markRemoved(exportName: exportName), logger: logger)
         }
     }
 }

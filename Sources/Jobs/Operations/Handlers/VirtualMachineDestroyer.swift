@@ -1,4 +1,5 @@
 import Worker
+import Schema
 
 /// Destroying (and expunging) a test-failover VM once it holds no volume volumed keeps.
 ///
@@ -114,7 +115,7 @@ struct VirtualMachineDestroyer: Sendable {
     private func keptVolumes(on vmId: String, context: OperationContext) async throws -> [String] {
         let attached = try await environment.cloudStack.listVolumes(virtualMachineId: vmId).map(\.id)
         guard !attached.isEmpty else { return [] }
-        return try await context.database.rows(MappingSQL.keptVolumes(among: attached), logger: context.logger)
+        return try await context.database.rows(VolumesTable.kept(among: attached), logger: context.logger)
             .map { try $0.decode(String.self) }
     }
 }

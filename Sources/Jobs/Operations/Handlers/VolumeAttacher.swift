@@ -1,6 +1,7 @@
 import CloudStack
 import PostgresNIO
 import Worker
+import Schema
 
 /// Attaching a volume to a VM and finding where it landed: the step `attach` runs on its own
 /// and `cleanup` runs to hand a volume back to the appliance. Its progress is a value the
@@ -142,9 +143,9 @@ struct VolumeAttacher: Sendable {
             let logger = context.logger
             return { connection in
                 try await connection.query(
-                    MappingSQL.upsertMapping(
+                    DeviceMappingsTable.upsert(
                         volumeId: placement.volumeId, vmId: placement.vmId, mode: placement.mode,
-                        cloudStackDeviceId: placement.cloudStackDeviceId.map(Int32.init), byIdPath: placement.byIdPath,
+                        cloudStackDeviceId: placement.cloudStackDeviceId, byIdPath: placement.byIdPath,
                         devicePath: placement.devicePath, sizeBytes: placement.sizeBytes, vmContextId: placement.vmContextId),
                     logger: logger)
             }

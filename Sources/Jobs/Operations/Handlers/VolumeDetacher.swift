@@ -1,5 +1,6 @@
 import Devices
 import Worker
+import Schema
 
 /// Detaching a volume from whatever VM holds it: the step `detach` runs on its own and
 /// `delete` runs first when forced. Its progress is a value the caller stores in its own
@@ -173,10 +174,7 @@ struct VolumeDetacher: Sendable {
         guard remaining.isEmpty else { throw VolumeOperationFailure.exportsRemain(volumeId: volumeId, exports: remaining) }
     }
 
-    private func activeExports(volumeId: String, context: OperationContext) async throws -> [(exportName: String, vmId: String)] {
-        try await context.database.decodedRows(MappingSQL.activeExports(volumeId: volumeId), logger: context.logger) {
-            let (name, vmId) = try $0.decode((String, String).self)
-            return (exportName: name, vmId: vmId)
-        }
+    private func activeExports(volumeId: String, context: OperationContext) async throws -> [ExportMapping] {
+        try await context.database.decodedRows(ExportMappingsTable.activeByVolume(volumeId), logger: context.logger, ExportMapping.init)
     }
 }

@@ -74,13 +74,6 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             isTransient: false)
     }
 
-    static func jobWithoutVolume(jobId: String, command: String) -> VolumeOperationFailure {
-        VolumeOperationFailure(
-            code: "cloudstack_bad_response",
-            message: "CloudStack async job \(jobId) for \(command) succeeded without returning the volume; check the CloudStack version",
-            isTransient: false)
-    }
-
     static func vmNotStoppedForRoot(volumeId: String, vmId: String, state: String) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "vm_not_stopped",

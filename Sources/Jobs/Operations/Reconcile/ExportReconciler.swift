@@ -4,6 +4,7 @@ import Primitives
 import Foundation
 import Logging
 import PostgresNIO
+import Schema
 
 /// Brings the NBD backend back in line with `vm_export_mappings` at start-up (and on
 /// `volumed reconcile` / `POST /admin/force-sync`): the rows are the truth, entries follow.
@@ -44,7 +45,7 @@ public struct ExportReconciler: Sendable {
 
     private struct ActiveRow {
         let mapping: ExportMapping
-        let device: VolumeDeviceMapping?
+        let device: DeviceMapping?
     }
 
     /// - Parameters:
@@ -55,15 +56,10 @@ public struct ExportReconciler: Sendable {
         var report = ExportReconcileReport(dryRun: dryRun)
         let entries = try await backend.listExports()
         let busy = try await executingVolumes().union(skipping)
-        let rows = try await database.decodedRows(ExportMappingSQL.activeWithDeviceMappings(), logger: logger) { row in
-            let cells = row.makeRandomAccess()
-            let vmId = try cells[10].decode(String?.self)
-            let mode = try cells[11].decode(String?.self)
-            let byId = try cells[12].decode(String?.self)
-            let size = try cells[13].decode(Int64?.self)
-            return ActiveRow(
-                mapping: try ExportMapping(row: row),
-                device: vmId.map { VolumeDeviceMapping(vmId: $0, operationMode: mode ?? "", byIdPath: byId, sizeBytes: size) })
+        let rows = try await database.decodedRows(ExportMappingsTable.activeWithDeviceMappings(), logger: logger) { row in
+            let mapped = try row.makeRandomAccess()[ExportMapping.width].decode(String?.self) != nil
+            return ActiveRow(mapping: try ExportMapping(row: row),
+                             device: mapped ? try DeviceMapping(row: row, from: ExportMapping.width) : nil)
         }
         var ours: [ExportMapping] = []
         var expectedSizes: [String: Int64] = [:]
@@ -134,7 +130,7 @@ public struct ExportReconciler: Sendable {
     }
 
     private func executingVolumes() async throws -> Set<String> {
-        Set(try await database.decodedRows(ExportMappingSQL.volumesWithExecutingOperations(), logger: logger) { try $0.decode(String.self) })
+        Set(try await database.decodedRows(QueueSQL.executingVolumes(), logger: logger) { try $0.decode(String.self) })
     }
 
     /// The row itself when it already holds a by-id path; otherwise the row rewritten to the
@@ -158,9 +154,11 @@ public struct ExportReconciler: Sendable {
         let what = "\(mapping.exportName) device_path \(mapping.devicePath) → \(byIdPath)"
         await report.record(.rewritten, mapping.exportName, volumeId: mapping.volumeId, done: "rewrote \(what)",
                             planned: "would rewrite \(what)", failed: "could not rewrite \(what)") {
-            _ = try await database.rows(ExportMappingSQL.rewriteDevicePath(id: mapping.id, devicePath: byIdPath), logger: logger)
+            _ = try await database.rows(ExportMappingsTable.rewriteDevicePath(id: mapping.id, devicePath: byIdPath), logger: logger)
         }
-        return mapping.with(devicePath: byIdPath)
+        var rewritten = mapping
+        rewritten.devicePath = byIdPath
+        return rewritten
     }
 
     /// Kernel names (`/dev/vdb`, `/dev/sdc`) are not; anything in the by-id directory or
@@ -271,13 +269,5 @@ public struct ExportReconcileReport: Sendable, CustomStringConvertible {
         (dryRun ? "exports (dry run, nothing changed): " : "exports: ")
             + "\(removed.count) removed, \(recreated.count) recreated, \(rewritten.count) rewritten to by-id, "
             + "\(withdrawn.count) withdrawn, \(failures.count) failed"
-    }
-}
-
-extension ExportMapping {
-    func with(devicePath: String) -> ExportMapping {
-        var copy = self
-        copy.devicePath = devicePath
-        return copy
     }
 }

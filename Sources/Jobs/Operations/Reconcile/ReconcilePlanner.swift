@@ -1,15 +1,17 @@
 import Devices
 import CloudStack
 import Primitives
+import Schema
+
 /// One repair reconcile decided on: the action for the report and what the repair needs.
 struct PlannedRepair: Sendable {
     enum Change: Sendable {
         /// CloudStack shows the volume detached: drop the mapping as read, and its exports.
-        case removeStaleMapping(MappedVolume)
+        case removeStaleMapping(DeviceMapping)
         /// Attached to the appliance outside volumed: record it.
         case adopt(CloudStackVolume, ResolvedDevice)
         /// The mapping as read, to be pointed at the device the by-id link resolves to now.
-        case updateDevice(MappedVolume, ResolvedDevice, cloudStackDeviceId: Int?)
+        case updateDevice(DeviceMapping, ResolvedDevice, cloudStackDeviceId: Int?)
     }
 
     let action: ReconcileAction
@@ -74,7 +76,7 @@ struct ReconcilePlanner {
         return (repairs, findings)
     }
 
-    private func check(_ mapping: MappedVolume, repairs: inout [PlannedRepair], findings: inout [ReconcileFinding]) {
+    private func check(_ mapping: DeviceMapping, repairs: inout [PlannedRepair], findings: inout [ReconcileFinding]) {
         let volumeId = mapping.volumeId
         let volume: CloudStackVolume
         switch snapshot.cloudStack[volumeId] {
@@ -101,7 +103,7 @@ struct ReconcilePlanner {
 
         guard let attachedTo = volume.virtualmachineid else {
             let message = "CloudStack shows volume \(volumeId) detached, but device_mappings records it on VM \(mapping.vmId)"
-                + " (\(mapping.mode)); the stale mapping and any active exports of the volume are removed"
+                + " (\(mapping.operationMode)); the stale mapping and any active exports of the volume are removed"
             repairs.append(PlannedRepair(action: ReconcileAction(kind: .removeStaleMapping, volumeId: volumeId, message: message),
                                          change: .removeStaleMapping(mapping)))
             return
@@ -115,7 +117,7 @@ struct ReconcilePlanner {
             return
         }
         guard isAppliance(mapping.vmId) else { return }
-        guard mapping.mode == "appliance" else {
+        guard mapping.operationMode == "appliance" else {
             findings.append(ReconcileFinding(
                 kind: .modeMismatch, volumeId: volumeId,
                 message: "device_mappings records volume \(volumeId) as remote on VM \(mapping.vmId), which is this appliance; "
@@ -141,7 +143,7 @@ struct ReconcilePlanner {
     }
 
     /// The repair for an appliance mapping whose recorded device no longer matches, or nil.
-    private func deviceDrift(_ mapping: MappedVolume, device: ResolvedDevice, volume: CloudStackVolume) -> ReconcileAction? {
+    private func deviceDrift(_ mapping: DeviceMapping, device: ResolvedDevice, volume: CloudStackVolume) -> ReconcileAction? {
         var changes: [String] = []
         if mapping.devicePath != device.devicePath {
             changes.append("device_path \(mapping.devicePath ?? "NULL") → \(device.devicePath)")
@@ -187,7 +189,7 @@ struct ReconcilePlanner {
         }
     }
 
-    private func checkRecorded(_ recorded: RecordedVolume, findings: inout [ReconcileFinding]) {
+    private func checkRecorded(_ recorded: VolumeRecord, findings: inout [ReconcileFinding]) {
         let volumeId = recorded.volumeId
         let advice = "if it was deleted outside volumed, mark it (UPDATE volumes SET state = 'Deleted' WHERE volume_id = '\(volumeId)')"
         switch snapshot.cloudStack[volumeId] {

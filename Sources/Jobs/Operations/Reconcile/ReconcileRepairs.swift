@@ -3,6 +3,7 @@ import CloudStack
 import Foundation
 import Logging
 import PostgresNIO
+import Schema
 
 /// How one planned repair ended.
 enum RepairOutcome: Sendable {
@@ -21,7 +22,7 @@ extension Reconciler {
         let volumeId = repair.action.volumeId ?? ""
         do {
             return try await database.inTransaction(logger: logger) { connection -> RepairOutcome in
-                let untouched = try await connection.query(ReconcileSQL.untouched(volumeId: volumeId, since: since), logger: logger)
+                let untouched = try await connection.query(QueueSQL.untouched(volumeId: volumeId, since: since), logger: logger)
                     .collect().first?.decode(Bool.self) ?? false
                 guard untouched else {
                     return .changed("an operation on volume \(volumeId) is pending, executing or finished after reconcile looked; "
@@ -34,7 +35,9 @@ extension Reconciler {
                     return try await adopt(volume, device: device, connection: connection)
                 case .updateDevice(let mapping, let device, let slot):
                     let rows = try await connection.query(
-                        ReconcileSQL.updateDevice(mapping, to: device, cloudStackDeviceId: slot), logger: logger).collect()
+                        DeviceMappingsTable.updateDevice(mapping, devicePath: device.devicePath, byIdPath: device.byIdPath,
+                                                         cloudStackDeviceId: slot),
+                        logger: logger).collect()
                     return rows.isEmpty ? .changed("the mapping of volume \(volumeId) changed after reconcile read it") : .applied
                 }
             }
@@ -45,19 +48,19 @@ extension Reconciler {
 
     /// Removes the volume's active exports (entries, then rows, through the export remover)
     /// and its mapping, in the caller's transaction.
-    private func removeStaleMapping(_ expected: MappedVolume, connection: PostgresConnection) async throws -> RepairOutcome {
-        var current: MappedVolume?
-        for try await row in try await connection.query(ReconcileSQL.lockMapping(volumeId: expected.volumeId), logger: logger) {
-            let (volumeId, vmId, mode, slot, byId, device) = try row.decode((String, String, String, Int32?, String?, String?).self)
-            current = MappedVolume(volumeId: volumeId, vmId: vmId, mode: mode, cloudStackDeviceId: slot.map(Int.init),
-                                   byIdPath: byId, devicePath: device)
-        }
-        guard current == expected else {
+    private func removeStaleMapping(_ expected: DeviceMapping, connection: PostgresConnection) async throws -> RepairOutcome {
+        let current = try await connection.query(DeviceMappingsTable.byVolume(expected.volumeId, forUpdate: true), logger: logger)
+            .collect().first.map { try DeviceMapping(row: $0) }
+        // Still where reconcile saw it (the API's snapshot columns may have changed meanwhile).
+        guard let current, current.vmId == expected.vmId, current.operationMode == expected.operationMode,
+              current.cloudStackDeviceId == expected.cloudStackDeviceId, current.byIdPath == expected.byIdPath,
+              current.devicePath == expected.devicePath
+        else {
             return .changed("the mapping of volume \(expected.volumeId) changed after reconcile read it")
         }
         let removed = try await BackendExportRemover(backend: exportBackend)
             .removeExports(volumeId: expected.volumeId, connection: connection, logger: logger)
-        try await connection.query(MappingSQL.deleteMapping(volumeId: expected.volumeId), logger: logger)
+        try await connection.query(DeviceMappingsTable.delete(volumeId: expected.volumeId), logger: logger)
         logger.notice("reconcile removed a stale mapping", metadata: [
             "volume_id": "\(expected.volumeId)", "vm_id": "\(expected.vmId)", "exports_removed": "\(removed)",
         ])
@@ -66,13 +69,18 @@ extension Reconciler {
 
     private func adopt(_ volume: CloudStackVolume, device: ResolvedDevice, connection: PostgresConnection) async throws -> RepairOutcome {
         guard let appliance = environment.applianceVMId else { return .failed("no appliance VM is configured") }
-        let inserted = try await connection.query(ReconcileSQL.adoptMapping(volume: volume, vmId: appliance, device: device), logger: logger)
-            .collect()
+        let adoption = DeviceMappingsTable.adopt(
+            volumeId: volume.id, vmId: appliance, cloudStackDeviceId: volume.deviceid, byIdPath: device.byIdPath,
+            devicePath: device.devicePath, sizeBytes: Int64(device.sizeBytes))
+        let inserted = try await connection.query(adoption, logger: logger).collect()
         guard !inserted.isEmpty else {
             return .changed("a mapping for volume \(volume.id) (or for \(device.byIdPath)) appeared after reconcile looked")
         }
         if volume.size > 0 {
-            try await connection.query(ReconcileSQL.adoptVolume(volume), logger: logger)
+            try await connection.query(
+                VolumesTable.adopt(volumeId: volume.id, name: volume.name, sizeBytes: volume.size, zoneId: volume.zoneid,
+                                   diskOfferingId: volume.diskofferingid, state: volume.state),
+                logger: logger)
         }
         logger.notice("reconcile adopted a volume attached outside volumed", metadata: [
             "volume_id": "\(volume.id)", "by_id_path": "\(device.byIdPath)", "device": "\(device.devicePath)",

@@ -3,23 +3,7 @@ import CloudStack
 import Foundation
 import Logging
 import PostgresNIO
-
-/// A `device_mappings` row as reconcile read it; repairs only change a row still equal to this.
-struct MappedVolume: Sendable, Equatable {
-    let volumeId: String
-    let vmId: String
-    let mode: String
-    let cloudStackDeviceId: Int?
-    let byIdPath: String?
-    let devicePath: String?
-}
-
-/// A `volumes` row volumed still considers alive (not marked `Deleted`).
-struct RecordedVolume: Sendable, Equatable {
-    let volumeId: String
-    let name: String
-    let state: String
-}
+import Schema
 
 /// What CloudStack says about one volume.
 enum CloudStackLookup: Sendable {
@@ -47,8 +31,10 @@ struct ReconcileSnapshot: Sendable {
     var since: Date
     /// Volumes a failed create may have left in CloudStack that nothing tracks.
     var untracked: [CloudStackVolume] = []
-    var mappings: [MappedVolume] = []
-    var recorded: [RecordedVolume] = []
+    /// The `device_mappings` rows as read: repairs change only a row still as these say.
+    var mappings: [DeviceMapping] = []
+    /// The `volumes` rows volumed still considers alive (not marked `Deleted`).
+    var recorded: [VolumeRecord] = []
     /// Volumes with a pending or executing operation: never touched by reconcile.
     var busy: Set<String> = []
     var cloudStack: [String: CloudStackLookup] = [:]
@@ -67,19 +53,12 @@ extension Reconciler {
     /// Busy volumes are not looked up: nothing will be done to them.
     func takeSnapshot() async throws -> ReconcileSnapshot {
         var snapshot = ReconcileSnapshot(since: try await databaseNow())
-        let mapped = try await database.decodedRows(ReconcileSQL.mappings(), logger: logger) { row in
-            let (volumeId, vmId, mode, deviceId, byId, device, size) =
-                try row.decode((String, String, String, Int32?, String?, String?, Int64?).self)
-            return (MappedVolume(volumeId: volumeId, vmId: vmId, mode: mode, cloudStackDeviceId: deviceId.map(Int.init),
-                                 byIdPath: byId, devicePath: device), size)
+        snapshot.mappings = try await database.decodedRows(DeviceMappingsTable.all(), logger: logger) { try DeviceMapping(row: $0) }
+        let recordedSizes = Dictionary(snapshot.mappings.compactMap { mapping in mapping.sizeBytes.map { (mapping.volumeId, $0) } }) {
+            first, _ in first
         }
-        snapshot.mappings = mapped.map(\.0)
-        let recordedSizes = Dictionary(mapped.compactMap { mapping, size in size.map { (mapping.volumeId, $0) } }) { first, _ in first }
-        snapshot.recorded = try await database.decodedRows(ReconcileSQL.liveVolumes(), logger: logger) { row in
-            let (volumeId, name, state) = try row.decode((String, String, String).self)
-            return RecordedVolume(volumeId: volumeId, name: name, state: state)
-        }
-        snapshot.busy = Set(try await database.decodedRows(ReconcileSQL.busyVolumes(), logger: logger) { try $0.decode(String.self) })
+        snapshot.recorded = try await database.decodedRows(VolumesTable.live(), logger: logger, VolumeRecord.init)
+        snapshot.busy = Set(try await database.decodedRows(QueueSQL.busyVolumes(), logger: logger) { try $0.decode(String.self) })
 
         let wanted = Set(snapshot.mappings.map(\.volumeId)).union(snapshot.recorded.map(\.volumeId)).subtracting(snapshot.busy)
         for volumeId in wanted.sorted() {
@@ -136,7 +115,7 @@ extension Reconciler {
     /// CloudStack volumes named as a failed or cancelled create asked, that no `volumes` row
     /// and no operation owns: what a createVolume whose reply was lost may have left behind.
     private func untrackedVolumes() async throws -> [CloudStackVolume] {
-        let names = Set(try await database.decodedRows(ReconcileSQL.namesOfUnfinishedCreates(), logger: logger) {
+        let names = Set(try await database.decodedRows(QueueSQL.namesOfUnfinishedCreates(), logger: logger) {
             try $0.decode(String.self)
         })
         guard !names.isEmpty else { return [] }
@@ -144,7 +123,7 @@ extension Reconciler {
             names.contains($0.name) && $0.type.uppercased() == "DATADISK" && !ReconcilePlanner.goneStates.contains($0.state)
         }
         guard !candidates.isEmpty else { return [] }
-        let tracked = Set(try await database.decodedRows(ReconcileSQL.trackedVolumeIds(among: candidates.map(\.id)), logger: logger) {
+        let tracked = Set(try await database.decodedRows(VolumesTable.tracked(among: candidates.map(\.id)), logger: logger) {
             try $0.decode(String.self)
         })
         return candidates.filter { !tracked.contains($0.id) }

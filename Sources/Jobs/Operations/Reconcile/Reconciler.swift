@@ -19,6 +19,10 @@ public struct Reconciler: Sendable {
     public let exportBackend: any NBDExportBackend
     let logger: Logger
 
+    /// Only one reconcile at a time across all workers and CLIs: this transaction-scoped
+    /// lock, taken with a try (as the rescuer's), held for the length of one pass.
+    static let lockKey: Int64 = 0x766F_6C75_6D65_6403
+
     public init(environment: JobsEnvironment, database: PostgresClient, exportBackend: any NBDExportBackend, logger: Logger? = nil) {
         self.environment = environment
         self.database = database
@@ -30,7 +34,7 @@ public struct Reconciler: Sendable {
     /// error when the tables or CloudStack cannot be read (a half-seen state repairs nothing).
     public func reconcile(dryRun: Bool) async throws -> ReconcileReport {
         let outcome = try await database.inTransaction(logger: logger) { connection -> Result<ReconcileReport, any Error>? in
-            let locked = try await connection.query(ReconcileSQL.tryLock(), logger: logger).collect().first?.decode(Bool.self) ?? false
+            let locked = try await connection.query("SELECT pg_try_advisory_xact_lock(\(Self.lockKey))", logger: logger).collect().first?.decode(Bool.self) ?? false
             guard locked else { return nil }
             // The lock lives as long as this transaction; the pass itself uses other connections.
             do {

@@ -1,8 +1,7 @@
 import Foundation
-import Logging
 import PostgresNIO
 
-/// One `vm_export_mappings` row.
+/// One `vm_export_mappings` row: an NBD export of a volume, keyed to a VM and its disk number.
 public struct ExportMapping: Sendable, Equatable {
     public let id: Int64
     public let vmId: String
@@ -11,16 +10,22 @@ public struct ExportMapping: Sendable, Equatable {
     public let exportName: String
     /// Always the stable by-id path for rows this volumed wrote; older rows may hold `/dev/vdX`
     /// until `ExportReconciler` rewrites them.
-    public internal(set) var devicePath: String
+    public var devicePath: String
     public let nbdPort: Int
     public let jobId: String?
     public let vmName: String?
+    /// `active` or `removed`.
     public let status: String
+    public let createdAt: Date
+    public let updatedAt: Date
 
-    static let columns = "id, vm_id, disk_unit_number, volume_id, export_name, device_path, nbd_port, job_id, vm_name, status"
+    static let columns = """
+        id, vm_id, disk_unit_number, volume_id, export_name, device_path, nbd_port, job_id, vm_name, status, created_at, updated_at
+        """
+    /// How many cells `init(row:)` reads: a join puts other columns after them.
+    public static let width = 12
 
-    /// Reads the first ten columns in `columns` order; queries may append more after them.
-    init(row: PostgresRow) throws {
+    public init(row: PostgresRow) throws {
         let cells = row.makeRandomAccess()
         id = try cells[0].decode(Int64.self)
         vmId = try cells[1].decode(String.self)
@@ -32,52 +37,59 @@ public struct ExportMapping: Sendable, Equatable {
         jobId = try cells[7].decode(String?.self)
         vmName = try cells[8].decode(String?.self)
         status = try cells[9].decode(String.self)
+        createdAt = try cells[10].decode(Date.self)
+        updatedAt = try cells[11].decode(Date.self)
     }
 }
 
-/// What `device_mappings` says about a volume: which VM holds it and, on an appliance, its by-id link.
-struct VolumeDeviceMapping: Sendable {
-    let vmId: String
-    let operationMode: String
-    let byIdPath: String?
-    /// The size recorded at attach: what the device behind the link must still measure.
-    var sizeBytes: Int64? = nil
-}
-
-/// The statements the export handlers, the remover and the reconciler run, in one place.
-/// Writes that finish an operation run inside its completing transaction (`OperationOutcome.commit`).
-enum ExportMappingSQL {
-    static func deviceMapping(volumeId: String) -> PostgresQuery {
-        "SELECT vm_id, operation_mode, by_id_path, size_bytes FROM device_mappings WHERE volume_id = \(volumeId)"
-    }
-
+/// Every statement on `vm_export_mappings` (handlers write it in `OperationOutcome.commit`).
+public enum ExportMappingsTable {
     /// Active rows that collide with a new export: the same (VM, disk) or the same export name.
-    static func activeConflicts(vmId: String, diskUnitNumber: Int, exportName: String) -> PostgresQuery {
-        let select = "SELECT \(ExportMapping.columns) FROM vm_export_mappings"
+    public static func activeConflicts(vmId: String, diskUnitNumber: Int, exportName: String) -> PostgresQuery {
+        """
+        SELECT \(unescaped: ExportMapping.columns) FROM vm_export_mappings
+        WHERE status = 'active'
+          AND ((vm_id = \(vmId) AND disk_unit_number = \(diskUnitNumber)) OR export_name = \(exportName))
+        ORDER BY id
+        """
+    }
+
+    public static func byExportName(_ exportName: String) -> PostgresQuery {
+        "SELECT \(unescaped: ExportMapping.columns) FROM vm_export_mappings WHERE export_name = \(exportName)"
+    }
+
+    public static func activeByVolume(_ volumeId: String) -> PostgresQuery {
+        "SELECT \(unescaped: ExportMapping.columns) FROM vm_export_mappings WHERE volume_id = \(volumeId) AND status = 'active' ORDER BY id"
+    }
+
+    /// The active export of a volume, else its most recently removed one.
+    public static func latestByVolume(_ volumeId: String) -> PostgresQuery {
+        """
+        SELECT \(unescaped: ExportMapping.columns) FROM vm_export_mappings WHERE volume_id = \(volumeId)
+        ORDER BY (status = 'active') DESC, updated_at DESC, id DESC LIMIT 1
+        """
+    }
+
+    /// Newest first; a nil filter matches every row.
+    public static func list(volumeId: String?, status: String?, vmName: String?, limit: Int) -> PostgresQuery {
+        """
+        SELECT \(unescaped: ExportMapping.columns) FROM vm_export_mappings
+        WHERE (\(volumeId)::text IS NULL OR volume_id = \(volumeId)) AND (\(status)::text IS NULL OR status = \(status))
+          AND (\(vmName)::text IS NULL OR vm_name = \(vmName))
+        ORDER BY created_at DESC, id DESC
+        LIMIT \(limit)
+        """
+    }
+
+    /// Every active row with the volume's `DeviceMapping` after it (cell `ExportMapping.width`
+    /// on; NULLs when it has none), for reconciliation.
+    public static func activeWithDeviceMappings() -> PostgresQuery {
+        func qualified(_ columns: String, _ table: String) -> String {
+            columns.split(separator: ",").map { table + "." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+                .joined(separator: ", ")
+        }
         return """
-            \(unescaped: select)
-            WHERE status = 'active'
-              AND ((vm_id = \(vmId) AND disk_unit_number = \(diskUnitNumber)) OR export_name = \(exportName))
-            ORDER BY id
-            """
-    }
-
-    static func byExportName(_ exportName: String) -> PostgresQuery {
-        let select = "SELECT \(ExportMapping.columns) FROM vm_export_mappings"
-        return "\(unescaped: select) WHERE export_name = \(exportName)"
-    }
-
-    static func activeByVolume(_ volumeId: String) -> PostgresQuery {
-        let select = "SELECT \(ExportMapping.columns) FROM vm_export_mappings"
-        return "\(unescaped: select) WHERE volume_id = \(volumeId) AND status = 'active' ORDER BY id"
-    }
-
-    /// Every active row with the volume's device mapping (NULLs when it has none), for reconciliation.
-    static func activeWithDeviceMappings() -> PostgresQuery {
-        let columns = ExportMapping.columns.split(separator: ",").map { "e." + $0.trimmingCharacters(in: .whitespaces) }
-            .joined(separator: ", ")
-        return """
-            SELECT \(unescaped: columns), d.vm_id, d.operation_mode, d.by_id_path, d.size_bytes
+            SELECT \(unescaped: qualified(ExportMapping.columns, "e")), \(unescaped: qualified(DeviceMapping.columns, "d"))
             FROM vm_export_mappings e LEFT JOIN device_mappings d ON d.volume_id = e.volume_id
             WHERE e.status = 'active'
             ORDER BY e.id
@@ -86,7 +98,7 @@ enum ExportMappingSQL {
 
     /// Creates the export's row, or re-activates the row a previous export of the same volume
     /// left `removed` (export names are unique across all rows, one per volume).
-    static func upsertActive(
+    public static func upsertActive(
         vmId: String, diskUnitNumber: Int, volumeId: String, exportName: String, devicePath: String,
         nbdPort: Int, jobId: String?, vmName: String
     ) -> PostgresQuery {
@@ -108,9 +120,8 @@ enum ExportMappingSQL {
     /// inside the completing transaction. The advisory lock serialises concurrent attach
     /// commits on one appliance (the queue serialises only per volume), so two volumes never
     /// pick the same number. Re-activates a `removed` row of the same volume.
-    static func upsertApplianceExport(applianceVMId: String, volumeId: String, exportName: String, devicePath: String, nbdPort: Int)
-        -> [PostgresQuery]
-    {
+    public static func upsertApplianceExport(applianceVMId: String, volumeId: String, exportName: String, devicePath: String,
+                                             nbdPort: Int) -> [PostgresQuery] {
         let lockKey = "vm_export_mappings:" + applianceVMId.lowercased()
         return [
             "SELECT pg_advisory_xact_lock(hashtext(\(lockKey)))",
@@ -132,24 +143,11 @@ enum ExportMappingSQL {
         ]
     }
 
-    static func markRemoved(exportName: String) -> PostgresQuery {
+    public static func markRemoved(exportName: String) -> PostgresQuery {
         "UPDATE vm_export_mappings SET status = 'removed', updated_at = now() WHERE export_name = \(exportName) AND status = 'active'"
     }
 
-    /// Volumes an operation is running on right now: the reconciler leaves their exports alone.
-    static func volumesWithExecutingOperations() -> PostgresQuery {
-        "SELECT volume_id FROM volume_operations WHERE status = 'executing' AND volume_id IS NOT NULL"
-    }
-
-    static func rewriteDevicePath(id: Int64, devicePath: String) -> PostgresQuery {
+    public static func rewriteDevicePath(id: Int64, devicePath: String) -> PostgresQuery {
         "UPDATE vm_export_mappings SET device_path = \(devicePath), updated_at = now() WHERE id = \(id) AND status = 'active'"
-    }
-}
-
-extension PostgresClient {
-    /// Runs `query` and decodes every row with `decode` (never hanging on a connection that
-    /// closes under it: `rows`).
-    func decodedRows<T>(_ query: PostgresQuery, logger: Logger, _ decode: (PostgresRow) throws -> T) async throws -> [T] {
-        try await rows(query, logger: logger).map(decode)
     }
 }
