@@ -25,7 +25,7 @@ import Testing
             #expect(attaches.map { $0["id"] as? String } == [id])
             #expect(try await world.get("/api/v1/operations?volume_id=\(volumeB)&limit=1").array().count == 1)
 
-            for (query, field) in [("type=resize", "type"), ("status=done", "status"), ("volume_id=vol-1", "volume_id"),
+            for (query, field) in [("type=defragment", "type"), ("status=done", "status"), ("volume_id=vol-1", "volume_id"),
                                    ("limit=0", "limit"), ("limit=many", "limit")] {
                 let bad = try await world.get("/api/v1/operations?\(query)")
                 #expect(bad.status == 400, "\(query)")
