@@ -5,8 +5,8 @@ import Schema
 /// handler saved (the CloudStack job it waits on, the by-id link it waits for, the step of a
 /// cleanup), its status, a pending retry's backoff and a cancel request. The web console and
 /// `volumed wait` show it; it reads the checkpoints of the handlers in this module, so it
-/// lives next to them and follows their shapes (`JobProgress`, `VolumeDetacher.Progress`,
-/// `CreateHandler.Checkpoint`, `DeleteHandler.Checkpoint`, `CleanupHandler.Checkpoint`).
+/// lives next to them and follows their shapes (`StepProgress`, the whole checkpoint or a key
+/// of `DeleteHandler.Checkpoint` and `CleanupHandler.Checkpoint`).
 public enum OperationStep {
     /// One line, e.g. "waiting on CloudStack job 1f2e… (attachVolume)".
     public static func describe(_ record: OperationRecord, now: Date = Date()) -> String {
@@ -97,7 +97,7 @@ public enum OperationStep {
         return startedStep(type)
     }
 
-    /// A `JobProgress`-shaped value: the job waited on, an unanswered request, or (attach on
+    /// A `StepProgress`: the job waited on, an unanswered request, or (attach on
     /// the appliance) the by-id link waited for once the job succeeded.
     private static func jobStep(_ progress: [String: Any], command: String, volumeId: String?) -> String? {
         if progress["awaiting_by_id_link"] as? Bool == true {

@@ -174,7 +174,7 @@ extension CloudStackError {
     }
 
     /// The job's outcome is unknown (`cloudstack_job_abandoned`, `cloudstack_job_purged`): the
-    /// step treats it like a request whose answer was lost (see `AsyncJobRequest`).
+    /// step treats it like a request whose answer was lost (see `CloudStackStep`).
     public var leavesOutcomeUnknown: Bool {
         code == "cloudstack_job_abandoned" || code == "cloudstack_job_purged"
     }

@@ -8,7 +8,7 @@ import Worker
 ///   is resolved again, so a link re-pointed after a reboot refreshes `device_path`).
 /// - Attached elsewhere: a permanent error naming the VM.
 /// - Else attachVolume; its job id is checkpointed before waiting, and a retry or rescue
-///   waits on that job instead of attaching twice (see `VolumeAttacher`).
+///   waits on that job instead of attaching twice (see `AttachVolume`).
 /// - `attach_as: "root"` (or `device_id: 0`): the test-failover root disk, to a Stopped VM only.
 /// - On the appliance: waits for the by-id link, checks its size against CloudStack's,
 ///   records an `appliance` mapping; on any other VM a `remote` mapping without paths, one
@@ -76,15 +76,12 @@ public struct AttachHandler: OperationHandler {
         let request = try RequestDecoding.decode(Request.self, from: operation)
         let deviceId = try Self.requestedDeviceId(request)
         let vmContextId = try Self.requestedVMContextId(request)
-        let attacher = VolumeAttacher(environment: environment)
+        let attach = AttachVolume(environment: environment, context: context, volumeId: volumeId, vmId: vmId, deviceId: deviceId)
 
-        let volume = try await attacher.attach(
-            volumeId: volumeId, vmId: vmId, deviceId: deviceId,
-            resume: try context.checkpoint(as: VolumeAttacher.Progress.self), context: context,
-            save: { progress in try await context.saveCheckpoint(progress) })
+        let volume = try await attach.run(in: .checkpoint(of: context))
         try context.checkCancellation()
 
-        var placement = try await attacher.placement(of: volume, as: volumeId, on: vmId, context: context)
+        var placement = try await attach.placement(of: volume)
         placement.vmContextId = vmContextId
         let upsertMapping = placement.upsertMapping(context: context)
         var exported: ApplianceExport.Result?

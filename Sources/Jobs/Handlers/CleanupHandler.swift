@@ -1,6 +1,5 @@
 import Foundation
 import Schema
-import Synchronization
 import Worker
 
 /// `cleanup`: hands a volume back from a test-failover VM to the appliance this worker runs
@@ -49,10 +48,10 @@ public struct CleanupHandler: OperationHandler {
     /// operators reading the row); the job ids are what a resumed run waits on.
     struct Checkpoint: Codable, Sendable {
         var step: String?
-        var stop: VirtualMachineStopper.Progress?
-        var detach: VolumeDetacher.Progress?
-        var attach: VolumeAttacher.Progress?
-        var destroy: VirtualMachineDestroyer.Progress?
+        var stop: StepProgress?
+        var detach: StepProgress?
+        var attach: StepProgress?
+        var destroy: StepProgress?
         /// recoverVirtualMachine was (or was about to be) sent: the test VM had been destroyed,
         /// and is destroyed again at the end.
         var recovered: Bool?
@@ -93,7 +92,7 @@ public struct CleanupHandler: OperationHandler {
             throw VolumeOperationFailure.cleanupNeedsAppliance(volumeId: volumeId)
         }
         let force = request.force ?? false
-        let progress = CheckpointWriter(context: context, initial: try context.checkpoint(as: Checkpoint.self) ?? Checkpoint())
+        let progress = try CheckpointWriter(context: context, empty: Checkpoint())
 
         guard let volume = try await environment.cloudStack.volume(id: volumeId) else {
             throw VolumeOperationFailure.volumeNotFound(volumeId)
@@ -110,34 +109,28 @@ public struct CleanupHandler: OperationHandler {
                 {
                     try await progress.update { $0.step = "recovered" }
                 }
-                try await VirtualMachineStopper(environment: environment).stop(
-                    vmId: testVmId, volumeId: volumeId, force: force, resume: progress.current.stop, context: context,
-                    save: { stop in try await progress.update { $0.stop = stop } })
+                try await StopVirtualMachine(environment: environment, context: context, vmId: testVmId, volumeId: volumeId, force: force)
+                    .run(in: progress.slot(\.stop))
                 try await progress.update { $0.step = "stopped"; $0.stop = nil }
                 try context.checkCancellation()
-                _ = try await VolumeDetacher(environment: environment).detach(
-                    volumeId: volumeId, force: force, onlyFrom: testVmId, resume: progress.current.detach, context: context,
-                    save: { detach in try await progress.update { $0.detach = detach } })
+                _ = try await DetachVolume(environment: environment, context: context, volumeId: volumeId, force: force, onlyFrom: testVmId)
+                    .run(in: progress.slot(\.detach))
                 try await progress.update { $0.step = "detached"; $0.detach = nil }
                 try context.checkCancellation()
             }
         }
-        let attacher = VolumeAttacher(environment: environment)
-        let attached = try await attacher.attach(
-            volumeId: volumeId, vmId: appliance, deviceId: nil, resume: progress.current.attach, context: context,
-            save: { attach in try await progress.update { $0.attach = attach } })
-        let placement = try await attacher.placement(of: attached, as: volumeId, on: appliance, context: context)
+        let attach = AttachVolume(environment: environment, context: context, volumeId: volumeId, vmId: appliance)
+        let placement = try await attach.placement(of: try await attach.run(in: progress.slot(\.attach)))
         try await progress.update { $0.step = "attached"; $0.attach = nil }
 
-        var destroyed: VirtualMachineDestroyer.Outcome?
+        var destroyed: DestroyVirtualMachine.Outcome?
         let deleteVm = request.deleteVm ?? false
         // A VM found destroyed was recovered to take the volume off: it is destroyed again, and
         // expunged only when asked (delete_vm).
         if deleteVm || progress.current.recovered == true {
             try context.checkCancellation()
-            let outcome = try await VirtualMachineDestroyer(environment: environment).destroy(
-                vmId: testVmId, expunge: deleteVm, resume: progress.current.destroy, context: context,
-                save: { destroy in try await progress.update { $0.destroy = destroy } })
+            let outcome = try await DestroyVirtualMachine(environment: environment, context: context, vmId: testVmId, expunge: deleteVm)
+                .run(in: progress.slot(\.destroy))
             destroyed = outcome
             try await progress.update { $0.step = outcome.destroyed ? "destroyed" : "kept"; $0.destroy = nil }
         }
@@ -166,28 +159,5 @@ public struct CleanupHandler: OperationHandler {
                     + "leave vm_id empty or set it to the appliance's VM id")
         }
         return testVmId
-    }
-}
-
-/// The cleanup's checkpoint as the steps change it, one field at a time, each change saved
-/// before the step goes on (a job id before waiting on the job, a step once CloudStack
-/// confirmed it).
-private final class CheckpointWriter: Sendable {
-    let context: OperationContext
-    private let value: Mutex<CleanupHandler.Checkpoint>
-
-    init(context: OperationContext, initial: CleanupHandler.Checkpoint) {
-        self.context = context
-        self.value = Mutex(initial)
-    }
-
-    var current: CleanupHandler.Checkpoint { value.withLock { $0 } }
-
-    func update(_ change: (inout CleanupHandler.Checkpoint) -> Void) async throws {
-        let next = value.withLock { checkpoint -> CleanupHandler.Checkpoint in
-            change(&checkpoint)
-            return checkpoint
-        }
-        try await context.saveCheckpoint(next)
     }
 }

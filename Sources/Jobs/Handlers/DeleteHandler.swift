@@ -5,7 +5,7 @@ import Worker
 /// mapping goes.
 ///
 /// An attached volume is refused (`volume_attached`) unless `force`, which detaches it
-/// first as a checkpointed step (the same `VolumeDetacher` as `detach`). deleteVolume is
+/// first as a checkpointed step (the same `DetachVolume` as `detach`). deleteVolume is
 /// synchronous; a volume CloudStack no longer has counts as deleted, so a retry after a
 /// lost reply succeeds.
 public struct DeleteHandler: OperationHandler {
@@ -21,7 +21,7 @@ public struct DeleteHandler: OperationHandler {
 
     struct Checkpoint: Codable, Sendable {
         /// The forced detach, when one was started.
-        var detach: VolumeDetacher.Progress?
+        var detach: StepProgress?
         /// What CloudStack said about the volume before it was deleted, so a resumed attempt
         /// can still record it in `volumes`.
         var name: String?
@@ -38,27 +38,22 @@ public struct DeleteHandler: OperationHandler {
     public func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
         let volumeId = try RequestDecoding.volumeId(of: operation)
         let force = try RequestDecoding.decode(Request.self, from: operation).force ?? false
-        var checkpoint = try context.checkpoint(as: Checkpoint.self) ?? Checkpoint()
+        let checkpoint = try CheckpointWriter(context: context, empty: Checkpoint())
 
         if let current = try await environment.cloudStack.volume(id: volumeId) {
-            if checkpoint.name == nil {
-                checkpoint.name = current.name
-                checkpoint.sizeBytes = current.size
-                checkpoint.zoneId = current.zoneid
-                try await context.saveCheckpoint(checkpoint)
+            if checkpoint.current.name == nil {
+                try await checkpoint.update {
+                    $0.name = current.name
+                    $0.sizeBytes = current.size
+                    $0.zoneId = current.zoneid
+                }
             }
-            if current.isAttached || checkpoint.detach?.jobId != nil {
+            if current.isAttached || checkpoint.current.detach?.jobId != nil {
                 guard force else {
                     throw VolumeOperationFailure.volumeAttached(volumeId: volumeId, vmId: current.virtualmachineid ?? "unknown")
                 }
-                let base = checkpoint
-                _ = try await VolumeDetacher(environment: environment).detach(
-                    volumeId: volumeId, force: true, resume: checkpoint.detach, context: context,
-                    save: { progress in
-                        var updated = base
-                        updated.detach = progress
-                        try await context.saveCheckpoint(updated)
-                    })
+                _ = try await DetachVolume(environment: environment, context: context, volumeId: volumeId, force: true)
+                    .run(in: checkpoint.slot(\.detach))
             }
             try context.checkCancellation()
             do {
@@ -70,7 +65,7 @@ public struct DeleteHandler: OperationHandler {
             context.logger.debug("CloudStack lists no such volume; already deleted")
         }
 
-        let recorded = checkpoint
+        let recorded = checkpoint.current
         let operationId = operation.id
         return try .completed([String: String]()) { connection in
             try await connection.query(

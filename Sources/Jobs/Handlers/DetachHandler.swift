@@ -5,7 +5,7 @@ import Worker
 ///
 /// Idempotent: an already detached volume succeeds (and its stale mapping is removed).
 /// The detach job id is checkpointed before waiting; a retry or rescue waits on it. An
-/// exported volume is refused unless `force` (see `VolumeDetacher`).
+/// exported volume is refused unless `force` (see `DetachVolume`).
 public struct DetachHandler: OperationHandler {
     let environment: JobsEnvironment
 
@@ -34,11 +34,8 @@ public struct DetachHandler: OperationHandler {
     public func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
         let volumeId = try RequestDecoding.volumeId(of: operation)
         let request = try RequestDecoding.decode(Request.self, from: operation)
-        let resume = try context.checkpoint(as: VolumeDetacher.Progress.self)
-
-        let vmId = try await VolumeDetacher(environment: environment).detach(
-            volumeId: volumeId, force: request.force ?? false, resume: resume, context: context,
-            save: { progress in try await context.saveCheckpoint(progress) })
+        let vmId = try await DetachVolume(environment: environment, context: context, volumeId: volumeId, force: request.force ?? false)
+            .run(in: .checkpoint(of: context))
 
         return try .completed(Response(vmId: vmId)) { connection in
             try await connection.query(MappingSQL.deleteMapping(volumeId: volumeId), logger: context.logger)
