@@ -70,7 +70,7 @@ struct AttachVolume: CloudStackAction {
 
     /// The volume listed a moment ago, so the id CloudStack does not know is the VM's.
     func refused(_ error: CloudStackError) -> any Error {
-        guard error.code == "cloudstack_not_found" else { return error }
+        guard error.kind == .notFound else { return error }
         return VolumeOperationFailure.vmNotFound(vmId, detail: error.errorText ?? error.message)
     }
 

@@ -226,7 +226,7 @@ struct CloudStackStep<Action: CloudStackAction>: Sendable {
         do {
             ending = .succeeded(try await cloudStack.waitForJob(jobId: jobId, timeout: timeout))
         } catch let error as CloudStackError where error.jobId == jobId {
-            guard error.code != "cloudstack_job_timeout" else {
+            guard error.kind != .jobTimeout else {
                 if action.deadline != nil { return .look() }
                 throw error
             }

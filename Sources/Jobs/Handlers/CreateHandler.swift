@@ -193,7 +193,7 @@ struct CreateVolume: CloudStackAction {
     private func sizeParameter() async throws -> Int? {
         guard let offering = try await environment.cloudStack.listDiskOfferings(id: request.diskOfferingId).first else {
             throw VolumeOperationFailure(
-                code: "cloudstack_not_found",
+                code: CloudStackError.Code.notFound.rawValue,
                 message: "disk offering \(request.diskOfferingId) is not listed by CloudStack; check the request's disk_offering_id",
                 isTransient: false)
         }

@@ -58,7 +58,7 @@ public struct DeleteHandler: OperationHandler {
             try context.checkCancellation()
             do {
                 try await environment.cloudStack.deleteVolume(id: volumeId)
-            } catch let error as CloudStackError where error.code == "cloudstack_not_found" {
+            } catch let error as CloudStackError where error.kind == .notFound {
                 context.logger.notice("CloudStack no longer has the volume; counting it as deleted")
             }
         } else {

@@ -69,7 +69,7 @@ struct DestroyVirtualMachine: CloudStackAction {
         let now = try await environment.cloudStack.virtualMachine(id: vmId)
         if now == nil || now?.state == "Expunging" { return .done(Outcome(destroyed: true, expunged: true)) }
         if now?.state == "Destroyed" { return .done(Outcome(destroyed: true, expunged: false)) }
-        if error.code == "cloudstack_expunge_not_permitted" {
+        if error.kind == .expungeNotPermitted {
             context.logger.notice("CloudStack refused to expunge the test VM for this API key; destroying it without expunge",
                                   metadata: ["vm_id": "\(vmId)"])
             return .look(saving: StepProgress(expungeRefused: true))

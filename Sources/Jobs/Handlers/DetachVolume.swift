@@ -56,7 +56,7 @@ struct DetachVolume: CloudStackAction {
             let now = try await environment.cloudStack.volume(id: volumeId)
             if now?.virtualmachineid?.lowercased() == vmId.lowercased() {
                 guard !error.leavesOutcomeUnknown else { return .fail(error, saving: progress.forgettingJob(after: error)) }
-                guard error.code == "cloudstack_detach_timeout", environment.isAppliance(vmId) else {
+                guard error.kind == .detachTimeout, environment.isAppliance(vmId) else {
                     return .fail(error, saving: StepProgress())
                 }
                 guard progress.resentAfterRelease != true, try await guestReleases() else {

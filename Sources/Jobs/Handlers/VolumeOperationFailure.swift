@@ -73,7 +73,7 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
 
     static func jobWithoutVolume(jobId: String, command: String) -> VolumeOperationFailure {
         VolumeOperationFailure(
-            code: "cloudstack_bad_response",
+            code: CloudStackError.Code.badResponse.rawValue,
             message: "CloudStack async job \(jobId) for \(command) succeeded without returning the volume; check the CloudStack version",
             isTransient: false)
     }

@@ -108,7 +108,7 @@ extension Reconciler {
         do {
             guard let volume = try await environment.cloudStack.volume(id: volumeId) else { return .unknown }
             return .found(volume)
-        } catch let error as CloudStackError where error.code == "cloudstack_not_found" {
+        } catch let error as CloudStackError where error.kind == .notFound {
             return .unknown
         } catch let error as CloudStackError where !error.isTransient {
             return .failed(error.message)
