@@ -26,9 +26,9 @@ struct OperationStepTests {
     @Test func aJobIdInTheCheckpointIsTheJobWaitedOn() throws {
         #expect(Self.executing("attach", try Self.json(StepProgress(jobId: "job-17")))
                 == "waiting on CloudStack job job-17 (attachVolume)")
-        #expect(Self.executing("detach", try Self.json(StepProgress(jobId: "job-18", vmId: Self.vm)))
+        #expect(Self.executing("detach", try Self.json(StepProgress(jobId: "job-18", vmId: CloudStackID(Self.vm))))
                 == "waiting on CloudStack job job-18 (detachVolume from VM \(Self.vm))")
-        #expect(Self.executing("create", try Self.json(StepProgress(jobId: "job-19", volumeId: Self.volume)))
+        #expect(Self.executing("create", try Self.json(StepProgress(jobId: "job-19", volumeId: CloudStackID(Self.volume))))
                 == "waiting on CloudStack job job-19 (createVolume for volume \(Self.volume))")
         var delete = DeleteHandler.Checkpoint()
         delete.detach = StepProgress(jobId: "job-20")

@@ -4,11 +4,8 @@ import Worker
 
 /// `attach`: a volume attached to a VM, with its `device_mappings` row.
 ///
-/// - Already attached to that VM: verified, not repeated (for the appliance the by-id link
-///   is resolved again, so a link re-pointed after a reboot refreshes `device_path`).
-/// - Attached elsewhere: a permanent error naming the VM.
-/// - Else attachVolume; its job id is checkpointed before waiting, and a retry or rescue
-///   waits on that job instead of attaching twice (see `AttachVolume`).
+/// - The attach itself is `AttachVolume`. Already attached to that VM: for the appliance the
+///   by-id link is resolved again, so a link re-pointed after a reboot refreshes `device_path`.
 /// - `attach_as: "root"` (or `device_id: 0`): the test-failover root disk, to a Stopped VM only.
 /// - On the appliance: waits for the by-id link, checks its size against CloudStack's,
 ///   records an `appliance` mapping; on any other VM a `remote` mapping without paths, one
@@ -89,7 +86,7 @@ public struct AttachHandler: OperationHandler {
            let byIdPath = placement.byIdPath
         {
             exported = try await ApplianceExport(exporter: environment.exporter).export(
-                volumeId: volumeId, applianceVMId: placement.vmId, byIdPath: byIdPath,
+                volumeId: volumeId.value, applianceVMId: placement.vmId.value, byIdPath: byIdPath,
                 sizeBytes: UInt64(max(placement.sizeBytes, 0)), context: context)
         }
         let response = Response(

@@ -15,8 +15,8 @@ import Worker
 struct AttachVolume: CloudStackAction {
     let environment: JobsEnvironment
     let context: OperationContext
-    let volumeId: String
-    let vmId: String
+    let volumeId: CloudStackID
+    let vmId: CloudStackID
     /// CloudStack's device slot; nil lets CloudStack pick the next free one.
     var deviceId: Int? = nil
 
@@ -30,7 +30,7 @@ struct AttachVolume: CloudStackAction {
     func decide(_ current: CloudStackVolume?, _ progress: StepProgress) async throws -> StepNext<CloudStackVolume> {
         guard let current else { throw VolumeOperationFailure.volumeNotFound(volumeId) }
         if let attachedTo = current.virtualmachineid {
-            guard attachedTo.lowercased() == vmId.lowercased() else {
+            guard attachedTo == vmId else {
                 throw VolumeOperationFailure.attachedElsewhere(volumeId: volumeId, attachedTo: attachedTo, requested: vmId)
             }
             context.logger.debug("volume already attached to the VM; verifying", metadata: ["vm_id": "\(vmId)"])
@@ -44,7 +44,7 @@ struct AttachVolume: CloudStackAction {
             try await requireStoppedForRoot()
         }
         return .send(StepProgress()) {
-            AcceptedRequest(jobId: try await environment.cloudStack.attachVolume(id: volumeId, virtualMachineId: vmId, deviceId: deviceId))
+            AcceptedRequest(jobId: try await environment.cloudStack.attachVolume(id: volumeId.value, virtualMachineId: vmId.value, deviceId: deviceId))
         }
     }
 
@@ -53,14 +53,14 @@ struct AttachVolume: CloudStackAction {
         let awaitingLink = environment.isAppliance(vmId) ? StepProgress(jobId: progress.jobId, awaitingByIdLink: true) : nil
         switch ending {
         case .succeeded(let result):
-            if let volume = result.volume, volume.id.lowercased() == volumeId.lowercased() { return .done(volume, saving: awaitingLink) }
+            if let volume = result.volume, volume.id == volumeId { return .done(volume, saving: awaitingLink) }
             guard let volume = try await environment.cloudStack.volume(id: volumeId) else {
                 throw VolumeOperationFailure.volumeNotFound(volumeId)
             }
             return .done(volume, saving: awaitingLink)
         case .failed(let error):
             if let volume = try await environment.cloudStack.volume(id: volumeId),
-               volume.virtualmachineid?.lowercased() == vmId.lowercased()
+               volume.virtualmachineid == vmId
             {
                 return .done(volume, saving: awaitingLink)
             }
@@ -89,8 +89,8 @@ struct AttachVolume: CloudStackAction {
     /// Where an attached volume is: what its `device_mappings` row and the operation's
     /// response say.
     struct Placement: Sendable {
-        var volumeId: String
-        var vmId: String
+        var volumeId: CloudStackID
+        var vmId: CloudStackID
         /// `appliance`: a local block device reached through its by-id link; `remote`: on another VM.
         var mode: String
         var cloudStackDeviceId: Int?
@@ -111,7 +111,7 @@ struct AttachVolume: CloudStackAction {
             return { connection in
                 try await connection.query(
                     MappingSQL.upsertMapping(
-                        volumeId: placement.volumeId, vmId: placement.vmId, mode: placement.mode,
+                        volumeId: placement.volumeId.value, vmId: placement.vmId.value, mode: placement.mode,
                         cloudStackDeviceId: placement.cloudStackDeviceId.map(Int32.init), byIdPath: placement.byIdPath,
                         devicePath: placement.devicePath, sizeBytes: placement.sizeBytes, vmContextId: placement.vmContextId),
                     logger: logger)
@@ -127,7 +127,7 @@ struct AttachVolume: CloudStackAction {
             return Placement(volumeId: volumeId, vmId: vmId, mode: "remote", cloudStackDeviceId: volume.deviceid,
                              byIdPath: nil, devicePath: nil, sizeBytes: volume.size)
         }
-        let device = try await environment.resolver.waitForDevice(volumeId: volume.id, timeout: environment.deviceWaitTimeout)
+        let device = try await environment.resolver.waitForDevice(volumeId: volume.id.value, timeout: environment.deviceWaitTimeout)
         guard device.sizeBytes == UInt64(volume.size) else {
             throw VolumeOperationFailure.sizeMismatch(volumeId: volume.id, device: device, cloudStackBytes: volume.size)
         }

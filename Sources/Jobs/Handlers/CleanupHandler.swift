@@ -16,12 +16,8 @@ import Worker
 ///
 /// Every run starts from CloudStack's view of the volume, not from the checkpoint alone:
 /// on the test VM → stop, detach, attach; detached → attach; on the appliance → only the
-/// by-id link and the mapping are left. Every CloudStack job id is checkpointed before it is
-/// waited on, and a resumed run waits on that job instead of sending the request again, so a
-/// crash or retry never detaches twice, never leaves the volume on neither VM for good, and
-/// never repeats a stop, detach, attach or destroy that CloudStack accepted and volumed
-/// recorded. A test VM that does not stop in time fails the operation with
-/// `test_vm_stop_timeout`, the volume still attached to it.
+/// by-id link and the mapping are left. Each CloudStack step is a `CloudStackStep` in its own
+/// key of the checkpoint, so a crash or retry repeats none of them.
 public struct CleanupHandler: OperationHandler {
     let environment: JobsEnvironment
 
@@ -88,7 +84,7 @@ public struct CleanupHandler: OperationHandler {
         let volumeId = try RequestDecoding.volumeId(of: operation)
         let request = try RequestDecoding.decode(Request.self, from: operation)
         let testVmId = try Self.testVmId(request, operation: operation, appliance: environment.applianceVMId)
-        guard let appliance = environment.applianceVMId else {
+        guard let appliance = environment.applianceVMId.map({ CloudStackID($0) }) else {
             throw VolumeOperationFailure.cleanupNeedsAppliance(volumeId: volumeId)
         }
         let force = request.force ?? false
@@ -97,9 +93,9 @@ public struct CleanupHandler: OperationHandler {
         guard let volume = try await environment.cloudStack.volume(id: volumeId) else {
             throw VolumeOperationFailure.volumeNotFound(volumeId)
         }
-        let location = volume.virtualmachineid?.lowercased()
-        if location != appliance.lowercased() {
-            if let location, location != testVmId.lowercased() {
+        let location = volume.virtualmachineid
+        if location != appliance {
+            if let location, location != testVmId {
                 throw VolumeOperationFailure.attachedToThirdVM(
                     volumeId: volumeId, attachedTo: location, testVmId: testVmId, applianceVmId: appliance)
             }
@@ -135,29 +131,30 @@ public struct CleanupHandler: OperationHandler {
             try await progress.update { $0.step = outcome.destroyed ? "destroyed" : "kept"; $0.destroy = nil }
         }
         let response = Response(
-            devicePath: placement.byIdPath, vmId: appliance, realDevice: placement.devicePath,
-            cloudStackDeviceId: placement.cloudStackDeviceId, testVmId: testVmId, testVmDestroyed: destroyed?.destroyed ?? false,
+            devicePath: placement.byIdPath, vmId: appliance.value, realDevice: placement.devicePath,
+            cloudStackDeviceId: placement.cloudStackDeviceId, testVmId: testVmId.value, testVmDestroyed: destroyed?.destroyed ?? false,
             testVmExpunged: destroyed.flatMap { $0.destroyed ? $0.expunged : nil })
         return try .completed(response, commit: placement.upsertMapping(context: context))
     }
 
     /// `test_vm_id`: required, a UUID, and not the appliance itself. A `vm_id` column, when
     /// set, names the appliance the volume goes back to and must be this worker's.
-    static func testVmId(_ request: Request, operation: ClaimedOperation, appliance: String?) throws -> String {
+    static func testVmId(_ request: Request, operation: ClaimedOperation, appliance: String?) throws -> CloudStackID {
         guard let testVmId = request.testVmId, !testVmId.isEmpty else {
             throw QueueFailure.invalidRequest(
                 "field 'test_vm_id' is missing: a cleanup needs the UUID of the test-failover VM the volume comes off")
         }
         try RequestDecoding.requireUUID(testVmId, field: "test_vm_id")
-        if let appliance, testVmId.lowercased() == appliance.lowercased() {
+        let appliance = appliance.map { CloudStackID($0) }
+        if let appliance, CloudStackID(testVmId) == appliance {
             throw QueueFailure.invalidRequest(
                 "field 'test_vm_id' names the appliance \(appliance) itself; a cleanup hands a volume back from a test VM to the appliance")
         }
-        if let target = operation.vmId, let appliance, target.lowercased() != appliance.lowercased() {
+        if let target = operation.vmId, let appliance, CloudStackID(target) != appliance {
             throw QueueFailure.invalidRequest(
                 "the vm_id column names \(target) as the appliance to return the volume to, but this worker runs on \(appliance); "
                     + "leave vm_id empty or set it to the appliance's VM id")
         }
-        return testVmId
+        return CloudStackID(testVmId)
     }
 }

@@ -72,7 +72,7 @@ enum StepNext<Result: Sendable>: Sendable {
 /// What CloudStack answered an async command with: its job, and for createVolume the volume.
 struct AcceptedRequest: Sendable {
     var jobId: String
-    var volumeId: String? = nil
+    var volumeId: CloudStackID? = nil
 }
 
 /// How waiting on a job ended, for the action to judge by the object.
@@ -94,12 +94,12 @@ struct StepProgress: Codable, Sendable, Equatable {
     /// (read by `OperationStep` only; resuming depends on `job_id`).
     var awaitingByIdLink: Bool?
     /// Detach: the VM the volume comes off (after the job CloudStack no longer says).
-    var vmId: String?
+    var vmId: CloudStackID?
     /// Detach: this job is the second detachVolume, sent after the guest released the disk
     /// following a KVM detach timeout; its own timeout is not answered with a third.
     var resentAfterRelease: Bool?
     /// Create: the volume createVolume made, or the one an unanswered createVolume made.
-    var volumeId: String?
+    var volumeId: CloudStackID?
     /// Destroy: CloudStack refused `expunge=true` for this API key; destroy without it.
     var expungeRefused: Bool?
 

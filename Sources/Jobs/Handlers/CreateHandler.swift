@@ -61,10 +61,10 @@ public struct CreateHandler: OperationHandler {
             volume = try await create.run(in: .checkpoint(of: context))
         }
         let operationId = operation.id
-        return try .completed(Response(volumeId: volume.id, sizeBytes: volume.size), volumeId: volume.id) { connection in
+        return try .completed(Response(volumeId: volume.id.value, sizeBytes: volume.size), volumeId: volume.id.value) { connection in
             try await connection.query(
                 MappingSQL.upsertVolume(
-                    volumeId: volume.id, name: request.name, sizeBytes: volume.size, zoneId: request.zoneId,
+                    volumeId: volume.id.value, name: request.name, sizeBytes: volume.size, zoneId: request.zoneId,
                     diskOfferingId: request.diskOfferingId, state: volume.state, operationId: operationId),
                 logger: context.logger)
         }
@@ -137,7 +137,7 @@ struct CreateVolume: CloudStackAction {
         return .send(StepProgress()) {
             let (volumeId, jobId) = try await environment.cloudStack.createVolume(
                 name: request.name, zoneId: request.zoneId, diskOfferingId: request.diskOfferingId, sizeGB: size)
-            return AcceptedRequest(jobId: jobId, volumeId: volumeId)
+            return AcceptedRequest(jobId: jobId, volumeId: CloudStackID(volumeId))
         }
     }
 
@@ -217,17 +217,17 @@ struct CreateVolume: CloudStackAction {
     private func unownedVolume() async throws -> CloudStackVolume? {
         let size = Int64(request.sizeGB) * CreateHandler.bytesPerGiB
         let candidates = try await environment.cloudStack.listVolumes().filter {
-            $0.name == request.name && $0.size == size && $0.zoneid == request.zoneId && $0.type == "DATADISK"
+            $0.name == request.name && $0.size == size && $0.zoneid == CloudStackID(request.zoneId) && $0.type == "DATADISK"
                 && !$0.isAttached && Self.isUsable($0)
         }
         guard !candidates.isEmpty else { return nil }
-        let owned = try await ownedVolumeIds(among: candidates.map(\.id))
-        let unowned = candidates.filter { !owned.contains($0.id) }
+        let owned = try await ownedVolumeIds(among: candidates.map(\.id.value))
+        let unowned = candidates.filter { !owned.contains($0.id.value) }
         guard unowned.count <= 1 else {
             throw VolumeOperationFailure(
                 code: "create_ambiguous",
                 message: "an earlier attempt's createVolume got no answer, and CloudStack now has \(unowned.count) unowned volumes "
-                    + "named \(quotedForMessage(request.name)) (\(unowned.map(\.id).joined(separator: ", "))); "
+                    + "named \(quotedForMessage(request.name)) (\(unowned.map(\.id.value).joined(separator: ", "))); "
                     + "delete the extra ones in CloudStack and enqueue the create again",
                 isTransient: false)
         }

@@ -45,19 +45,19 @@ public struct DeleteHandler: OperationHandler {
                 try await checkpoint.update {
                     $0.name = current.name
                     $0.sizeBytes = current.size
-                    $0.zoneId = current.zoneid
+                    $0.zoneId = current.zoneid.value
                 }
             }
             if current.isAttached || checkpoint.current.detach?.jobId != nil {
                 guard force else {
-                    throw VolumeOperationFailure.volumeAttached(volumeId: volumeId, vmId: current.virtualmachineid ?? "unknown")
+                    throw VolumeOperationFailure.volumeAttached(volumeId: volumeId, vmId: current.virtualmachineid?.value ?? "unknown")
                 }
                 _ = try await DetachVolume(environment: environment, context: context, volumeId: volumeId, force: true)
                     .run(in: checkpoint.slot(\.detach))
             }
             try context.checkCancellation()
             do {
-                try await environment.cloudStack.deleteVolume(id: volumeId)
+                try await environment.cloudStack.deleteVolume(id: volumeId.value)
             } catch let error as CloudStackError where error.kind == .notFound {
                 context.logger.notice("CloudStack no longer has the volume; counting it as deleted")
             }
@@ -70,10 +70,10 @@ public struct DeleteHandler: OperationHandler {
         return try .completed([String: String]()) { connection in
             try await connection.query(
                 MappingSQL.markVolumeDeleted(
-                    volumeId: volumeId, name: recorded.name, sizeBytes: recorded.sizeBytes, zoneId: recorded.zoneId,
+                    volumeId: volumeId.value, name: recorded.name, sizeBytes: recorded.sizeBytes, zoneId: recorded.zoneId,
                     operationId: operationId),
                 logger: context.logger)
-            try await connection.query(MappingSQL.deleteMapping(volumeId: volumeId), logger: context.logger)
+            try await connection.query(MappingSQL.deleteMapping(volumeId: volumeId.value), logger: context.logger)
         }
     }
 }

@@ -16,7 +16,7 @@ import Worker
 struct DestroyVirtualMachine: CloudStackAction {
     let environment: JobsEnvironment
     let context: OperationContext
-    let vmId: String
+    let vmId: CloudStackID
     /// Expunge too, unless CloudStack refuses it to this key.
     var expunge = true
 
@@ -58,7 +58,7 @@ struct DestroyVirtualMachine: CloudStackAction {
         let expunge = expunges(progress)
         context.logger.info("destroying the test VM", metadata: ["vm_id": "\(vmId)", "expunge": "\(expunge)"])
         return .send(StepProgress(expungeRefused: progress.expungeRefused)) {
-            AcceptedRequest(jobId: try await environment.cloudStack.destroyVirtualMachine(id: vmId, expunge: expunge))
+            AcceptedRequest(jobId: try await environment.cloudStack.destroyVirtualMachine(id: vmId.value, expunge: expunge))
         }
     }
 
@@ -79,9 +79,9 @@ struct DestroyVirtualMachine: CloudStackAction {
 
     /// The volumes on `vmId` that volumed created, adopted or mapped: never destroyed with it.
     private func keptVolumes() async throws -> [String] {
-        let attached = try await environment.cloudStack.listVolumes(virtualMachineId: vmId).map(\.id)
+        let attached = try await environment.cloudStack.listVolumes(virtualMachineId: vmId.value).map(\.id)
         guard !attached.isEmpty else { return [] }
-        return try await context.database.rows(MappingSQL.keptVolumes(among: attached), logger: context.logger)
+        return try await context.database.rows(MappingSQL.keptVolumes(among: attached.map(\.value)), logger: context.logger)
             .map { try $0.decode(String.self) }
     }
 }

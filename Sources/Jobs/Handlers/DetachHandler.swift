@@ -3,8 +3,7 @@ import Worker
 
 /// `detach`: the volume comes off whatever VM holds it and its `device_mappings` row goes.
 ///
-/// Idempotent: an already detached volume succeeds (and its stale mapping is removed).
-/// The detach job id is checkpointed before waiting; a retry or rescue waits on it. An
+/// Idempotent: an already detached volume succeeds (and its stale mapping is removed). An
 /// exported volume is refused unless `force` (see `DetachVolume`).
 public struct DetachHandler: OperationHandler {
     let environment: JobsEnvironment
@@ -19,7 +18,7 @@ public struct DetachHandler: OperationHandler {
 
     struct Response: Encodable {
         /// The VM the volume was detached from; null when it was already detached.
-        var vmId: String?
+        var vmId: CloudStackID?
 
         enum CodingKeys: String, CodingKey {
             case vmId = "vm_id"
@@ -38,7 +37,7 @@ public struct DetachHandler: OperationHandler {
             .run(in: .checkpoint(of: context))
 
         return try .completed(Response(vmId: vmId)) { connection in
-            try await connection.query(MappingSQL.deleteMapping(volumeId: volumeId), logger: context.logger)
+            try await connection.query(MappingSQL.deleteMapping(volumeId: volumeId.value), logger: context.logger)
         }
     }
 }

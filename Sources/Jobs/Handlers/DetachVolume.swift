@@ -19,9 +19,9 @@ import Worker
 struct DetachVolume: CloudStackAction {
     let environment: JobsEnvironment
     let context: OperationContext
-    let volumeId: String
+    let volumeId: CloudStackID
     var force = false
-    var onlyFrom: String? = nil
+    var onlyFrom: CloudStackID? = nil
 
     var command: String { "detachVolume" }
     var object: String { "volume \(volumeId)" }
@@ -32,7 +32,7 @@ struct DetachVolume: CloudStackAction {
         return try await environment.cloudStack.volume(id: volumeId)
     }
 
-    func decide(_ current: CloudStackVolume?, _ progress: StepProgress) async throws -> StepNext<String?> {
+    func decide(_ current: CloudStackVolume?, _ progress: StepProgress) async throws -> StepNext<CloudStackID?> {
         guard let current else { throw VolumeOperationFailure.volumeNotFound(volumeId) }
         guard let vmId = current.virtualmachineid else {
             if progress.requestUnanswered == true, let sentFor = progress.vmId {
@@ -44,17 +44,17 @@ struct DetachVolume: CloudStackAction {
             context.logger.debug("volume already detached")
             return .done(nil)
         }
-        if let onlyFrom, vmId.lowercased() != onlyFrom.lowercased() {
+        if let onlyFrom, vmId != onlyFrom {
             throw VolumeOperationFailure.attachedElsewhere(volumeId: volumeId, attachedTo: vmId, requested: onlyFrom)
         }
         return send(from: vmId)
     }
 
-    func ended(_ ending: JobEnding, _ progress: StepProgress) async throws -> StepNext<String?> {
+    func ended(_ ending: JobEnding, _ progress: StepProgress) async throws -> StepNext<CloudStackID?> {
         guard let vmId = progress.vmId else { return .look(saving: StepProgress()) }
         if case .failed(let error) = ending {
             let now = try await environment.cloudStack.volume(id: volumeId)
-            if now?.virtualmachineid?.lowercased() == vmId.lowercased() {
+            if now?.virtualmachineid == vmId {
                 guard !error.leavesOutcomeUnknown else { return .fail(error, saving: progress.forgettingJob(after: error)) }
                 guard error.kind == .detachTimeout, environment.isAppliance(vmId) else {
                     return .fail(error, saving: StepProgress())
@@ -75,16 +75,16 @@ struct DetachVolume: CloudStackAction {
         return .done(vmId)
     }
 
-    private func send(from vmId: String, resentAfterRelease: Bool? = nil) -> StepNext<String?> {
+    private func send(from vmId: CloudStackID, resentAfterRelease: Bool? = nil) -> StepNext<CloudStackID?> {
         .send(StepProgress(vmId: vmId, resentAfterRelease: resentAfterRelease)) {
-            AcceptedRequest(jobId: try await environment.cloudStack.detachVolume(id: volumeId))
+            AcceptedRequest(jobId: try await environment.cloudStack.detachVolume(id: volumeId.value))
         }
     }
 
     /// After a detach timeout: whether the by-id link goes within `deviceWaitTimeout`.
     private func guestReleases() async throws -> Bool {
         do {
-            try await environment.resolver.waitForRemoval(volumeId: volumeId, timeout: environment.deviceWaitTimeout)
+            try await environment.resolver.waitForRemoval(volumeId: volumeId.value, timeout: environment.deviceWaitTimeout)
             return true
         } catch let error as DeviceError where error.kind == .deviceRemovalTimeout {
             context.logger.notice("the guest still holds the disk after CloudStack's detach timed out", metadata: ["error": "\(error)"])
@@ -93,9 +93,9 @@ struct DetachVolume: CloudStackAction {
     }
 
     /// Off the appliance, the detach counts once the by-id link is gone.
-    private func awaitUnplugged(from vmId: String) async throws {
+    private func awaitUnplugged(from vmId: CloudStackID) async throws {
         if environment.isAppliance(vmId) {
-            try await environment.resolver.waitForRemoval(volumeId: volumeId, timeout: environment.deviceWaitTimeout)
+            try await environment.resolver.waitForRemoval(volumeId: volumeId.value, timeout: environment.deviceWaitTimeout)
         }
     }
 
@@ -104,11 +104,11 @@ struct DetachVolume: CloudStackAction {
     /// the link yet — it does so after the job, sometimes seconds later. The detach is not
     /// done while the link is there: a re-attach or an export could still find the old one.
     private func awaitStaleLinkGone() async throws {
-        let present = try environment.resolver.presentLinkPaths(volumeId: volumeId)
+        let present = try environment.resolver.presentLinkPaths(volumeId: volumeId.value)
         guard !present.isEmpty else { return }
         context.logger.notice("volume is detached but its by-id link is still present; waiting for udev to remove it",
                               metadata: ["links": "\(present)"])
-        try await environment.resolver.waitForRemoval(volumeId: volumeId, timeout: environment.deviceWaitTimeout)
+        try await environment.resolver.waitForRemoval(volumeId: volumeId.value, timeout: environment.deviceWaitTimeout)
     }
 
     /// Refuses to detach an exported volume unless forced; forced, removes its exports. The
@@ -127,13 +127,13 @@ struct DetachVolume: CloudStackAction {
         context.logger.notice(force ? "force: removing the volume's exports before detaching"
                                     : "removing the export the attach made before detaching",
                               metadata: ["exports": "\(names)"])
-        try await remover.removeExports(volumeId: volumeId, context: context)
+        try await remover.removeExports(volumeId: volumeId.value, context: context)
         let remaining = try await activeExports().map(\.exportName)
         guard remaining.isEmpty else { throw VolumeOperationFailure.exportsRemain(volumeId: volumeId, exports: remaining) }
     }
 
     private func activeExports() async throws -> [(exportName: String, vmId: String)] {
-        try await context.database.decodedRows(MappingSQL.activeExports(volumeId: volumeId), logger: context.logger) {
+        try await context.database.decodedRows(MappingSQL.activeExports(volumeId: volumeId.value), logger: context.logger) {
             let (name, vmId) = try $0.decode((String, String).self)
             return (exportName: name, vmId: vmId)
         }

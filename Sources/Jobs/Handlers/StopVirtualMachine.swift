@@ -16,13 +16,13 @@ import Worker
 struct StopVirtualMachine: CloudStackAction {
     let environment: JobsEnvironment
     let context: OperationContext
-    let vmId: String
+    let vmId: CloudStackID
     /// The volume the stop is for, named in the errors.
-    let volumeId: String
+    let volumeId: CloudStackID
     let force: Bool
     let deadline: ContinuousClock.Instant?
 
-    init(environment: JobsEnvironment, context: OperationContext, vmId: String, volumeId: String, force: Bool) {
+    init(environment: JobsEnvironment, context: OperationContext, vmId: CloudStackID, volumeId: CloudStackID, force: Bool) {
         self.environment = environment
         self.context = context
         self.vmId = vmId
@@ -48,7 +48,7 @@ struct StopVirtualMachine: CloudStackAction {
             return .done(())
         case "Running" where !ours, "Stopping" where !ours && force, "Starting" where !ours && force:
             context.logger.info("stopping the test VM", metadata: ["vm_id": "\(vmId)", "state": "\(vm.state)", "forced": "\(force)"])
-            return .send(StepProgress()) { AcceptedRequest(jobId: try await environment.cloudStack.stopVirtualMachine(id: vmId, forced: force)) }
+            return .send(StepProgress()) { AcceptedRequest(jobId: try await environment.cloudStack.stopVirtualMachine(id: vmId.value, forced: force)) }
         case "Running", "Stopping", "Starting", "Migrating":
             let remaining = ContinuousClock.now.duration(to: deadline ?? .now)
             guard remaining > .zero else {
