@@ -52,47 +52,34 @@ public enum OperationStep {
         return "; resumes from its checkpoint"
     }
 
+    /// The checkpoint keys that hold a `StepProgress` (nil: the whole checkpoint), and the
+    /// command each one sends.
+    private static let steps: [String: [(key: String?, command: String)]] = [
+        "create": [(nil, "createVolume")], "attach": [(nil, "attachVolume")], "detach": [(nil, "detachVolume")],
+        "delete": [("detach", "detachVolume")],
+        "cleanup": [("stop", "stopVirtualMachine"), ("detach", "detachVolume"), ("attach", "attachVolume"),
+                    ("destroy", "destroyVirtualMachine")],
+    ]
+
     private static func executingStep(type: String, checkpoint: [String: Any]?, volumeId: String?) -> String {
         guard let checkpoint, !checkpoint.isEmpty else { return startedStep(type) }
-        switch type {
-        case "create":
-            if let job = checkpoint["job_id"] as? String {
-                let volume = (checkpoint["volume_id"] as? String).map { " for volume \($0)" } ?? ""
-                return "waiting on CloudStack job \(job) (createVolume\(volume))"
+        if type == "create", checkpoint["request_unanswered"] as? Bool == true {
+            return "createVolume sent without an answer; looking for the volume CloudStack may have made"
+        }
+        for (key, command) in steps[type] ?? [] {
+            let progress: [String: Any]? = if let key { checkpoint[key] as? [String: Any] } else { checkpoint }
+            if let progress, let step = jobStep(progress, command: command, volumeId: volumeId) {
+                return type == "delete" ? step + ", before deleteVolume" : step
             }
-            if checkpoint["request_unanswered"] as? Bool == true {
-                return "createVolume sent without an answer; looking for the volume CloudStack may have made"
-            }
-            if let volume = checkpoint["volume_id"] as? String { return "volume \(volume) created; recording it" }
-        case "attach":
-            if let step = jobStep(checkpoint, command: "attachVolume", volumeId: volumeId) { return step }
-        case "detach":
-            if let step = jobStep(checkpoint, command: "detachVolume", volumeId: volumeId) { return step }
-        case "delete":
-            if let detach = checkpoint["detach"] as? [String: Any],
-               let step = jobStep(detach, command: "detachVolume", volumeId: volumeId)
-            {
-                return step + ", before deleteVolume"
-            }
-            return "deleting the volume in CloudStack"
-        case "cleanup":
-            for (key, command) in [("stop", "stopVirtualMachine"), ("detach", "detachVolume"),
-                                   ("attach", "attachVolume"), ("destroy", "destroyVirtualMachine")] {
-                if let progress = checkpoint[key] as? [String: Any],
-                   let step = jobStep(progress, command: command, volumeId: volumeId)
-                {
-                    return step
-                }
-            }
-            switch checkpoint["step"] as? String {
-            case "stopped": return "test VM stopped; detaching the volume from it"
-            case "detached": return "detached from the test VM; attaching it back to the appliance"
-            case "attached": return "back on the appliance; destroying the test VM"
-            case "destroyed", "kept": return "recording the appliance mapping"
-            default: break
-            }
-        default:
-            break
+        }
+        switch (type, checkpoint["step"] as? String) {
+        case ("create", _): if let volume = checkpoint["volume_id"] as? String { return "volume \(volume) created; recording it" }
+        case ("delete", _): return "deleting the volume in CloudStack"
+        case ("cleanup", "stopped"): return "test VM stopped; detaching the volume from it"
+        case ("cleanup", "detached"): return "detached from the test VM; attaching it back to the appliance"
+        case ("cleanup", "attached"): return "back on the appliance; destroying the test VM"
+        case ("cleanup", "destroyed"), ("cleanup", "kept"): return "recording the appliance mapping"
+        default: break
         }
         return startedStep(type)
     }
@@ -105,7 +92,8 @@ public enum OperationStep {
             return "waiting for by-id link \(link)"
         }
         if let job = progress["job_id"] as? String {
-            let from = (progress["vm_id"] as? String).map { " from VM \($0)" } ?? ""
+            let from = (progress["vm_id"] as? String).map { " from VM \($0)" }
+                ?? (progress["volume_id"] as? String).map { " for volume \($0)" } ?? ""
             return "waiting on CloudStack job \(job) (\(command)\(from))"
         }
         if progress["request_unanswered"] as? Bool == true {

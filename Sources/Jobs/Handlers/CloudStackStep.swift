@@ -31,9 +31,9 @@ protocol CloudStackAction: Sendable {
     var command: String { get }
     /// The object acted on, for messages: "volume 3f…".
     var object: String { get }
-    /// A deadline for the whole step (the stop's): a job still running then is not an error
+    /// A time limit for the whole step (the stop's): a job still running then is not an error
     /// but a reason to look at the object again. Nil: each wait lasts `jobTimeout`.
-    var deadline: ContinuousClock.Instant? { get }
+    var timeLimit: Duration? { get }
 
     /// CloudStack's view of the object now; nil when it lists nothing.
     func look(_ progress: StepProgress) async throws -> Object?
@@ -46,7 +46,7 @@ protocol CloudStackAction: Sendable {
 }
 
 extension CloudStackAction {
-    var deadline: ContinuousClock.Instant? { nil }
+    var timeLimit: Duration? { nil }
     func refused(_ error: CloudStackError) -> any Error { error }
 
     /// Runs the action as a step whose progress lives in `slot`.
@@ -63,8 +63,9 @@ enum StepNext<Result: Sendable>: Sendable {
     case send(StepProgress, request: @Sendable () async throws -> AcceptedRequest)
     /// Look at the object again now, without waiting on the job first.
     case look(saving: StepProgress? = nil)
-    /// Look at the object again after a pause of at most `atMost` (growing from 100 ms to 2 s).
-    case poll(atMost: Duration)
+    /// Look at the object again after a pause (growing from 100 ms to 2 s), or past the
+    /// action's `timeLimit` (which an action that polls has) give up with `pastTimeLimit`.
+    case poll(pastTimeLimit: any Error)
     /// Give up with `error`, after saving `saving`.
     case fail(any Error, saving: StepProgress)
 }
@@ -174,10 +175,11 @@ struct CloudStackStep<Action: CloudStackAction>: Sendable {
         var unanswered = progress.requestUnanswered == true && progress.jobId == nil
         var lookNow = false
         var pause = Duration.milliseconds(100)
+        let deadline = action.timeLimit.map { ContinuousClock.now.advanced(by: $0) }
         while true {
             let next: StepNext<Action.Result>
             if let jobId = progress.jobId, !lookNow {
-                next = try await waitOn(jobId, progress)
+                next = try await waitOn(jobId, progress, until: deadline)
             } else {
                 lookNow = false
                 let object = try await action.look(progress)
@@ -206,19 +208,23 @@ struct CloudStackStep<Action: CloudStackAction>: Sendable {
             case .send(let noted, let request):
                 try context.checkCancellation()
                 progress = try await send(noted, request)
-            case .poll(let atMost):
+            case .poll(let pastTimeLimit):
+                let remaining = ContinuousClock.now.duration(to: deadline ?? .now)
+                guard remaining > .zero else { throw pastTimeLimit }
                 try context.checkCancellation()
-                try await Task.sleep(for: min(pause, atMost))
+                try await Task.sleep(for: min(pause, remaining))
                 pause = min(pause * 2, .seconds(2))
             }
         }
     }
 
-    /// Waits on the job and lets the action judge how it ended. Past the action's deadline
-    /// (or at it) the object is looked at instead.
-    private func waitOn(_ jobId: String, _ progress: StepProgress) async throws -> StepNext<Action.Result> {
+    /// Waits on the job and lets the action judge how it ended. Past the step's deadline (or
+    /// at it) the object is looked at instead.
+    private func waitOn(_ jobId: String, _ progress: StepProgress, until deadline: ContinuousClock.Instant?)
+        async throws -> StepNext<Action.Result>
+    {
         var timeout = action.environment.jobTimeout
-        if let deadline = action.deadline {
+        if let deadline {
             timeout = ContinuousClock.now.duration(to: deadline)
             guard timeout > .zero else { return .look() }
         }
@@ -227,7 +233,7 @@ struct CloudStackStep<Action: CloudStackAction>: Sendable {
             ending = .succeeded(try await cloudStack.waitForJob(jobId: jobId, timeout: timeout))
         } catch let error as CloudStackError where error.jobId == jobId {
             guard error.kind != .jobTimeout else {
-                if action.deadline != nil { return .look() }
+                if deadline != nil { return .look() }
                 throw error
             }
             ending = .failed(error)

@@ -20,18 +20,9 @@ struct StopVirtualMachine: CloudStackAction {
     /// The volume the stop is for, named in the errors.
     let volumeId: CloudStackID
     let force: Bool
-    let deadline: ContinuousClock.Instant?
-
-    init(environment: JobsEnvironment, context: OperationContext, vmId: CloudStackID, volumeId: CloudStackID, force: Bool) {
-        self.environment = environment
-        self.context = context
-        self.vmId = vmId
-        self.volumeId = volumeId
-        self.force = force
-        self.deadline = ContinuousClock.now.advanced(by: environment.vmStopTimeout)
-    }
 
     var command: String { "stopVirtualMachine" }
+    var timeLimit: Duration? { environment.vmStopTimeout }
     var object: String { "VM \(vmId)" }
 
     func look(_ progress: StepProgress) async throws -> CloudStackVirtualMachine? {
@@ -50,13 +41,9 @@ struct StopVirtualMachine: CloudStackAction {
             context.logger.info("stopping the test VM", metadata: ["vm_id": "\(vmId)", "state": "\(vm.state)", "forced": "\(force)"])
             return .send(StepProgress()) { AcceptedRequest(jobId: try await environment.cloudStack.stopVirtualMachine(id: vmId.value, forced: force)) }
         case "Running", "Stopping", "Starting", "Migrating":
-            let remaining = ContinuousClock.now.duration(to: deadline ?? .now)
-            guard remaining > .zero else {
-                throw VolumeOperationFailure.testVMStopTimeout(
-                    vmId: vmId, state: vm.state, waited: environment.vmStopTimeout, volumeId: volumeId)
-            }
             context.logger.debug("waiting for the test VM to stop", metadata: ["vm_id": "\(vmId)", "state": "\(vm.state)"])
-            return .poll(atMost: remaining)
+            return .poll(pastTimeLimit: VolumeOperationFailure.testVMStopTimeout(
+                vmId: vmId, state: vm.state, waited: environment.vmStopTimeout, volumeId: volumeId))
         default:
             throw VolumeOperationFailure.testVMUnstoppable(vmId: vmId, state: vm.state, volumeId: volumeId)
         }

@@ -71,13 +71,6 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             isTransient: false)
     }
 
-    static func jobWithoutVolume(jobId: String, command: String) -> VolumeOperationFailure {
-        VolumeOperationFailure(
-            code: CloudStackError.Code.badResponse.rawValue,
-            message: "CloudStack async job \(jobId) for \(command) succeeded without returning the volume; check the CloudStack version",
-            isTransient: false)
-    }
-
     static func vmNotStoppedForRoot(volumeId: CloudStackID, vmId: CloudStackID, state: String) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "vm_not_stopped",
