@@ -24,7 +24,7 @@ import Testing
             let rootId = try #require(try root.object()["id"] as? String)
             #expect(try await world.finished(rootId) == "completed")
             let onTestVM = try await world.cloudStack.listVolumes(id: volume).first
-            #expect(onTestVM?.virtualmachineid == testVM.id && onTestVM?.deviceid == 0 && onTestVM?.type == "ROOT", "\(String(describing: onTestVM))")
+            #expect(onTestVM?.virtualmachineid?.value == testVM.id && onTestVM?.deviceid == 0 && onTestVM?.type == "ROOT", "\(String(describing: onTestVM))")
             let device = try await world.get("/api/v1/volumes/\(volume)/device").object()
             #expect(device["operation_mode"] as? String == "failover" && device["vm_id"] as? String == testVM.id)
 

@@ -50,7 +50,6 @@ import Testing
     func jobClassesOfEitherSpellingAreReadAsTheirCommand(_ javaClass: String, _ command: String) {
         #expect(CloudStackCommandClass.apiCommand(ofJavaClass: javaClass) == command)
         #expect(CloudStackCommandClass.runs(command, javaClass: javaClass))
-        #expect(AsyncJobRequest.isJob(of: command, javaClass: javaClass), "job adoption reads both spellings")
         #expect(!CloudStackCommandClass.runs(command == "attachVolume" ? "detachVolume" : "attachVolume", javaClass: javaClass))
     }
 

@@ -12,9 +12,9 @@ struct CloudStackClientTests {
     func inventory() async throws {
         try await CloudStackHarness.with { harness in
             let zones = try await harness.client.listZones()
-            #expect(zones.map(\.id) == [SimulatorConfiguration.zoneID])
+            #expect(zones.map(\.id.value) == [SimulatorConfiguration.zoneID])
             let offerings = try await harness.client.listDiskOfferings()
-            #expect(offerings.map(\.id) == [SimulatorConfiguration.customDiskOfferingID, SimulatorConfiguration.fixedDiskOfferingID])
+            #expect(offerings.map(\.id.value) == [SimulatorConfiguration.customDiskOfferingID, SimulatorConfiguration.fixedDiskOfferingID])
             #expect(offerings.map(\.iscustomized) == [true, false])
         }
     }
@@ -23,7 +23,7 @@ struct CloudStackClientTests {
     func virtualMachines() async throws {
         try await CloudStackHarness.with { harness in
             let all = try await harness.client.listVirtualMachines()
-            #expect(Set(all.map(\.id)) == [harness.applianceVMID, SimulatorConfiguration.customerVMID, SimulatorConfiguration.testFailoverVMID])
+            #expect(Set(all.map(\.id.value)) == [harness.applianceVMID, SimulatorConfiguration.customerVMID, SimulatorConfiguration.testFailoverVMID])
             let appliance = try await harness.client.listVirtualMachines(id: harness.applianceVMID)
             #expect(appliance.count == 1)
             #expect(appliance.first?.state == "Running")
@@ -48,7 +48,7 @@ struct CloudStackClientTests {
             #expect(done.status == .succeeded)
             #expect(done.resultCode == 0)
             let volume = try #require(done.volume)
-            #expect(volume.id == volumeID)
+            #expect(volume.id.value == volumeID)
             #expect(volume.name == "data-1")
             #expect(volume.size == 3 * 1024 * 1024 * 1024)
             #expect(volume.state == "Allocated")
@@ -62,17 +62,17 @@ struct CloudStackClientTests {
     func applianceHotPlugLifecycle() async throws {
         try await CloudStackHarness.with { harness in
             let volume = try await harness.createVolume(sizeGB: 2)
-            let link = harness.byIDLink(for: volume.id)
+            let link = harness.byIDLink(for: volume.id.value)
             #expect(!FileManager.default.fileExists(atPath: link.path))
 
-            let attached = try await harness.attach(volume.id, to: harness.applianceVMID)
-            #expect(attached.virtualmachineid == harness.applianceVMID)
+            let attached = try await harness.attach(volume.id.value, to: harness.applianceVMID)
+            #expect(attached.virtualmachineid?.value == harness.applianceVMID)
             #expect(attached.deviceid == 1)
             #expect(attached.state == "Ready")
             #expect(attached.vmstate == "Running")
-            #expect(link.lastPathComponent == "virtio-" + String(volume.id.replacingOccurrences(of: "-", with: "").prefix(20)))
+            #expect(link.lastPathComponent == "virtio-" + String(volume.id.value.replacingOccurrences(of: "-", with: "").prefix(20)))
             let target = try FileManager.default.destinationOfSymbolicLink(atPath: link.path)
-            #expect(target == harness.backingFile(for: volume.id).path)
+            #expect(target == harness.backingFile(for: volume.id.value).path)
             let size = try FileManager.default.attributesOfItem(atPath: target)[.size].flatMap { Int64("\($0)") }
             #expect(size == Int64(2) << 30)
 
@@ -81,23 +81,23 @@ struct CloudStackClientTests {
             try handle.write(contentsOf: Data("hello".utf8))
             try handle.close()
 
-            let detached = try await harness.detach(volume.id)
+            let detached = try await harness.detach(volume.id.value)
             #expect(detached.virtualmachineid == nil)
             #expect(detached.deviceid == nil)
             #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: link.path)) == nil)
-            #expect(FileManager.default.fileExists(atPath: harness.backingFile(for: volume.id).path))
+            #expect(FileManager.default.fileExists(atPath: harness.backingFile(for: volume.id.value).path))
 
-            _ = try await harness.attach(volume.id, to: harness.applianceVMID)
+            _ = try await harness.attach(volume.id.value, to: harness.applianceVMID)
             let reread = try FileHandle(forReadingFrom: link)
             #expect(try reread.read(upToCount: 5) == Data("hello".utf8))
             try reread.close()
 
-            _ = try await harness.detach(volume.id)
-            try await harness.client.deleteVolume(id: volume.id)
-            #expect(!FileManager.default.fileExists(atPath: harness.backingFile(for: volume.id).path))
-            #expect(try await harness.client.listVolumes(id: volume.id).isEmpty)
+            _ = try await harness.detach(volume.id.value)
+            try await harness.client.deleteVolume(id: volume.id.value)
+            #expect(!FileManager.default.fileExists(atPath: harness.backingFile(for: volume.id.value).path))
+            #expect(try await harness.client.listVolumes(id: volume.id.value).isEmpty)
 
-            let effects = await harness.simulator.state().sideEffects(for: volume.id)
+            let effects = await harness.simulator.state().sideEffects(for: volume.id.value)
             #expect(effects == SimulatorState.SideEffects(createVolume: 1, attachVolume: 2, detachVolume: 2, deleteVolume: 1))
         }
     }
@@ -106,10 +106,10 @@ struct CloudStackClientTests {
     func remoteAttach() async throws {
         try await CloudStackHarness.with { harness in
             let volume = try await harness.createVolume()
-            let attached = try await harness.attach(volume.id, to: SimulatorConfiguration.customerVMID)
-            #expect(attached.virtualmachineid == SimulatorConfiguration.customerVMID)
+            let attached = try await harness.attach(volume.id.value, to: SimulatorConfiguration.customerVMID)
+            #expect(attached.virtualmachineid?.value == SimulatorConfiguration.customerVMID)
             #expect(attached.vmname == "customer-vm-01")
-            #expect(!FileManager.default.fileExists(atPath: harness.byIDLink(for: volume.id).path))
+            #expect(!FileManager.default.fileExists(atPath: harness.byIDLink(for: volume.id.value).path))
             #expect(try FileManager.default.contentsOfDirectory(atPath: harness.byIDDirectory.path).isEmpty)
 
             let onCustomerVM = try await harness.client.listVolumes(virtualMachineId: SimulatorConfiguration.customerVMID)
@@ -124,11 +124,11 @@ struct CloudStackClientTests {
             var devices: [Int] = []
             for _ in 0..<3 {
                 let volume = try await harness.createVolume()
-                devices.append(try #require(try await harness.attach(volume.id, to: SimulatorConfiguration.customerVMID).deviceid))
+                devices.append(try #require(try await harness.attach(volume.id.value, to: SimulatorConfiguration.customerVMID).deviceid))
             }
             #expect(devices == [1, 2, 4])
             let chosen = try await harness.createVolume()
-            #expect(try await harness.attach(chosen.id, to: SimulatorConfiguration.customerVMID, deviceId: 6).deviceid == 6)
+            #expect(try await harness.attach(chosen.id.value, to: SimulatorConfiguration.customerVMID, deviceId: 6).deviceid == 6)
         }
     }
 
@@ -136,7 +136,7 @@ struct CloudStackClientTests {
     func attachAsRoot() async throws {
         try await CloudStackHarness.with { harness in
             let volume = try await harness.createVolume()
-            let attached = try await harness.attach(volume.id, to: SimulatorConfiguration.testFailoverVMID, deviceId: 0)
+            let attached = try await harness.attach(volume.id.value, to: SimulatorConfiguration.testFailoverVMID, deviceId: 0)
             #expect(attached.deviceid == 0)
             #expect(attached.type == "ROOT")
             #expect(attached.vmstate == "Stopped")
@@ -147,13 +147,13 @@ struct CloudStackClientTests {
     func emptyListAfterDelete() async throws {
         try await CloudStackHarness.with { harness in
             let volume = try await harness.createVolume()
-            try await harness.client.deleteVolume(id: volume.id)
-            #expect(try await harness.client.listVolumes(id: volume.id).isEmpty)
-            let again = try #require(await expectCloudStackError { try await harness.client.deleteVolume(id: volume.id) })
+            try await harness.client.deleteVolume(id: volume.id.value)
+            #expect(try await harness.client.listVolumes(id: volume.id.value).isEmpty)
+            let again = try #require(await expectCloudStackError { try await harness.client.deleteVolume(id: volume.id.value) })
             #expect(again.code == "cloudstack_not_found")
             #expect(again.csErrorCode == 4350)
-            #expect(await harness.simulator.state().sideEffects(for: volume.id).deleteVolume == 1)
-            let raw = try await harness.rawRequest([("command", "listVolumes"), ("id", volume.id), ("response", "json")])
+            #expect(await harness.simulator.state().sideEffects(for: volume.id.value).deleteVolume == 1)
+            let raw = try await harness.rawRequest([("command", "listVolumes"), ("id", volume.id.value), ("response", "json")])
             #expect(raw.status == 200)
             #expect(raw.body == #"{"listvolumesresponse":{}}"#)
             #expect(raw.contentType == "application/json; charset=UTF-8")

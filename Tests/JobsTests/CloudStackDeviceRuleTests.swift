@@ -20,12 +20,12 @@ struct CloudStackDeviceRuleTests {
         try await CloudStackHarness.with { harness in
             let volume = try await harness.createVolume()
             let vm = try await harness.simulator.addVirtualMachine(SimulatorVirtualMachineSpec(name: "running", state: "Running", rootVolume: false))
-            let error = try await attachError(harness, volume.id, to: vm.id, deviceId: 0)
+            let error = try await attachError(harness, volume.id.value, to: vm.id, deviceId: 0)
             #expect(error.errorCode == 431)
             #expect(error.errorText == "Root volume detach can happen only when vm is in states: Stopped or Destroyed")
             #expect(error.code == "cloudstack_vm_not_stopped")
             #expect(!error.isTransient)
-            #expect(try await harness.client.listVolumes(id: volume.id).first?.virtualmachineid == nil)
+            #expect(try await harness.client.listVolumes(id: volume.id.value).first?.virtualmachineid?.value == nil)
         }
     }
 
@@ -35,8 +35,8 @@ struct CloudStackDeviceRuleTests {
             let first = try await harness.createVolume()
             let second = try await harness.createVolume()
             let testVM = SimulatorConfiguration.testFailoverVMID
-            #expect(try await harness.attach(first.id, to: testVM, deviceId: 0).type == "ROOT")
-            let error = try await attachError(harness, second.id, to: testVM, deviceId: 0)
+            #expect(try await harness.attach(first.id.value, to: testVM, deviceId: 0).type == "ROOT")
+            let error = try await attachError(harness, second.id.value, to: testVM, deviceId: 0)
             #expect(error.errorCode == 431)
             #expect(error.errorText == "Vm already has root volume attached to it")
         }
@@ -46,7 +46,7 @@ struct CloudStackDeviceRuleTests {
     func deviceThreeIsReserved() async throws {
         try await CloudStackHarness.with { harness in
             let volume = try await harness.createVolume()
-            let error = try await attachError(harness, volume.id, to: SimulatorConfiguration.customerVMID, deviceId: 3)
+            let error = try await attachError(harness, volume.id.value, to: SimulatorConfiguration.customerVMID, deviceId: 3)
             #expect(error.errorCode == 530)
             #expect(error.errorText == "deviceId should be 0,1,2,4-7")
             #expect(error.code == "cloudstack_parameter_error")
@@ -59,8 +59,8 @@ struct CloudStackDeviceRuleTests {
         try await CloudStackHarness.with { harness in
             let first = try await harness.createVolume()
             let second = try await harness.createVolume()
-            _ = try await harness.attach(first.id, to: SimulatorConfiguration.customerVMID, deviceId: 5)
-            let error = try await attachError(harness, second.id, to: SimulatorConfiguration.customerVMID, deviceId: 5)
+            _ = try await harness.attach(first.id.value, to: SimulatorConfiguration.customerVMID, deviceId: 5)
+            let error = try await attachError(harness, second.id.value, to: SimulatorConfiguration.customerVMID, deviceId: 5)
             #expect(error.errorCode == 530)
             #expect(error.errorText?.hasPrefix("deviceId 5 is used by vm ") == true)
             #expect(!error.isTransient)
@@ -72,21 +72,21 @@ struct CloudStackDeviceRuleTests {
         try await CloudStackHarness.with { harness in
             let volume = try await harness.createVolume()
             let testVM = SimulatorConfiguration.testFailoverVMID
-            _ = try await harness.attach(volume.id, to: testVM, deviceId: 0)
-            #expect(!FileManager.default.fileExists(atPath: harness.byIDLink(for: volume.id).path))
+            _ = try await harness.attach(volume.id.value, to: testVM, deviceId: 0)
+            #expect(!FileManager.default.fileExists(atPath: harness.byIDLink(for: volume.id.value).path))
             _ = try await harness.client.waitForJob(jobId: try await harness.client.startVirtualMachine(id: testVM), timeout: .seconds(10))
 
-            let error = try #require(await expectCloudStackError { _ = try await harness.detach(volume.id) })
+            let error = try #require(await expectCloudStackError { _ = try await harness.detach(volume.id.value) })
             #expect(error.errorCode == 431)
             #expect(error.errorText == "Root volume detach can happen only when vm is in states: Stopped or Destroyed")
 
             _ = try await harness.client.waitForJob(jobId: try await harness.client.stopVirtualMachine(id: testVM), timeout: .seconds(10))
-            let detached = try await harness.detach(volume.id)
+            let detached = try await harness.detach(volume.id.value)
             #expect(detached.type == "DATADISK")
             #expect(detached.virtualmachineid == nil)
             // Back on the appliance as a data disk, hot-plugged.
-            #expect(try await harness.attach(volume.id, to: harness.applianceVMID).deviceid == 1)
-            #expect(FileManager.default.fileExists(atPath: harness.byIDLink(for: volume.id).path))
+            #expect(try await harness.attach(volume.id.value, to: harness.applianceVMID).deviceid == 1)
+            #expect(FileManager.default.fileExists(atPath: harness.byIDLink(for: volume.id.value).path))
         }
     }
 }

@@ -23,12 +23,12 @@ struct CloudStackDiskOfferingTests {
     func listsBothKinds() async throws {
         try await CloudStackHarness.with { harness in
             let all = try await harness.client.listDiskOfferings()
-            let custom = try #require(all.first { $0.id == SimulatorConfiguration.customDiskOfferingID })
-            let fixed = try #require(all.first { $0.id == SimulatorConfiguration.fixedDiskOfferingID })
+            let custom = try #require(all.first { $0.id.value == SimulatorConfiguration.customDiskOfferingID })
+            let fixed = try #require(all.first { $0.id.value == SimulatorConfiguration.fixedDiskOfferingID })
             #expect(custom.iscustomized == true && custom.disksize == 0)
             #expect(fixed.iscustomized == false && fixed.disksize == SimulatorConfiguration.fixedDiskOfferingSizeGB)
             let one = try await harness.client.listDiskOfferings(id: SimulatorConfiguration.fixedDiskOfferingID)
-            #expect(one.map(\.id) == [SimulatorConfiguration.fixedDiskOfferingID])
+            #expect(one.map(\.id.value) == [SimulatorConfiguration.fixedDiskOfferingID])
         }
     }
 

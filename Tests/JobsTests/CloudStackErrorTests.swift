@@ -53,14 +53,14 @@ struct CloudStackErrorTests {
             let volume = try await harness.createVolume()
             let missingVM = "00000000-0000-4000-8000-00000000abcd"
             let error = try #require(await expectCloudStackError {
-                _ = try await harness.client.attachVolume(id: volume.id, virtualMachineId: missingVM)
+                _ = try await harness.client.attachVolume(id: volume.id.value, virtualMachineId: missingVM)
             })
             #expect(error.code == "cloudstack_not_found")
             #expect(error.httpStatus == 431)
             #expect(error.errorCode == 431)
             #expect(!error.isTransient)
             #expect(error.errorText?.hasPrefix("Unable to execute API command attachvolume due to invalid value. Invalid parameter virtualmachineid value=\(missingVM)") == true)
-            #expect(await harness.simulator.state().sideEffects(for: volume.id).attachVolume == 0)
+            #expect(await harness.simulator.state().sideEffects(for: volume.id.value).attachVolume == 0)
         }
     }
 
@@ -68,8 +68,8 @@ struct CloudStackErrorTests {
     func attachAttached() async throws {
         try await CloudStackHarness.with { harness in
             let volume = try await harness.createVolume()
-            _ = try await harness.attach(volume.id, to: SimulatorConfiguration.customerVMID)
-            let jobID = try await harness.client.attachVolume(id: volume.id, virtualMachineId: harness.applianceVMID)
+            _ = try await harness.attach(volume.id.value, to: SimulatorConfiguration.customerVMID)
+            let jobID = try await harness.client.attachVolume(id: volume.id.value, virtualMachineId: harness.applianceVMID)
             let error = try #require(await expectCloudStackError {
                 _ = try await harness.client.waitForJob(jobId: jobID, timeout: .seconds(5))
             })
@@ -79,7 +79,7 @@ struct CloudStackErrorTests {
             #expect(error.jobId == jobID)
             #expect(!error.isTransient)
             #expect(error.command == "attachVolume")
-            #expect(!FileManager.default.fileExists(atPath: harness.byIDLink(for: volume.id).path))
+            #expect(!FileManager.default.fileExists(atPath: harness.byIDLink(for: volume.id.value).path))
         }
     }
 
@@ -87,7 +87,7 @@ struct CloudStackErrorTests {
     func detachDetached() async throws {
         try await CloudStackHarness.with { harness in
             let volume = try await harness.createVolume()
-            let jobID = try await harness.client.detachVolume(id: volume.id)
+            let jobID = try await harness.client.detachVolume(id: volume.id.value)
             let error = try #require(await expectCloudStackError {
                 _ = try await harness.client.waitForJob(jobId: jobID, timeout: .seconds(5))
             })
@@ -102,15 +102,15 @@ struct CloudStackErrorTests {
     func deleteAttached() async throws {
         try await CloudStackHarness.with { harness in
             let volume = try await harness.createVolume()
-            _ = try await harness.attach(volume.id, to: harness.applianceVMID)
-            let error = try #require(await expectCloudStackError { try await harness.client.deleteVolume(id: volume.id) })
+            _ = try await harness.attach(volume.id.value, to: harness.applianceVMID)
+            let error = try #require(await expectCloudStackError { try await harness.client.deleteVolume(id: volume.id.value) })
             #expect(error.code == "cloudstack_volume_in_use")
             #expect(error.httpStatus == 431)
             #expect(error.errorCode == 431)
             #expect(error.csErrorCode == 4350)
             #expect(error.errorText == "Please specify a volume that is not attached to any VM.")
-            #expect(try await harness.client.listVolumes(id: volume.id).count == 1)
-            #expect(FileManager.default.fileExists(atPath: harness.byIDLink(for: volume.id).path))
+            #expect(try await harness.client.listVolumes(id: volume.id.value).count == 1)
+            #expect(FileManager.default.fileExists(atPath: harness.byIDLink(for: volume.id.value).path))
         }
     }
 
@@ -119,10 +119,10 @@ struct CloudStackErrorTests {
         try await CloudStackHarness.with(asyncDelay: .milliseconds(5)) { harness in
             for _ in 0..<6 {
                 let volume = try await harness.createVolume()
-                _ = try await harness.attach(volume.id, to: SimulatorConfiguration.customerVMID)
+                _ = try await harness.attach(volume.id.value, to: SimulatorConfiguration.customerVMID)
             }
             let seventh = try await harness.createVolume()
-            let jobID = try await harness.client.attachVolume(id: seventh.id, virtualMachineId: SimulatorConfiguration.customerVMID)
+            let jobID = try await harness.client.attachVolume(id: seventh.id.value, virtualMachineId: SimulatorConfiguration.customerVMID)
             let error = try #require(await expectCloudStackError {
                 _ = try await harness.client.waitForJob(jobId: jobID, timeout: .seconds(5))
             })

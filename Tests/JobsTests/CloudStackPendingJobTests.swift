@@ -13,21 +13,21 @@ import Testing
         try await CloudStackHarness.with(asyncDelay: .milliseconds(600)) { harness in
             let volume = try await harness.createVolume()
             #expect(volume.jobid == nil)
-            let jobId = try await harness.client.attachVolume(id: volume.id, virtualMachineId: harness.applianceVMID)
+            let jobId = try await harness.client.attachVolume(id: volume.id.value, virtualMachineId: harness.applianceVMID)
 
-            let pending = try #require(try await harness.client.listVolumes(id: volume.id).first)
+            let pending = try #require(try await harness.client.listVolumes(id: volume.id.value).first)
             #expect(pending.jobid == jobId)
             #expect(pending.jobstatus == 0)
             #expect(pending.pendingJobId == jobId)
             #expect(pending.virtualmachineid == nil, "CloudStack sets the VM only when the job ends")
-            let raw = try await harness.rawRequest([("command", "listVolumes"), ("id", volume.id), ("response", "json")])
+            let raw = try await harness.rawRequest([("command", "listVolumes"), ("id", volume.id.value), ("response", "json")])
             #expect(raw.body.contains(#""jobid":"\#(jobId)","jobstatus":0}"#), "\(raw.body)")
 
             _ = try await harness.client.waitForJob(jobId: jobId, timeout: .seconds(10))
-            let done = try #require(try await harness.client.listVolumes(id: volume.id).first)
-            #expect(done.virtualmachineid == harness.applianceVMID)
+            let done = try #require(try await harness.client.listVolumes(id: volume.id.value).first)
+            #expect(done.virtualmachineid?.value == harness.applianceVMID)
             #expect(done.jobid == nil && done.jobstatus == nil)
-            let after = try await harness.rawRequest([("command", "listVolumes"), ("id", volume.id), ("response", "json")])
+            let after = try await harness.rawRequest([("command", "listVolumes"), ("id", volume.id.value), ("response", "json")])
             #expect(!after.body.contains("jobid") && !after.body.contains("jobstatus"), "\(after.body)")
         }
     }
@@ -54,11 +54,11 @@ import Testing
             let idle = try await harness.createVolume()
             let toAttach = try await harness.createVolume()
             let toDetach = try await harness.createVolume()
-            _ = try await harness.attach(toDetach.id, to: SimulatorConfiguration.customerVMID)
+            _ = try await harness.attach(toDetach.id.value, to: SimulatorConfiguration.customerVMID)
 
             await harness.simulator.setFaults(SimulatorFaults(stuckRate: 1))
-            let attachJob = try await harness.client.attachVolume(id: toAttach.id, virtualMachineId: SimulatorConfiguration.customerVMID)
-            let detachJob = try await harness.client.detachVolume(id: toDetach.id)
+            let attachJob = try await harness.client.attachVolume(id: toAttach.id.value, virtualMachineId: SimulatorConfiguration.customerVMID)
+            let detachJob = try await harness.client.detachVolume(id: toDetach.id.value)
             try await Task.sleep(for: .milliseconds(200))  // ten times the job delay
 
             #expect(try await harness.client.queryAsyncJobResult(jobId: attachJob).status == .pending)
@@ -66,7 +66,7 @@ import Testing
             #expect(listed[toAttach.id]?.jobid == attachJob)
             #expect(listed[toAttach.id]?.jobstatus == 0)
             #expect(listed[toDetach.id]?.jobid == detachJob)
-            #expect(listed[toDetach.id]?.virtualmachineid == SimulatorConfiguration.customerVMID)
+            #expect(listed[toDetach.id]?.virtualmachineid?.value == SimulatorConfiguration.customerVMID)
             #expect(listed[idle.id]?.jobid == nil)
         }
     }

@@ -71,7 +71,7 @@ struct CloudStackHarness: Sendable {
         )
         let result = try await client.waitForJob(jobId: jobID, timeout: .seconds(10))
         let volume = try #require(result.volume)
-        #expect(volume.id == volumeID)
+        #expect(volume.id.value == volumeID)
         return volume
     }
 

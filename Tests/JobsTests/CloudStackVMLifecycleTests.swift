@@ -21,7 +21,7 @@ struct CloudStackVMLifecycleTests {
             #expect(try await harness.client.listVirtualMachines(id: vm.id).first?.state == "Stopping")
 
             let result = try await harness.client.waitForJob(jobId: jobId, timeout: .seconds(10))
-            #expect(result.virtualMachine?.id == vm.id)
+            #expect(result.virtualMachine?.id.value == vm.id)
             #expect(result.virtualMachine?.state == "Stopped")
             // The simulator's key is a root admin's by default (SimulatorFaults.accountRole).
             #expect(result.command == "org.apache.cloudstack.api.command.admin.vm.StopVMCmdByAdmin")
@@ -43,12 +43,12 @@ struct CloudStackVMLifecycleTests {
         try await CloudStackHarness.with { harness in
             let vm = try await harness.simulator.addVirtualMachine(SimulatorVirtualMachineSpec(name: "db-01", state: "Stopped", rootVolume: true))
             let data = try await harness.createVolume()
-            #expect(try await harness.attach(data.id, to: vm.id).state == "Allocated")
+            #expect(try await harness.attach(data.id.value, to: vm.id).state == "Allocated")
             let raw = try await harness.rawRequest([("command", "startVirtualMachine"), ("id", vm.id), ("response", "json")])
             let jobId = try #require(try jobIdIn(raw.body, responseKey: "startvirtualmachineresponse"))
             let started = try await harness.client.waitForJob(jobId: jobId, timeout: .seconds(10))
             #expect(started.virtualMachine?.state == "Running")
-            #expect(try await harness.client.listVolumes(id: data.id).first?.state == "Ready")
+            #expect(try await harness.client.listVolumes(id: data.id.value).first?.state == "Ready")
 
             let error = try #require(await expectCloudStackError {
                 _ = try await harness.client.waitForJob(jobId: try await harness.client.startVirtualMachine(id: vm.id), timeout: .seconds(10))
@@ -79,15 +79,15 @@ struct CloudStackVMLifecycleTests {
         try await CloudStackHarness.with { harness in
             let vm = try await harness.simulator.addVirtualMachine(SimulatorVirtualMachineSpec(name: "app-01", state: "Running"))
             let data = try await harness.createVolume()
-            _ = try await harness.attach(data.id, to: vm.id)
+            _ = try await harness.attach(data.id.value, to: vm.id)
             let root = try #require(try await harness.client.listVolumes(virtualMachineId: vm.id).first { $0.type == "ROOT" })
 
             let raw = try await harness.rawRequest([("command", "destroyVirtualMachine"), ("id", vm.id), ("response", "json")])
             let jobId = try #require(try jobIdIn(raw.body, responseKey: "destroyvirtualmachineresponse"))
             let destroyed = try await harness.client.waitForJob(jobId: jobId, timeout: .seconds(10))
             #expect(destroyed.virtualMachine?.state == "Destroyed")
-            #expect(try await harness.client.listVolumes(id: data.id).first?.virtualmachineid == nil)
-            #expect(try await harness.client.listVolumes(id: root.id).first?.virtualmachineid == vm.id)
+            #expect(try await harness.client.listVolumes(id: data.id.value).first?.virtualmachineid?.value == nil)
+            #expect(try await harness.client.listVolumes(id: root.id.value).first?.virtualmachineid?.value == vm.id)
 
             // Destroying a destroyed VM (without expunge) returns it as it is.
             let again = try await harness.client.waitForJob(
@@ -103,7 +103,7 @@ struct CloudStackVMLifecycleTests {
             _ = try await harness.client.waitForJob(
                 jobId: try await harness.client.destroyVirtualMachine(id: vm.id, expunge: true), timeout: .seconds(10))
             #expect(try await harness.client.listVirtualMachines(id: vm.id).isEmpty)
-            #expect(try await harness.client.listVolumes(id: root.id).isEmpty)
+            #expect(try await harness.client.listVolumes(id: root.id.value).isEmpty)
             #expect(await harness.simulator.state().vmSideEffects(for: vm.id).destroyVirtualMachine == 3)
 
             // The expunged VM's id still resolves, but UserVmManagerImpl no longer finds it.

@@ -66,7 +66,7 @@ import Testing
             #expect(unknown.status == 400)
             #expect(unknown.body.contains("state must be one of"), "\(unknown.body)")
             #expect(try await postToSimulator(harness, "/sim/volumes/\(volume.id)", #"{"state":"Attaching"}"#).status == 200)
-            #expect(await harness.simulator.state().volume(volume.id)?.state == "Attaching")
+            #expect(await harness.simulator.state().volume(volume.id.value)?.state == "Attaching")
         }
     }
 }

@@ -25,42 +25,42 @@ struct OperationStepTests {
     }
 
     @Test func aJobIdInTheCheckpointIsTheJobWaitedOn() throws {
-        #expect(Self.executing("attach", try Self.json(JobProgress(jobId: "job-17")))
+        #expect(Self.executing("attach", try Self.json(StepProgress(jobId: "job-17")))
                 == "waiting on CloudStack job job-17 (attachVolume)")
-        #expect(Self.executing("detach", try Self.json(VolumeDetacher.Progress(jobId: "job-18", vmId: Self.vm)))
+        #expect(Self.executing("detach", try Self.json(StepProgress(jobId: "job-18", vmId: CloudStackID(Self.vm))))
                 == "waiting on CloudStack job job-18 (detachVolume from VM \(Self.vm))")
-        #expect(Self.executing("create", try Self.json(CreateHandler.Checkpoint(volumeId: Self.volume, jobId: "job-19")))
+        #expect(Self.executing("create", try Self.json(StepProgress(jobId: "job-19", volumeId: CloudStackID(Self.volume))))
                 == "waiting on CloudStack job job-19 (createVolume for volume \(Self.volume))")
         var delete = DeleteHandler.Checkpoint()
-        delete.detach = VolumeDetacher.Progress(jobId: "job-20")
+        delete.detach = StepProgress(jobId: "job-20")
         #expect(Self.executing("delete", try Self.json(delete)) == "waiting on CloudStack job job-20 (detachVolume), before deleteVolume")
     }
 
     @Test func anAttachWhoseJobSucceededWaitsForTheByIdLink() throws {
-        let checkpoint = try Self.json(JobProgress(jobId: "job-17", awaitingByIdLink: true))
+        let checkpoint = try Self.json(StepProgress(jobId: "job-17", awaitingByIdLink: true))
         #expect(Self.executing("attach", checkpoint) == "waiting for by-id link virtio-3f9c2a108b1e4c6d9f00")
     }
 
     @Test func anUnansweredRequestSaysSo() throws {
-        #expect(Self.executing("attach", try Self.json(JobProgress(requestUnanswered: true)))
+        #expect(Self.executing("attach", try Self.json(StepProgress(requestUnanswered: true)))
                 == "attachVolume sent without an answer; looking for the job CloudStack may be running")
-        #expect(Self.executing("create", try Self.json(CreateHandler.Checkpoint(requestUnanswered: true)))
+        #expect(Self.executing("create", try Self.json(StepProgress(requestUnanswered: true)))
                 == "createVolume sent without an answer; looking for the volume CloudStack may have made")
     }
 
     @Test func aCleanupNamesItsStepAndItsJob() throws {
         var cleanup = CleanupHandler.Checkpoint()
-        cleanup.stop = JobProgress(jobId: "job-1")
+        cleanup.stop = StepProgress(jobId: "job-1")
         #expect(Self.executing("cleanup", try Self.json(cleanup)) == "waiting on CloudStack job job-1 (stopVirtualMachine)")
         cleanup.stop = nil
         cleanup.step = "stopped"
         #expect(Self.executing("cleanup", try Self.json(cleanup)) == "test VM stopped; detaching the volume from it")
         cleanup.step = "detached"
-        cleanup.attach = JobProgress(jobId: "job-3", awaitingByIdLink: true)
+        cleanup.attach = StepProgress(jobId: "job-3", awaitingByIdLink: true)
         #expect(Self.executing("cleanup", try Self.json(cleanup)) == "waiting for by-id link virtio-3f9c2a108b1e4c6d9f00")
         cleanup.attach = nil
         cleanup.step = "attached"
-        cleanup.destroy = VirtualMachineDestroyer.Progress(jobId: "job-4")
+        cleanup.destroy = StepProgress(jobId: "job-4")
         #expect(Self.executing("cleanup", try Self.json(cleanup)) == "waiting on CloudStack job job-4 (destroyVirtualMachine)")
     }
 

@@ -56,7 +56,7 @@ struct VolumeReadRoutes {
         }
         var object: [String: JSONValue] = [
             "volume_id": .string(volumeId),
-            "vm_id": .text(mapping?.vmId ?? cloud.volume?.virtualmachineid),
+            "vm_id": .text(mapping?.vmId ?? cloud.volume?.virtualmachineid?.value),
             "device_path": .text(mapping?.byIdPath),
             "operation_mode": .text(mapping.map { DeviceShape.originalMode($0.operationMode) }),
             "state": .string(cloud.volume?.state ?? volume?.state ?? (mapping == nil ? "unknown" : "attached")),
@@ -87,7 +87,7 @@ struct VolumeReadRoutes {
         guard let cloudStack else { return .unavailable("no CloudStack endpoint is configured (CLOUDSTACK_API_URL)") }
         do {
             let volumes = try await withDeadline(Self.cloudStackTimeout, onTimeout: TimedOut(after: Self.cloudStackTimeout)) { try await cloudStack.listVolumes(id: volumeId) }
-            return volumes.first { $0.id == volumeId }.map(CloudView.found) ?? .absent
+            return volumes.first { $0.id.value == volumeId }.map(CloudView.found) ?? .absent
         } catch let error as CloudStackError where error.code == "cloudstack_not_found" {
             return .absent
         } catch {

@@ -63,7 +63,7 @@ public final class CloudStackClient: Sendable {
         let body = try await call("deleteVolume", [("id", id)], method: .post, as: SuccessBody.self)
         guard body.success else {
             throw CloudStackError(
-                code: "cloudstack_bad_response",
+                code: .badResponse,
                 message: "CloudStack deleteVolume answered success=false for volume \(id)"
                     + (body.displaytext.map { ": \($0)" } ?? "") + "; check the volume in CloudStack",
                 isTransient: false,
@@ -143,12 +143,12 @@ public final class CloudStackClient: Sendable {
         let body: AsyncJobBody
         do {
             body = try await call("queryAsyncJobResult", [("jobid", jobId)], method: .get, as: AsyncJobBody.self)
-        } catch let error as CloudStackError where error.code == "cloudstack_not_found" {
+        } catch let error as CloudStackError where error.kind == .notFound {
             throw CloudStackError.jobPurged(jobId: jobId, errorText: error.errorText)
         }
         guard let status = AsyncJobResult.Status(rawValue: body.jobstatus) else {
             throw CloudStackError(
-                code: "cloudstack_bad_response",
+                code: .badResponse,
                 message: "CloudStack reported unknown jobstatus \(body.jobstatus) for job \(jobId); expected 0, 1, 2 or 3",
                 isTransient: false,
                 command: "queryAsyncJobResult",
@@ -212,7 +212,7 @@ public final class CloudStackClient: Sendable {
                     throw error
                 case .cancelled:
                     throw CloudStackError(
-                        code: "cloudstack_job_cancelled",
+                        code: .jobCancelled,
                         message: "CloudStack async job \(jobId) was cancelled before it finished; the operation will be retried",
                         isTransient: true,
                         command: Self.commandName(fromJavaClass: result.command),
@@ -229,7 +229,7 @@ public final class CloudStackClient: Sendable {
             let remaining = clock.now.duration(to: deadline)
             if remaining <= .zero {
                 throw CloudStackError(
-                    code: "cloudstack_job_timeout",
+                    code: .jobTimeout,
                     message: "CloudStack async job \(jobId) did not finish within \(timeout)"
                         + (lastTransientError.map { " (last poll failed: \($0.code))" } ?? "")
                         + "; it may still complete, so the retry resumes waiting on the same job id",
@@ -311,7 +311,7 @@ public final class CloudStackClient: Sendable {
         } catch {
             if Task.isCancelled { throw CancellationError() }
             throw CloudStackError(
-                code: "cloudstack_unreachable",
+                code: .unreachable,
                 message: "CloudStack at \(configuration.redactedAPIURL) could not be reached for \(command) "
                     + "(\(scrub(String(describing: error)))): check CLOUDSTACK_API_URL and the network; the operation will be retried",
                 isTransient: true,
@@ -336,7 +336,7 @@ public final class CloudStackClient: Sendable {
             if status != 200 {
                 let isTransient = status >= 500 || status == 429
                 throw CloudStackError(
-                    code: status == 401 ? "cloudstack_auth_failed" : "cloudstack_http_error",
+                    code: status == 401 ? .authFailed : .httpError,
                     message: "CloudStack answered \(command) with HTTP \(status) and no CloudStack error body (\(snippet)): "
                         + (isTransient ? "the operation will be retried" : "check CLOUDSTACK_API_URL points at /client/api"),
                     isTransient: isTransient,
@@ -345,7 +345,7 @@ public final class CloudStackClient: Sendable {
                 )
             }
             throw CloudStackError(
-                code: "cloudstack_bad_response",
+                code: .badResponse,
                 message: "CloudStack answered \(command) with a body that is not a one-key JSON object (\(snippet)): "
                     + "check CLOUDSTACK_API_URL points at the CloudStack API",
                 isTransient: false,
@@ -365,7 +365,7 @@ public final class CloudStackClient: Sendable {
         }
         guard status == 200 else {
             throw CloudStackError(
-                code: "cloudstack_http_error",
+                code: .httpError,
                 message: "CloudStack answered \(command) with HTTP \(status) under \(key) but no errorcode; "
                     + (status >= 500 ? "the operation will be retried" : "check the CloudStack version"),
                 isTransient: status >= 500 || status == 429,
@@ -377,7 +377,7 @@ public final class CloudStackClient: Sendable {
             return try decoder.decode(Body.self, from: bodyData)
         } catch {
             throw CloudStackError(
-                code: "cloudstack_bad_response",
+                code: .badResponse,
                 message: "CloudStack's \(key) for \(command) could not be decoded (\(error)); check the CloudStack version is supported",
                 isTransient: false,
                 command: command,

@@ -40,8 +40,39 @@
 /// | async job cancelled (jobstatus 3)       | `cloudstack_job_cancelled`          | yes |
 /// | async job still pending at our deadline | `cloudstack_job_timeout`            | yes (resume waiting on the checkpointed job id) |
 public struct CloudStackError: Error, CustomStringConvertible, Sendable, Equatable {
-    /// Stable snake_case code, written to `volume_operations.error_code`.
-    public var code: String
+    /// The stable codes, one per row of the table above: the raw value goes to `error_code`.
+    public enum Code: String, Sendable, CaseIterable {
+        case unreachable = "cloudstack_unreachable"
+        case authFailed = "cloudstack_auth_failed"
+        case unsupportedCommand = "cloudstack_unsupported_command"
+        case rateLimited = "cloudstack_rate_limited"
+        case parameterError = "cloudstack_parameter_error"
+        case notFound = "cloudstack_not_found"
+        case volumeInUse = "cloudstack_volume_in_use"
+        case volumeNotAttached = "cloudstack_volume_not_attached"
+        case vmDiskLimit = "cloudstack_vm_disk_limit"
+        case volumeStateInvalid = "cloudstack_volume_state_invalid"
+        case vmNotStopped = "cloudstack_vm_not_stopped"
+        case internalError = "cloudstack_internal_error"
+        case expungeNotPermitted = "cloudstack_expunge_not_permitted"
+        case detachTimeout = "cloudstack_detach_timeout"
+        case permissionDenied = "cloudstack_permission_denied"
+        case resourceLimit = "cloudstack_resource_limit"
+        case insufficientCapacity = "cloudstack_insufficient_capacity"
+        case unavailable = "cloudstack_unavailable"
+        case allocationFailed = "cloudstack_allocation_failed"
+        case resourceInUse = "cloudstack_resource_in_use"
+        case httpError = "cloudstack_http_error"
+        case badResponse = "cloudstack_bad_response"
+        case jobFailed = "cloudstack_job_failed"
+        case jobAbandoned = "cloudstack_job_abandoned"
+        case jobPurged = "cloudstack_job_purged"
+        case jobCancelled = "cloudstack_job_cancelled"
+        case jobTimeout = "cloudstack_job_timeout"
+    }
+
+    /// The typed code; `code` is its raw value.
+    public var kind: Code
     /// A sentence for humans: what happened and what to do about it.
     public var message: String
     /// Whether retrying the same operation later can succeed.
@@ -60,7 +91,7 @@ public struct CloudStackError: Error, CustomStringConvertible, Sendable, Equatab
     public var jobId: String?
 
     public init(
-        code: String,
+        code: Code,
         message: String,
         isTransient: Bool,
         command: String? = nil,
@@ -70,7 +101,7 @@ public struct CloudStackError: Error, CustomStringConvertible, Sendable, Equatab
         errorText: String? = nil,
         jobId: String? = nil
     ) {
-        self.code = code
+        self.kind = code
         self.message = message
         self.isTransient = isTransient
         self.command = command
@@ -80,6 +111,9 @@ public struct CloudStackError: Error, CustomStringConvertible, Sendable, Equatab
         self.errorText = errorText
         self.jobId = jobId
     }
+
+    /// Stable snake_case code, written to `volume_operations.error_code`.
+    public var code: String { kind.rawValue }
 
     public var description: String { "\(code): \(message)" }
 
@@ -102,7 +136,7 @@ extension CloudStackError {
     ) -> CloudStackError {
         let (code, isTransient, advice) = classify(errorCode: errorCode, errorText: errorText)
         let origin = jobId.map { "CloudStack async job \($0) for \(command)" } ?? "CloudStack \(command)"
-        let finalCode = (jobId != nil && code == genericCode(for: errorCode)) ? "cloudstack_job_failed" : code
+        let finalCode = (jobId != nil && code == genericCode(for: errorCode)) ? .jobFailed : code
         return CloudStackError(
             code: finalCode,
             message: "\(origin) failed with error \(errorCode): \(errorText) — \(advice)",
@@ -118,7 +152,7 @@ extension CloudStackError {
 
     static func authenticationFailed(command: String, httpStatus: Int, errorText: String, csErrorCode: Int?) -> CloudStackError {
         CloudStackError(
-            code: "cloudstack_auth_failed",
+            code: .authFailed,
             message: "CloudStack rejected the request signature (HTTP \(httpStatus)) for \(command): check CLOUDSTACK_API_KEY and "
                 + "CLOUDSTACK_SECRET_KEY, and that this host's clock is right (signed requests expire); CloudStack answers a "
                 + "command it does not have at all the same way, so if other commands work, this CloudStack lacks \(command)",
@@ -147,7 +181,7 @@ extension CloudStackError {
             ? "failed by a management-server restart (jobresultcode 530)"
             : "cancelled by CloudStack's job GC for blocking others longer than job.cancel.threshold.minutes (jobresultcode \(resultCode))"
         return CloudStackError(
-            code: "cloudstack_job_abandoned",
+            code: .jobAbandoned,
             message: "CloudStack async job \(jobId) for \(command) ended without a result, \(cause); "
                 + "the operation will be retried after looking at the volume or VM",
             isTransient: true,
@@ -163,7 +197,7 @@ extension CloudStackError {
     /// or VM.
     static func jobPurged(jobId: String, errorText: String?) -> CloudStackError {
         CloudStackError(
-            code: "cloudstack_job_purged",
+            code: .jobPurged,
             message: "CloudStack no longer knows async job \(jobId) (it deletes jobs job.expire.minutes after they end); "
                 + "the operation will be retried after looking at the volume or VM",
             isTransient: true,
@@ -174,9 +208,9 @@ extension CloudStackError {
     }
 
     /// The job's outcome is unknown (`cloudstack_job_abandoned`, `cloudstack_job_purged`): the
-    /// step treats it like a request whose answer was lost (see `AsyncJobRequest`).
+    /// step treats it like a request whose answer was lost (see `CloudStackStep`).
     public var leavesOutcomeUnknown: Bool {
-        code == "cloudstack_job_abandoned" || code == "cloudstack_job_purged"
+        kind == .jobAbandoned || kind == .jobPurged
     }
 
     /// ApiServer.commandAvailable (apache/cloudstack `server/src/main/java/com/cloud/api/ApiServer.java`):
@@ -193,82 +227,82 @@ extension CloudStackError {
         + "grant the role the command or use a key whose role has it"
 
     /// The code a bare errorcode maps to when the text adds nothing more specific.
-    private static func genericCode(for errorCode: Int) -> String {
+    private static func genericCode(for errorCode: Int) -> Code {
         classify(errorCode: errorCode, errorText: "").code
     }
 
-    private static func classify(errorCode: Int, errorText: String) -> (code: String, isTransient: Bool, advice: String) {
+    private static func classify(errorCode: Int, errorText: String) -> (code: Code, isTransient: Bool, advice: String) {
         let text = errorText.lowercased()
         switch errorCode {
         case 401:
             if isCommandUnavailableText(text) {
-                return ("cloudstack_unsupported_command", false, commandUnavailableAdvice)
+                return (.unsupportedCommand, false, commandUnavailableAdvice)
             }
-            return ("cloudstack_auth_failed", false, "check CLOUDSTACK_API_KEY, CLOUDSTACK_SECRET_KEY and the clock")
+            return (.authFailed, false, "check CLOUDSTACK_API_KEY, CLOUDSTACK_SECRET_KEY and the clock")
         case 429:
-            return ("cloudstack_rate_limited", true, "CloudStack's API rate limit was hit; the operation will be retried")
+            return (.rateLimited, true, "CloudStack's API rate limit was hit; the operation will be retried")
         case 430, 431:
             if text.contains("entity does not exist") || text.contains("please specify a valid user vm")
                 || text.contains("unable to find volume with id") || text.contains("unable to find a virtual machine with id")
             {
-                return ("cloudstack_not_found", false, "the referenced volume, VM, zone or offering does not exist in CloudStack")
+                return (.notFound, false, "the referenced volume, VM, zone or offering does not exist in CloudStack")
             }
             if text.contains("not attached to any vm") {
-                return ("cloudstack_volume_in_use", false, "the volume is attached to a VM; detach it first")
+                return (.volumeInUse, false, "the volume is attached to a VM; detach it first")
             }
             if text.contains("not attached to a vm") {
-                return ("cloudstack_volume_not_attached", false, "the volume is already detached")
+                return (.volumeNotAttached, false, "the volume is already detached")
             }
             if text.contains("volume state must be in allocated, ready or in uploaded state") {
                 // VolumeApiServiceImpl.getAndCheckVolumeInfo: the volume is Attaching/Detaching
                 // (left so by a management-server restart) or being destroyed.
-                return ("cloudstack_volume_state_invalid", false,
+                return (.volumeStateInvalid, false,
                         "the volume is in a state CloudStack does not attach from (see its state in listVolumes); a volume left "
                             + "Attaching or Detaching with no job running needs a CloudStack admin to reset it "
                             + "(updateVolume state=Ready) before the operation is enqueued again")
             }
             if text.contains("maximum number of data disks") {
-                return ("cloudstack_vm_disk_limit", false, "detach a data disk from that VM or use another VM")
+                return (.vmDiskLimit, false, "detach a data disk from that VM or use another VM")
             }
             if text.contains("root volume detach can happen only when vm is in states") {
-                return ("cloudstack_vm_not_stopped", false, "stop the VM first: a root disk (device 0) is attached or detached only while it is Stopped")
+                return (.vmNotStopped, false, "stop the VM first: a root disk (device 0) is attached or detached only while it is Stopped")
             }
-            return ("cloudstack_parameter_error", false, "fix the request parameters")
+            return (.parameterError, false, "fix the request parameters")
         case 432:
-            return ("cloudstack_unsupported_command", false, commandUnavailableAdvice)
+            return (.unsupportedCommand, false, commandUnavailableAdvice)
         case 530:
             if text.contains("parameter expunge can be passed by admin only") {
-                return ("cloudstack_expunge_not_permitted", false,
+                return (.expungeNotPermitted, false,
                         "the API key's account may not expunge VMs (not an admin, and allow.user.expunge.recover.vm is off)")
             }
             if text.contains("could not detach volume after sending the command") {
                 // KVMStorageProcessor.attachOrDetachDevice: the guest did not release the disk
                 // within wait.detach.device; CloudStack still records the volume attached.
-                return ("cloudstack_detach_timeout", true,
+                return (.detachTimeout, true,
                         "the VM's guest did not release the disk within the KVM agent's wait.detach.device; the volume is still "
                             + "attached in CloudStack and the detach will be retried")
             }
             if looksLikeParameterComplaint(text) {
-                return ("cloudstack_parameter_error", false, "fix the request parameters")
+                return (.parameterError, false, "fix the request parameters")
             }
-            return ("cloudstack_internal_error", true, "CloudStack had an internal error; the operation will be retried")
+            return (.internalError, true, "CloudStack had an internal error; the operation will be retried")
         case 531:
-            return ("cloudstack_permission_denied", false, "grant the API key's account access to the resource")
+            return (.permissionDenied, false, "grant the API key's account access to the resource")
         case 532:
-            return ("cloudstack_resource_limit", false, "raise the account's resource limit in CloudStack")
+            return (.resourceLimit, false, "raise the account's resource limit in CloudStack")
         case 533:
-            return ("cloudstack_insufficient_capacity", true, "CloudStack lacks capacity right now; the operation will be retried")
+            return (.insufficientCapacity, true, "CloudStack lacks capacity right now; the operation will be retried")
         case 534:
-            return ("cloudstack_unavailable", true, "a CloudStack resource is unavailable; the operation will be retried")
+            return (.unavailable, true, "a CloudStack resource is unavailable; the operation will be retried")
         case 535:
-            return ("cloudstack_allocation_failed", false, "CloudStack could not allocate the resource; check the account's limits")
+            return (.allocationFailed, false, "CloudStack could not allocate the resource; check the account's limits")
         case 536:
-            return ("cloudstack_resource_in_use", false, "the resource is in use; free it first")
+            return (.resourceInUse, false, "the resource is in use; free it first")
         default:
             if errorCode >= 500 {
-                return ("cloudstack_http_error", true, "CloudStack answered with a server error; the operation will be retried")
+                return (.httpError, true, "CloudStack answered with a server error; the operation will be retried")
             }
-            return ("cloudstack_http_error", false, "CloudStack refused the request")
+            return (.httpError, false, "CloudStack refused the request")
         }
     }
 

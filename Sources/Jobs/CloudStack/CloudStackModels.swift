@@ -6,21 +6,21 @@
 /// A volume as `listVolumes` and the volume jobs return it. `deviceid` and the VM fields
 /// are absent while the volume is detached.
 public struct CloudStackVolume: Codable, Sendable, Equatable, ListedWithPendingJob {
-    public var id: String
+    public var id: CloudStackID
     public var name: String
-    public var zoneid: String
+    public var zoneid: CloudStackID
     public var zonename: String?
     /// `ROOT` or `DATADISK`.
     public var type: String
     public var deviceid: Int?
-    public var virtualmachineid: String?
+    public var virtualmachineid: CloudStackID?
     public var vmname: String?
     public var vmstate: String?
     /// Bytes.
     public var size: Int64
     /// `Allocated`, `Ready`, `Destroy`, `Expunging`, `Expunged`, …
     public var state: String
-    public var diskofferingid: String?
+    public var diskofferingid: CloudStackID?
     public var created: String?
     /// When it was last attached (absent while detached).
     public var attached: String?
@@ -41,9 +41,9 @@ public struct CloudStackVolume: Codable, Sendable, Equatable, ListedWithPendingJ
     public var jobstatus: Int?
 
     public init(
-        id: String, name: String, zoneid: String, zonename: String? = nil, type: String, deviceid: Int? = nil,
-        virtualmachineid: String? = nil, vmname: String? = nil, vmstate: String? = nil, size: Int64, state: String,
-        diskofferingid: String? = nil, created: String? = nil, attached: String? = nil, hypervisor: String? = nil,
+        id: CloudStackID, name: String, zoneid: CloudStackID, zonename: String? = nil, type: String, deviceid: Int? = nil,
+        virtualmachineid: CloudStackID? = nil, vmname: String? = nil, vmstate: String? = nil, size: Int64, state: String,
+        diskofferingid: CloudStackID? = nil, created: String? = nil, attached: String? = nil, hypervisor: String? = nil,
         jobid: String? = nil, jobstatus: Int? = nil
     ) {
         self.id = id
@@ -70,13 +70,13 @@ public struct CloudStackVolume: Codable, Sendable, Equatable, ListedWithPendingJ
 }
 
 public struct CloudStackVirtualMachine: Codable, Sendable, Equatable, ListedWithPendingJob {
-    public var id: String
+    public var id: CloudStackID
     public var name: String
     public var displayname: String?
     /// `VirtualMachine.State`: `Running`, `Stopping`, `Stopped`, `Starting`, `Destroyed`,
     /// `Expunging`, `Migrating`, `Error`, …
     public var state: String
-    public var zoneid: String?
+    public var zoneid: CloudStackID?
     public var zonename: String?
     public var hypervisor: String?
     public var instancename: String?
@@ -105,7 +105,7 @@ extension ListedWithPendingJob {
 }
 
 public struct CloudStackZone: Codable, Sendable, Equatable {
-    public var id: String
+    public var id: CloudStackID
     public var name: String
     public var allocationstate: String?
     public var networktype: String?
@@ -113,7 +113,7 @@ public struct CloudStackZone: Codable, Sendable, Equatable {
 }
 
 public struct CloudStackDiskOffering: Codable, Sendable, Equatable {
-    public var id: String
+    public var id: CloudStackID
     public var name: String
     public var displaytext: String?
     /// GB; 0 for custom-size offerings.

@@ -7,7 +7,7 @@ import Worker
 // CloudStack, device and NBD errors propagate unchanged: their stable code lands in
 // `error_code`, their sentence in `error`, and `isTransient` decides retry or fail.
 
-/// `code`, `message` and `isTransient` are already stored properties of the right types.
+/// `code` (the raw value of `kind`), `message` and `isTransient` are already properties of the right types.
 extension CloudStackError: OperationFailure {}
 
 /// The typed code is `kind`; the queue gets its raw value (`device_link_timeout`, …).

@@ -59,8 +59,13 @@ public struct JobsEnvironment: Sendable {
     }
 
     /// Whether `vmId` is the VM this worker's disks appear in.
-    func isAppliance(_ vmId: String?) -> Bool {
+    func isAppliance(_ vmId: CloudStackID?) -> Bool {
         guard let vmId, let applianceVMId else { return false }
-        return vmId.lowercased() == applianceVMId.lowercased()
+        return vmId == CloudStackID(applianceVMId)
+    }
+
+    /// The same, for an id read from volumed's tables.
+    func isAppliance(_ vmId: String?) -> Bool {
+        isAppliance(vmId.map { CloudStackID($0) })
     }
 }

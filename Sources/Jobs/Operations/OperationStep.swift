@@ -7,8 +7,8 @@ import Schema
 /// handler saved (the CloudStack job it waits on, the by-id link it waits for, the step of a
 /// cleanup), its status, a pending retry's backoff and a cancel request. The web console and
 /// `volumed wait` show it; it reads the checkpoints of the handlers in this module, so it
-/// lives next to them and follows their shapes (`JobProgress`, `VolumeDetacher.Progress`,
-/// `CreateHandler.Checkpoint`, `DeleteHandler.Checkpoint`, `CleanupHandler.Checkpoint`).
+/// lives next to them and follows their shapes (`StepProgress`, the whole checkpoint or a key
+/// of `DeleteHandler.Checkpoint` and `CleanupHandler.Checkpoint`).
 public enum OperationStep {
     /// One line, e.g. "waiting on CloudStack job 1f2e… (attachVolume)".
     public static func describe(_ record: OperationRecord, now: Date = Date()) -> String {
@@ -54,52 +54,39 @@ public enum OperationStep {
         return "; resumes from its checkpoint"
     }
 
+    /// The checkpoint keys that hold a `StepProgress` (nil: the whole checkpoint), and the
+    /// command each one sends.
+    private static let steps: [String: [(key: String?, command: String)]] = [
+        "create": [(nil, "createVolume")], "attach": [(nil, "attachVolume")], "detach": [(nil, "detachVolume")],
+        "delete": [("detach", "detachVolume")],
+        "cleanup": [("stop", "stopVirtualMachine"), ("detach", "detachVolume"), ("attach", "attachVolume"),
+                    ("destroy", "destroyVirtualMachine")],
+    ]
+
     private static func executingStep(type: String, checkpoint: [String: Any]?, volumeId: String?) -> String {
         guard let checkpoint, !checkpoint.isEmpty else { return startedStep(type) }
-        switch type {
-        case "create":
-            if let job = checkpoint["job_id"] as? String {
-                let volume = (checkpoint["volume_id"] as? String).map { " for volume \($0)" } ?? ""
-                return "waiting on CloudStack job \(job) (createVolume\(volume))"
+        if type == "create", checkpoint["request_unanswered"] as? Bool == true {
+            return "createVolume sent without an answer; looking for the volume CloudStack may have made"
+        }
+        for (key, command) in steps[type] ?? [] {
+            let progress: [String: Any]? = if let key { checkpoint[key] as? [String: Any] } else { checkpoint }
+            if let progress, let step = jobStep(progress, command: command, volumeId: volumeId) {
+                return type == "delete" ? step + ", before deleteVolume" : step
             }
-            if checkpoint["request_unanswered"] as? Bool == true {
-                return "createVolume sent without an answer; looking for the volume CloudStack may have made"
-            }
-            if let volume = checkpoint["volume_id"] as? String { return "volume \(volume) created; recording it" }
-        case "attach":
-            if let step = jobStep(checkpoint, command: "attachVolume", volumeId: volumeId) { return step }
-        case "detach":
-            if let step = jobStep(checkpoint, command: "detachVolume", volumeId: volumeId) { return step }
-        case "delete":
-            if let detach = checkpoint["detach"] as? [String: Any],
-               let step = jobStep(detach, command: "detachVolume", volumeId: volumeId)
-            {
-                return step + ", before deleteVolume"
-            }
-            return "deleting the volume in CloudStack"
-        case "cleanup":
-            for (key, command) in [("stop", "stopVirtualMachine"), ("detach", "detachVolume"),
-                                   ("attach", "attachVolume"), ("destroy", "destroyVirtualMachine")] {
-                if let progress = checkpoint[key] as? [String: Any],
-                   let step = jobStep(progress, command: command, volumeId: volumeId)
-                {
-                    return step
-                }
-            }
-            switch checkpoint["step"] as? String {
-            case "stopped": return "test VM stopped; detaching the volume from it"
-            case "detached": return "detached from the test VM; attaching it back to the appliance"
-            case "attached": return "back on the appliance; destroying the test VM"
-            case "destroyed", "kept": return "recording the appliance mapping"
-            default: break
-            }
-        default:
-            break
+        }
+        switch (type, checkpoint["step"] as? String) {
+        case ("create", _): if let volume = checkpoint["volume_id"] as? String { return "volume \(volume) created; recording it" }
+        case ("delete", _): return "deleting the volume in CloudStack"
+        case ("cleanup", "stopped"): return "test VM stopped; detaching the volume from it"
+        case ("cleanup", "detached"): return "detached from the test VM; attaching it back to the appliance"
+        case ("cleanup", "attached"): return "back on the appliance; destroying the test VM"
+        case ("cleanup", "destroyed"), ("cleanup", "kept"): return "recording the appliance mapping"
+        default: break
         }
         return startedStep(type)
     }
 
-    /// A `JobProgress`-shaped value: the job waited on, an unanswered request, or (attach on
+    /// A `StepProgress`: the job waited on, an unanswered request, or (attach on
     /// the appliance) the by-id link waited for once the job succeeded.
     private static func jobStep(_ progress: [String: Any], command: String, volumeId: String?) -> String? {
         if progress["awaiting_by_id_link"] as? Bool == true {
@@ -107,7 +94,8 @@ public enum OperationStep {
             return "waiting for by-id link \(link)"
         }
         if let job = progress["job_id"] as? String {
-            let from = (progress["vm_id"] as? String).map { " from VM \($0)" } ?? ""
+            let from = (progress["vm_id"] as? String).map { " from VM \($0)" }
+                ?? (progress["volume_id"] as? String).map { " for volume \($0)" } ?? ""
             return "waiting on CloudStack job \(job) (\(command)\(from))"
         }
         if progress["request_unanswered"] as? Bool == true {

@@ -8,7 +8,7 @@ import Schema
 /// original daemon's HTTP attach always implied): `migration-vol-<volume_id>` for the by-id
 /// link, recorded as keyed to the appliance itself (`vm_id` and `vm_name` the appliance's id,
 /// the lowest free disk number), as the original did. A later `export` for a source VM takes
-/// the entry over (see `ExportHandler`); a detach removes it (see `VolumeDetacher`).
+/// the entry over (see `ExportHandler`); a detach removes it (see `DetachVolume`).
 ///
 /// Publishing is `ExportPublisher`'s, as for the `export` operation; the row is written in the
 /// attach's completing transaction, so a worker killed between publishing and completing

@@ -9,11 +9,8 @@ extension OperationType {
 
 /// `attach`: a volume attached to a VM, with its `device_mappings` row.
 ///
-/// - Already attached to that VM: verified, not repeated (for the appliance the by-id link
-///   is resolved again, so a link re-pointed after a reboot refreshes `device_path`).
-/// - Attached elsewhere: a permanent error naming the VM.
-/// - Else attachVolume; its job id is checkpointed before waiting, and a retry or rescue
-///   waits on that job instead of attaching twice (see `VolumeAttacher`).
+/// - The attach itself is `AttachVolume`. Already attached to that VM: for the appliance the
+///   by-id link is resolved again, so a link re-pointed after a reboot refreshes `device_path`.
 /// - `attach_as: "root"` (or `device_id: 0`): the test-failover root disk, to a Stopped VM only.
 /// - On the appliance: waits for the by-id link, checks its size against CloudStack's,
 ///   records an `appliance` mapping; on any other VM a `remote` mapping without paths, one
@@ -83,15 +80,12 @@ public struct AttachHandler: EnvironmentOperationHandler {
         let request = try RequestDecoding.decode(Request.self, from: operation)
         let deviceId = try Self.requestedDeviceId(request)
         let vmContextId = try Self.requestedVMContextId(request)
-        let attacher = VolumeAttacher(environment: environment)
+        let attach = AttachVolume(environment: environment, context: context, volumeId: volumeId, vmId: vmId, deviceId: deviceId)
 
-        let volume = try await attacher.attach(
-            volumeId: volumeId, vmId: vmId, deviceId: deviceId,
-            resume: try context.checkpoint(as: VolumeAttacher.Progress.self), context: context,
-            save: { progress in try await context.saveCheckpoint(progress) })
+        let volume = try await attach.run(in: .checkpoint(of: context))
         try context.checkCancellation()
 
-        var placement = try await attacher.placement(of: volume, as: volumeId, on: vmId, context: context)
+        var placement = try await attach.placement(of: volume)
         placement.vmContextId = vmContextId
         let upsertMapping = placement.upsertMapping(context: context)
         var exported: ApplianceExport.Result?
@@ -99,7 +93,7 @@ public struct AttachHandler: EnvironmentOperationHandler {
            let byIdPath = placement.byIdPath
         {
             exported = try await ApplianceExport(exporter: environment.exporter).export(
-                volumeId: volumeId, applianceVMId: placement.vmId, byIdPath: byIdPath,
+                volumeId: volumeId.value, applianceVMId: placement.vmId.value, byIdPath: byIdPath,
                 sizeBytes: UInt64(max(placement.sizeBytes, 0)), context: context)
         }
         let response = Response(

@@ -1,6 +1,6 @@
+import CloudStack
 import Foundation
 import Schema
-import Synchronization
 import Worker
 
 extension OperationType {
@@ -21,12 +21,8 @@ extension OperationType {
 ///
 /// Every run starts from CloudStack's view of the volume, not from the checkpoint alone:
 /// on the test VM → stop, detach, attach; detached → attach; on the appliance → only the
-/// by-id link and the mapping are left. Every CloudStack job id is checkpointed before it is
-/// waited on, and a resumed run waits on that job instead of sending the request again, so a
-/// crash or retry never detaches twice, never leaves the volume on neither VM for good, and
-/// never repeats a stop, detach, attach or destroy that CloudStack accepted and volumed
-/// recorded. A test VM that does not stop in time fails the operation with
-/// `test_vm_stop_timeout`, the volume still attached to it.
+/// by-id link and the mapping are left. Each CloudStack step is a `CloudStackStep` in its own
+/// key of the checkpoint, so a crash or retry repeats none of them.
 public struct CleanupHandler: EnvironmentOperationHandler {
     static let type = OperationType.cleanup
 
@@ -55,10 +51,10 @@ public struct CleanupHandler: EnvironmentOperationHandler {
     /// operators reading the row); the job ids are what a resumed run waits on.
     struct Checkpoint: Codable, Sendable {
         var step: String?
-        var stop: VirtualMachineStopper.Progress?
-        var detach: VolumeDetacher.Progress?
-        var attach: VolumeAttacher.Progress?
-        var destroy: VirtualMachineDestroyer.Progress?
+        var stop: StepProgress?
+        var detach: StepProgress?
+        var attach: StepProgress?
+        var destroy: StepProgress?
         /// recoverVirtualMachine was (or was about to be) sent: the test VM had been destroyed,
         /// and is destroyed again at the end.
         var recovered: Bool?
@@ -95,18 +91,18 @@ public struct CleanupHandler: EnvironmentOperationHandler {
         let volumeId = try RequestDecoding.volumeId(of: operation)
         let request = try RequestDecoding.decode(Request.self, from: operation)
         let testVmId = try Self.testVmId(request, operation: operation, appliance: environment.applianceVMId)
-        guard let appliance = environment.applianceVMId else {
+        guard let appliance = environment.applianceVMId.map({ CloudStackID($0) }) else {
             throw VolumeOperationFailure.cleanupNeedsAppliance(volumeId: volumeId)
         }
         let force = request.force ?? false
-        let progress = CheckpointWriter(context: context, initial: try context.checkpoint(as: Checkpoint.self) ?? Checkpoint())
+        let progress = try CheckpointWriter(context: context, empty: Checkpoint())
 
         guard let volume = try await environment.cloudStack.volume(id: volumeId) else {
             throw VolumeOperationFailure.volumeNotFound(volumeId)
         }
-        let location = volume.virtualmachineid?.lowercased()
-        if location != appliance.lowercased() {
-            if let location, location != testVmId.lowercased() {
+        let location = volume.virtualmachineid
+        if location != appliance {
+            if let location, location != testVmId {
                 throw VolumeOperationFailure.attachedToThirdVM(
                     volumeId: volumeId, attachedTo: location, testVmId: testVmId, applianceVmId: appliance)
             }
@@ -116,84 +112,56 @@ public struct CleanupHandler: EnvironmentOperationHandler {
                 {
                     try await progress.update { $0.step = "recovered" }
                 }
-                try await VirtualMachineStopper(environment: environment).stop(
-                    vmId: testVmId, volumeId: volumeId, force: force, resume: progress.current.stop, context: context,
-                    save: { stop in try await progress.update { $0.stop = stop } })
+                try await StopVirtualMachine(environment: environment, context: context, vmId: testVmId, volumeId: volumeId, force: force)
+                    .run(in: progress.slot(\.stop))
                 try await progress.update { $0.step = "stopped"; $0.stop = nil }
                 try context.checkCancellation()
-                _ = try await VolumeDetacher(environment: environment).detach(
-                    volumeId: volumeId, force: force, onlyFrom: testVmId, resume: progress.current.detach, context: context,
-                    save: { detach in try await progress.update { $0.detach = detach } })
+                _ = try await DetachVolume(environment: environment, context: context, volumeId: volumeId, force: force, onlyFrom: testVmId)
+                    .run(in: progress.slot(\.detach))
                 try await progress.update { $0.step = "detached"; $0.detach = nil }
                 try context.checkCancellation()
             }
         }
-        let attacher = VolumeAttacher(environment: environment)
-        let attached = try await attacher.attach(
-            volumeId: volumeId, vmId: appliance, deviceId: nil, resume: progress.current.attach, context: context,
-            save: { attach in try await progress.update { $0.attach = attach } })
-        let placement = try await attacher.placement(of: attached, as: volumeId, on: appliance, context: context)
+        let attach = AttachVolume(environment: environment, context: context, volumeId: volumeId, vmId: appliance)
+        let placement = try await attach.placement(of: try await attach.run(in: progress.slot(\.attach)))
         try await progress.update { $0.step = "attached"; $0.attach = nil }
 
-        var destroyed: VirtualMachineDestroyer.Outcome?
+        var destroyed: DestroyVirtualMachine.Outcome?
         let deleteVm = request.deleteVm ?? false
         // A VM found destroyed was recovered to take the volume off: it is destroyed again, and
         // expunged only when asked (delete_vm).
         if deleteVm || progress.current.recovered == true {
             try context.checkCancellation()
-            let outcome = try await VirtualMachineDestroyer(environment: environment).destroy(
-                vmId: testVmId, expunge: deleteVm, resume: progress.current.destroy, context: context,
-                save: { destroy in try await progress.update { $0.destroy = destroy } })
+            let outcome = try await DestroyVirtualMachine(environment: environment, context: context, vmId: testVmId, expunge: deleteVm)
+                .run(in: progress.slot(\.destroy))
             destroyed = outcome
             try await progress.update { $0.step = outcome.destroyed ? "destroyed" : "kept"; $0.destroy = nil }
         }
         let response = Response(
-            devicePath: placement.byIdPath, vmId: appliance, realDevice: placement.devicePath,
-            cloudStackDeviceId: placement.cloudStackDeviceId, testVmId: testVmId, testVmDestroyed: destroyed?.destroyed ?? false,
+            devicePath: placement.byIdPath, vmId: appliance.value, realDevice: placement.devicePath,
+            cloudStackDeviceId: placement.cloudStackDeviceId, testVmId: testVmId.value, testVmDestroyed: destroyed?.destroyed ?? false,
             testVmExpunged: destroyed.flatMap { $0.destroyed ? $0.expunged : nil })
         return try .completed(response, commit: placement.upsertMapping(context: context))
     }
 
     /// `test_vm_id`: required, a UUID, and not the appliance itself. A `vm_id` column, when
     /// set, names the appliance the volume goes back to and must be this worker's.
-    static func testVmId(_ request: Request, operation: ClaimedOperation, appliance: String?) throws -> String {
+    static func testVmId(_ request: Request, operation: ClaimedOperation, appliance: String?) throws -> CloudStackID {
         guard let testVmId = request.testVmId, !testVmId.isEmpty else {
             throw QueueFailure.invalidRequest(
                 "field 'test_vm_id' is missing: a cleanup needs the UUID of the test-failover VM the volume comes off")
         }
         try RequestDecoding.requireUUID(testVmId, field: "test_vm_id")
-        if let appliance, testVmId.lowercased() == appliance.lowercased() {
+        let appliance = appliance.map { CloudStackID($0) }
+        if let appliance, CloudStackID(testVmId) == appliance {
             throw QueueFailure.invalidRequest(
                 "field 'test_vm_id' names the appliance \(appliance) itself; a cleanup hands a volume back from a test VM to the appliance")
         }
-        if let target = operation.vmId, let appliance, target.lowercased() != appliance.lowercased() {
+        if let target = operation.vmId, let appliance, CloudStackID(target) != appliance {
             throw QueueFailure.invalidRequest(
                 "the vm_id column names \(target) as the appliance to return the volume to, but this worker runs on \(appliance); "
                     + "leave vm_id empty or set it to the appliance's VM id")
         }
-        return testVmId
-    }
-}
-
-/// The cleanup's checkpoint as the steps change it, one field at a time, each change saved
-/// before the step goes on (a job id before waiting on the job, a step once CloudStack
-/// confirmed it).
-private final class CheckpointWriter: Sendable {
-    let context: OperationContext
-    private let value: Mutex<CleanupHandler.Checkpoint>
-
-    init(context: OperationContext, initial: CleanupHandler.Checkpoint) {
-        self.context = context
-        self.value = Mutex(initial)
-    }
-
-    var current: CleanupHandler.Checkpoint { value.withLock { $0 } }
-
-    func update(_ change: (inout CleanupHandler.Checkpoint) -> Void) async throws {
-        let next = value.withLock { checkpoint -> CleanupHandler.Checkpoint in
-            change(&checkpoint)
-            return checkpoint
-        }
-        try await context.saveCheckpoint(next)
+        return CloudStackID(testVmId)
     }
 }

@@ -10,7 +10,7 @@ extension OperationType {
 /// mapping goes.
 ///
 /// An attached volume is refused (`volume_attached`) unless `force`, which detaches it
-/// first as a checkpointed step (the same `VolumeDetacher` as `detach`). deleteVolume is
+/// first as a checkpointed step (the same `DetachVolume` as `detach`). deleteVolume is
 /// synchronous; a volume CloudStack no longer has counts as deleted, so a retry after a
 /// lost reply succeeds.
 public struct DeleteHandler: EnvironmentOperationHandler {
@@ -28,7 +28,7 @@ public struct DeleteHandler: EnvironmentOperationHandler {
 
     struct Checkpoint: Codable, Sendable {
         /// The forced detach, when one was started.
-        var detach: VolumeDetacher.Progress?
+        var detach: StepProgress?
         /// What CloudStack said about the volume before it was deleted, so a resumed attempt
         /// can still record it in `volumes`.
         var name: String?
@@ -45,47 +45,42 @@ public struct DeleteHandler: EnvironmentOperationHandler {
     public func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
         let volumeId = try RequestDecoding.volumeId(of: operation)
         let force = try RequestDecoding.decode(Request.self, from: operation).force ?? false
-        var checkpoint = try context.checkpoint(as: Checkpoint.self) ?? Checkpoint()
+        let checkpoint = try CheckpointWriter(context: context, empty: Checkpoint())
 
         if let current = try await environment.cloudStack.volume(id: volumeId) {
-            if checkpoint.name == nil {
-                checkpoint.name = current.name
-                checkpoint.sizeBytes = current.size
-                checkpoint.zoneId = current.zoneid
-                try await context.saveCheckpoint(checkpoint)
-            }
-            if current.isAttached || checkpoint.detach?.jobId != nil {
-                guard force else {
-                    throw VolumeOperationFailure.volumeAttached(volumeId: volumeId, vmId: current.virtualmachineid ?? "unknown")
+            if checkpoint.current.name == nil {
+                try await checkpoint.update {
+                    $0.name = current.name
+                    $0.sizeBytes = current.size
+                    $0.zoneId = current.zoneid.value
                 }
-                let base = checkpoint
-                _ = try await VolumeDetacher(environment: environment).detach(
-                    volumeId: volumeId, force: true, resume: checkpoint.detach, context: context,
-                    save: { progress in
-                        var updated = base
-                        updated.detach = progress
-                        try await context.saveCheckpoint(updated)
-                    })
+            }
+            if current.isAttached || checkpoint.current.detach?.jobId != nil {
+                guard force else {
+                    throw VolumeOperationFailure.volumeAttached(volumeId: volumeId, vmId: current.virtualmachineid?.value ?? "unknown")
+                }
+                _ = try await DetachVolume(environment: environment, context: context, volumeId: volumeId, force: true)
+                    .run(in: checkpoint.slot(\.detach))
             }
             try context.checkCancellation()
             do {
-                try await environment.cloudStack.deleteVolume(id: volumeId)
-            } catch let error as CloudStackError where error.code == "cloudstack_not_found" {
+                try await environment.cloudStack.deleteVolume(id: volumeId.value)
+            } catch let error as CloudStackError where error.kind == .notFound {
                 context.logger.notice("CloudStack no longer has the volume; counting it as deleted")
             }
         } else {
             context.logger.debug("CloudStack lists no such volume; already deleted")
         }
 
-        let recorded = checkpoint
+        let recorded = checkpoint.current
         let operationId = operation.id
         return try .completed([String: String]()) { connection in
             try await connection.query(
                 VolumesTable.markDeleted(
-                    volumeId: volumeId, name: recorded.name, sizeBytes: recorded.sizeBytes, zoneId: recorded.zoneId,
+                    volumeId: volumeId.value, name: recorded.name, sizeBytes: recorded.sizeBytes, zoneId: recorded.zoneId,
                     operationId: operationId),
                 logger: context.logger)
-            try await connection.query(DeviceMappingsTable.delete(volumeId: volumeId), logger: context.logger)
+            try await connection.query(DeviceMappingsTable.delete(volumeId: volumeId.value), logger: context.logger)
         }
     }
 }

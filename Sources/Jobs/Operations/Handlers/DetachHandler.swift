@@ -1,3 +1,4 @@
+import CloudStack
 import Schema
 import Worker
 
@@ -7,9 +8,8 @@ extension OperationType {
 
 /// `detach`: the volume comes off whatever VM holds it and its `device_mappings` row goes.
 ///
-/// Idempotent: an already detached volume succeeds (and its stale mapping is removed).
-/// The detach job id is checkpointed before waiting; a retry or rescue waits on it. An
-/// exported volume is refused unless `force` (see `VolumeDetacher`).
+/// Idempotent: an already detached volume succeeds (and its stale mapping is removed). An
+/// exported volume is refused unless `force` (see `DetachVolume`).
 public struct DetachHandler: EnvironmentOperationHandler {
     static let type = OperationType.detach
 
@@ -25,7 +25,7 @@ public struct DetachHandler: EnvironmentOperationHandler {
 
     struct Response: Encodable {
         /// The VM the volume was detached from; null when it was already detached.
-        var vmId: String?
+        var vmId: CloudStackID?
 
         enum CodingKeys: String, CodingKey {
             case vmId = "vm_id"
@@ -40,14 +40,11 @@ public struct DetachHandler: EnvironmentOperationHandler {
     public func run(_ operation: ClaimedOperation, context: OperationContext) async throws -> OperationOutcome {
         let volumeId = try RequestDecoding.volumeId(of: operation)
         let request = try RequestDecoding.decode(Request.self, from: operation)
-        let resume = try context.checkpoint(as: VolumeDetacher.Progress.self)
-
-        let vmId = try await VolumeDetacher(environment: environment).detach(
-            volumeId: volumeId, force: request.force ?? false, resume: resume, context: context,
-            save: { progress in try await context.saveCheckpoint(progress) })
+        let vmId = try await DetachVolume(environment: environment, context: context, volumeId: volumeId, force: request.force ?? false)
+            .run(in: .checkpoint(of: context))
 
         return try .completed(Response(vmId: vmId)) { connection in
-            try await connection.query(DeviceMappingsTable.delete(volumeId: volumeId), logger: context.logger)
+            try await connection.query(DeviceMappingsTable.delete(volumeId: volumeId.value), logger: context.logger)
         }
     }
 }

@@ -1,3 +1,4 @@
+import CloudStack
 import Primitives
 import Foundation
 import Schema
@@ -13,19 +14,19 @@ enum RequestDecoding {
 
     /// The operation's `volume_id` column; the database already requires it for every type
     /// but `create`, and requires it to be a UUID.
-    static func volumeId(of operation: ClaimedOperation) throws -> String {
+    static func volumeId(of operation: ClaimedOperation) throws -> CloudStackID {
         guard let volumeId = operation.volumeId, VolumeUUID.isUUID(volumeId) else {
             throw QueueFailure.invalidRequest("a \(operation.type) operation needs the volume_id column set to a CloudStack volume UUID")
         }
-        return volumeId
+        return CloudStackID(volumeId)
     }
 
     /// The operation's `vm_id` column, required for `attach`.
-    static func vmId(of operation: ClaimedOperation) throws -> String {
+    static func vmId(of operation: ClaimedOperation) throws -> CloudStackID {
         guard let vmId = operation.vmId, VolumeUUID.isUUID(vmId) else {
             throw QueueFailure.invalidRequest("a \(operation.type) operation needs the vm_id column set to a CloudStack VM UUID")
         }
-        return vmId
+        return CloudStackID(vmId)
     }
 
     static func requireUUID(_ value: String, field: String) throws {

@@ -17,7 +17,7 @@ extension OperationType {
 /// an NBD export of the volume serves the new size to its next client.
 ///
 /// At most once, as attach and detach: the resizeVolume job id is checkpointed before waiting
-/// (`AsyncJobRequest`); a resume waits on it, adopts the job an unanswered request started, or,
+/// (`CloudStackStep`); a resume waits on it, adopts the job an unanswered request started, or,
 /// finding the volume already at the size, sends nothing. A smaller size is refused (volumed
 /// never shrinks a volume: CloudStack's `shrinkok` is not sent).
 ///
@@ -66,86 +66,72 @@ public struct ResizeHandler: EnvironmentOperationHandler {
             throw QueueFailure.invalidRequest("field 'size' is the new size in bytes and must be positive; got \(request.size)")
         }
         let sizeGB = CreateHandler.wholeGB(request.size)
-        let target = Int64(sizeGB) * CreateHandler.bytesPerGiB
-        let save: @Sendable (JobProgress) async throws -> Void = { try await context.saveCheckpoint($0) }
-        let resume = try context.checkpoint(as: JobProgress.self)
-
-        let volume: CloudStackVolume
-        if let jobId = resume?.jobId {
-            volume = try await finish(volumeId: volumeId, target: target, jobId: jobId, save: save)
-        } else {
-            volume = try await resize(volumeId: volumeId, sizeGB: sizeGB, target: target, resume: resume, context: context, save: save)
-        }
-        let devicePath = try await deviceOnAppliance(volume, context: context)
+        let volume = try await ResizeVolume(environment: environment, context: context, volumeId: volumeId, sizeGB: sizeGB)
+            .run(in: .checkpoint(of: context))
+        let device = try await deviceOnAppliance(volume, context: context)
         let size = volume.size
-        return try .completed(Response(sizeBytes: size, devicePath: devicePath?.byIdPath)) { connection in
+        return try .completed(Response(sizeBytes: size, devicePath: device?.byIdPath)) { connection in
             try await connection.query(
-                DeviceMappingsTable.resized(volumeId: volumeId, sizeBytes: size, devicePath: devicePath?.devicePath), logger: context.logger)
-            try await connection.query(VolumesTable.resized(volumeId: volumeId, sizeBytes: size), logger: context.logger)
+                DeviceMappingsTable.resized(volumeId: volumeId.value, sizeBytes: size, devicePath: device?.devicePath), logger: context.logger)
+            try await connection.query(VolumesTable.resized(volumeId: volumeId.value, sizeBytes: size), logger: context.logger)
         }
     }
 
-    /// Sends resizeVolume unless the volume already has the size (an earlier attempt's job
-    /// did it) or an earlier attempt's unanswered request left a job running on it.
-    private func resize(
-        volumeId: String, sizeGB: Int, target: Int64, resume: JobProgress?, context: OperationContext,
-        save: @escaping @Sendable (JobProgress) async throws -> Void
-    ) async throws -> CloudStackVolume {
-        guard let current = try await environment.cloudStack.volume(id: volumeId) else {
-            throw VolumeOperationFailure.volumeNotFound(volumeId)
-        }
-        let request = AsyncJobRequest(environment: environment, command: "resizeVolume")
-        if let adopted = try await request.adoptPendingJob(
-            resume: resume, pendingJobId: current.pendingJobId, on: "volume \(volumeId)", context: context, save: save),
-           let jobId = adopted.jobId
-        {
-            return try await finish(volumeId: volumeId, target: target, jobId: jobId, save: save)
-        }
-        if let vmId = current.virtualmachineid, !environment.isAppliance(vmId) {
-            throw VolumeOperationFailure(
-                code: "volume_attached_elsewhere",
-                message: "volume \(volumeId) is attached to VM \(vmId) (\(current.vmname ?? "unnamed")); resize runs on a volume "
-                    + "attached to this appliance (\(environment.applianceVMId ?? "none configured")) or detached: detach it first",
-                isTransient: false)
-        }
-        if current.size == target {
-            context.logger.info("volume already has the requested size", metadata: ["size_bytes": "\(target)"])
-            return current
-        }
-        guard current.size < target else {
-            throw QueueFailure.invalidRequest(
-                "field 'size' asks for \(target) bytes (\(sizeGB) GB), less than volume \(volumeId)'s current \(current.size) bytes; "
-                    + "volumed only grows volumes: pass a size of at least \(current.size)")
-        }
-        if TransitionalVolumeState.states.contains(current.state) {
-            throw VolumeOperationFailure.volumeInTransition(current)
-        }
-        try context.checkCancellation()
-        let jobId = try await request.send(JobProgress(), save: save) {
-            try await environment.cloudStack.resizeVolume(id: volumeId, sizeGB: sizeGB)
-        }
-        return try await finish(volumeId: volumeId, target: target, jobId: jobId, save: save)
-    }
+    /// resizeVolume as a `CloudStackStep`: nothing is sent when the volume already has the size
+    /// (an earlier attempt's job did it); a smaller size and a volume on another VM are refused
+    /// before anything is sent; a job that ended without success counts when the volume has the
+    /// size after all.
+    struct ResizeVolume: CloudStackAction {
+        let environment: JobsEnvironment
+        let context: OperationContext
+        let volumeId: CloudStackID
+        let sizeGB: Int
 
-    /// Waits on the resize job. A job that ended without success is judged by the volume: at
-    /// the size after all is success; otherwise the job id is forgotten (or the outcome marked
-    /// unknown) and the job's error stands.
-    private func finish(
-        volumeId: String, target: Int64, jobId: String, save: @Sendable (JobProgress) async throws -> Void
-    ) async throws -> CloudStackVolume {
-        switch try await environment.waitForJob(jobId) {
-        case .succeeded(let result):
-            if let volume = result.volume, volume.id.lowercased() == volumeId.lowercased() { return volume }
-            guard let volume = try await environment.cloudStack.volume(id: volumeId) else {
-                throw VolumeOperationFailure.volumeNotFound(volumeId)
+        var command: String { "resizeVolume" }
+        var object: String { "volume \(volumeId)" }
+        private var target: Int64 { Int64(sizeGB) * CreateHandler.bytesPerGiB }
+
+        func look(_ progress: StepProgress) async throws -> CloudStackVolume? {
+            try await environment.cloudStack.volume(id: volumeId)
+        }
+
+        func decide(_ current: CloudStackVolume?, _ progress: StepProgress) async throws -> StepNext<CloudStackVolume> {
+            guard let current else { throw VolumeOperationFailure.volumeNotFound(volumeId) }
+            if let vmId = current.virtualmachineid, !environment.isAppliance(vmId) {
+                throw VolumeOperationFailure(
+                    code: "volume_attached_elsewhere",
+                    message: "volume \(volumeId) is attached to VM \(vmId) (\(current.vmname ?? "unnamed")); resize runs on a volume "
+                        + "attached to this appliance (\(environment.applianceVMId ?? "none configured")) or detached: detach it first",
+                    isTransient: false)
             }
-            return volume
-        case .ended(let error):
-            if let volume = try await environment.cloudStack.volume(id: volumeId), volume.size == target {
-                return volume
+            if current.size == target {
+                context.logger.info("volume already has the requested size", metadata: ["size_bytes": "\(target)"])
+                return .done(current)
             }
-            try await save(error.leavesOutcomeUnknown ? JobProgress(requestUnanswered: true) : JobProgress())
-            throw error
+            guard current.size < target else {
+                throw QueueFailure.invalidRequest(
+                    "field 'size' asks for \(target) bytes (\(sizeGB) GB), less than volume \(volumeId)'s current \(current.size) bytes; "
+                        + "volumed only grows volumes: pass a size of at least \(current.size)")
+            }
+            if TransitionalVolumeState.states.contains(current.state) {
+                throw VolumeOperationFailure.volumeInTransition(current)
+            }
+            return .send(StepProgress()) {
+                AcceptedRequest(jobId: try await environment.cloudStack.resizeVolume(id: volumeId.value, sizeGB: sizeGB))
+            }
+        }
+
+        func ended(_ ending: JobEnding, _ progress: StepProgress) async throws -> StepNext<CloudStackVolume> {
+            if case .succeeded(let result) = ending, let volume = result.volume, volume.id == volumeId { return .done(volume) }
+            let volume = try await environment.cloudStack.volume(id: volumeId)
+            switch ending {
+            case .succeeded:
+                guard let volume else { throw VolumeOperationFailure.volumeNotFound(volumeId) }
+                return .done(volume)
+            case .failed(let error):
+                if let volume, volume.size == target { return .done(volume) }
+                return .fail(error, saving: progress.forgettingJob(after: error))
+            }
         }
     }
 
@@ -156,7 +142,7 @@ public struct ResizeHandler: EnvironmentOperationHandler {
         guard environment.isAppliance(volume.virtualmachineid) else { return nil }
         let deadline = ContinuousClock.now.advanced(by: environment.deviceWaitTimeout)
         while true {
-            let device = try await environment.resolver.waitForDevice(volumeId: volume.id, timeout: environment.deviceWaitTimeout)
+            let device = try await environment.resolver.waitForDevice(volumeId: volume.id.value, timeout: environment.deviceWaitTimeout)
             if device.sizeBytes == UInt64(volume.size) { return device }
             guard ContinuousClock.now < deadline else {
                 throw VolumeOperationFailure(

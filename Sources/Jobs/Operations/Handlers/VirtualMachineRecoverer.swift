@@ -21,7 +21,7 @@ struct VirtualMachineRecoverer: Sendable {
     /// Recovers `vmId` when it is `Destroyed`; otherwise sends nothing. `markRecovering` saves
     /// the caller's checkpoint mark before the request. Returns whether it sent a recover.
     func recoverIfDestroyed(
-        vmId: String, context: OperationContext, markRecovering: @Sendable () async throws -> Void
+        vmId: CloudStackID, context: OperationContext, markRecovering: @Sendable () async throws -> Void
     ) async throws -> Bool {
         guard let vm = try await environment.cloudStack.virtualMachine(id: vmId) else {
             throw VolumeOperationFailure.vmNotFound(vmId, detail: "listVirtualMachines returned nothing for the test VM")
@@ -32,7 +32,7 @@ struct VirtualMachineRecoverer: Sendable {
         context.logger.notice("the test VM is destroyed but still holds the volume; recovering it to detach the volume",
                               metadata: ["vm_id": "\(vmId)"])
         do {
-            let recovered = try await environment.cloudStack.recoverVirtualMachine(id: vmId)
+            let recovered = try await environment.cloudStack.recoverVirtualMachine(id: vmId.value)
             context.logger.info("test VM recovered", metadata: ["vm_id": "\(vmId)", "state": "\(recovered.state)"])
         } catch let error as CloudStackError where error.provesRequestRefused {
             // Someone else recovered it meanwhile: what we wanted.

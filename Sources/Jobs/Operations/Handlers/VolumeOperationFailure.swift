@@ -13,35 +13,35 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
 
     var description: String { "\(code): \(message)" }
 
-    static func volumeNotFound(_ volumeId: String) -> VolumeOperationFailure {
+    static func volumeNotFound(_ volumeId: CloudStackID) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "volume_not_found",
             message: "volume \(volumeId) does not exist in CloudStack (listVolumes returned nothing); check the operation's volume_id",
             isTransient: false)
     }
 
-    static func vmNotFound(_ vmId: String, detail: String) -> VolumeOperationFailure {
+    static func vmNotFound(_ vmId: CloudStackID, detail: String) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "vm_not_found",
             message: "VM \(vmId) does not exist in CloudStack (\(detail)); check the operation's vm_id",
             isTransient: false)
     }
 
-    static func attachedElsewhere(volumeId: String, attachedTo: String, requested: String) -> VolumeOperationFailure {
+    static func attachedElsewhere(volumeId: CloudStackID, attachedTo: CloudStackID, requested: CloudStackID) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "volume_attached_elsewhere",
             message: "volume \(volumeId) is attached to VM \(attachedTo), not \(requested); detach it first",
             isTransient: false)
     }
 
-    static func volumeAttached(volumeId: String, vmId: String) -> VolumeOperationFailure {
+    static func volumeAttached(volumeId: CloudStackID, vmId: String) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "volume_attached",
             message: "volume \(volumeId) is attached to VM \(vmId); detach it first or pass \"force\": true to detach and delete it",
             isTransient: false)
     }
 
-    static func volumeExported(volumeId: String, exports: [String]) -> VolumeOperationFailure {
+    static func volumeExported(volumeId: CloudStackID, exports: [String]) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "volume_exported",
             message: "volume \(volumeId) is exported over NBD as \(exports.joined(separator: ", ")); "
@@ -49,7 +49,7 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             isTransient: false)
     }
 
-    static func noExportRemover(volumeId: String, exports: [String]) -> VolumeOperationFailure {
+    static func noExportRemover(volumeId: CloudStackID, exports: [String]) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "export_removal_unavailable",
             message: "volume \(volumeId) is exported as \(exports.joined(separator: ", ")), which the detach must remove first, "
@@ -57,7 +57,7 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             isTransient: false)
     }
 
-    static func exportsRemain(volumeId: String, exports: [String]) -> VolumeOperationFailure {
+    static func exportsRemain(volumeId: CloudStackID, exports: [String]) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "volume_exported",
             message: "volume \(volumeId) is still exported as \(exports.joined(separator: ", ")) after removing its exports; "
@@ -65,7 +65,7 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             isTransient: true)
     }
 
-    static func sizeMismatch(volumeId: String, device: ResolvedDevice, cloudStackBytes: Int64) -> VolumeOperationFailure {
+    static func sizeMismatch(volumeId: CloudStackID, device: ResolvedDevice, cloudStackBytes: Int64) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "device_size_mismatch",
             message: "by-id link \(device.byIdPath) resolves to \(device.devicePath) of \(device.sizeBytes) bytes, but CloudStack "
@@ -74,7 +74,7 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             isTransient: false)
     }
 
-    static func vmNotStoppedForRoot(volumeId: String, vmId: String, state: String) -> VolumeOperationFailure {
+    static func vmNotStoppedForRoot(volumeId: CloudStackID, vmId: CloudStackID, state: String) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "vm_not_stopped",
             message: "volume \(volumeId) cannot be attached as the root disk (device 0) of VM \(vmId): the VM is \(state), and "
@@ -82,7 +82,7 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             isTransient: false)
     }
 
-    static func attachedToThirdVM(volumeId: String, attachedTo: String, testVmId: String, applianceVmId: String) -> VolumeOperationFailure {
+    static func attachedToThirdVM(volumeId: CloudStackID, attachedTo: CloudStackID, testVmId: CloudStackID, applianceVmId: CloudStackID) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "volume_attached_elsewhere",
             message: "volume \(volumeId) is attached to VM \(attachedTo), neither the test VM \(testVmId) nor the appliance "
@@ -90,7 +90,7 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             isTransient: false)
     }
 
-    static func testVMStopTimeout(vmId: String, state: String, waited: Duration, volumeId: String) -> VolumeOperationFailure {
+    static func testVMStopTimeout(vmId: CloudStackID, state: String, waited: Duration, volumeId: CloudStackID) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "test_vm_stop_timeout",
             message: "test VM \(vmId) did not reach Stopped within \(secondsText(waited)) (it is \(state)); volume \(volumeId) is still "
@@ -99,7 +99,7 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             isTransient: false)
     }
 
-    static func testVMUnstoppable(vmId: String, state: String, volumeId: String) -> VolumeOperationFailure {
+    static func testVMUnstoppable(vmId: CloudStackID, state: String, volumeId: CloudStackID) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "test_vm_unstoppable",
             message: "test VM \(vmId) is \(state), a state CloudStack cannot stop it from; volume \(volumeId) is still attached to it. "
@@ -109,7 +109,7 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
 
     /// CloudStack's detach timed out (KVM's wait.detach.device) and the disk's by-id link is
     /// still on the appliance after `waited` more: something in the guest holds the device.
-    static func detachDeviceHeld(volumeId: String, vmId: String, waited: Duration, cloudStackError: CloudStackError) -> VolumeOperationFailure {
+    static func detachDeviceHeld(volumeId: CloudStackID, vmId: CloudStackID, waited: Duration, cloudStackError: CloudStackError) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "detach_device_held",
             message: "detaching volume \(volumeId) from appliance \(vmId) timed out in CloudStack (\(cloudStackError.errorText ?? cloudStackError.message)) "
@@ -119,7 +119,7 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             isTransient: true)
     }
 
-    static func cleanupNeedsAppliance(volumeId: String) -> VolumeOperationFailure {
+    static func cleanupNeedsAppliance(volumeId: CloudStackID) -> VolumeOperationFailure {
         VolumeOperationFailure(
             code: "appliance_required",
             message: "a cleanup hands volume \(volumeId) back to the appliance this worker runs on, but this worker has no "

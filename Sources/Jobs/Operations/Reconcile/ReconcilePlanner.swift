@@ -53,7 +53,7 @@ struct ReconcilePlanner {
             check(mapping, repairs: &repairs, findings: &findings)
         }
         for volume in snapshot.onAppliance.sorted(by: { $0.id < $1.id })
-        where !mapped.contains(volume.id) && !snapshot.busy.contains(volume.id) {
+        where !mapped.contains(volume.id.value) && !snapshot.busy.contains(volume.id.value) {
             checkUnmapped(volume, repairs: &repairs, findings: &findings)
         }
         for recorded in snapshot.recorded.sorted(by: { $0.volumeId < $1.volumeId }) where !snapshot.busy.contains(recorded.volumeId) {
@@ -61,7 +61,7 @@ struct ReconcilePlanner {
         }
         for volume in snapshot.untracked.sorted(by: { $0.id < $1.id }) {
             findings.append(ReconcileFinding(
-                kind: .untrackedVolume, volumeId: volume.id,
+                kind: .untrackedVolume, volumeId: volume.id.value,
                 message: "CloudStack volume \(volume.id) is named \(quotedForMessage(volume.name)) like a create operation that failed, "
                     + "but no operation and no volumes row owns it: a createVolume whose reply was lost may have made it; "
                     + "delete it in CloudStack if nobody uses it, or attach it to record it"))
@@ -108,7 +108,7 @@ struct ReconcilePlanner {
                                          change: .removeStaleMapping(mapping)))
             return
         }
-        guard attachedTo.lowercased() == mapping.vmId.lowercased() else {
+        guard attachedTo == CloudStackID(mapping.vmId) else {
             findings.append(ReconcileFinding(
                 kind: .attachedToOtherVM, volumeId: volumeId,
                 message: "device_mappings records volume \(volumeId) on VM \(mapping.vmId), but CloudStack shows it attached to VM "
@@ -162,7 +162,7 @@ struct ReconcilePlanner {
     }
 
     private func checkUnmapped(_ volume: CloudStackVolume, repairs: inout [PlannedRepair], findings: inout [ReconcileFinding]) {
-        let volumeId = volume.id
+        let volumeId = volume.id.value
         switch snapshot.devices[volumeId] {
         case .resolved(let device) where device.sizeBytes == UInt64(max(volume.size, 0)):
             repairs.append(PlannedRepair(
@@ -214,6 +214,6 @@ struct ReconcilePlanner {
 
     private func isAppliance(_ vmId: String) -> Bool {
         guard let applianceVMId else { return false }
-        return vmId.lowercased() == applianceVMId.lowercased()
+        return CloudStackID(vmId) == CloudStackID(applianceVMId)
     }
 }

@@ -70,7 +70,7 @@ extension Reconciler {
     private func adopt(_ volume: CloudStackVolume, device: ResolvedDevice, connection: PostgresConnection) async throws -> RepairOutcome {
         guard let appliance = environment.applianceVMId else { return .failed("no appliance VM is configured") }
         let adoption = DeviceMappingsTable.adopt(
-            volumeId: volume.id, vmId: appliance, cloudStackDeviceId: volume.deviceid, byIdPath: device.byIdPath,
+            volumeId: volume.id.value, vmId: appliance, cloudStackDeviceId: volume.deviceid, byIdPath: device.byIdPath,
             devicePath: device.devicePath, sizeBytes: Int64(device.sizeBytes))
         let inserted = try await connection.query(adoption, logger: logger).collect()
         guard !inserted.isEmpty else {
@@ -78,8 +78,8 @@ extension Reconciler {
         }
         if volume.size > 0 {
             try await connection.query(
-                VolumesTable.adopt(volumeId: volume.id, name: volume.name, sizeBytes: volume.size, zoneId: volume.zoneid,
-                                   diskOfferingId: volume.diskofferingid, state: volume.state),
+                VolumesTable.adopt(volumeId: volume.id.value, name: volume.name, sizeBytes: volume.size, zoneId: volume.zoneid.value,
+                                   diskOfferingId: volume.diskofferingid?.value, state: volume.state),
                 logger: logger)
         }
         logger.notice("reconcile adopted a volume attached outside volumed", metadata: [

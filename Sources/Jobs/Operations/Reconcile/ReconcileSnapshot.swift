@@ -44,7 +44,7 @@ struct ReconcileSnapshot: Sendable {
 
     /// Every volume id the pass looked at.
     var volumeIds: Set<String> {
-        Set(mappings.map(\.volumeId)).union(recorded.map(\.volumeId)).union(onAppliance.map(\.id))
+        Set(mappings.map(\.volumeId)).union(recorded.map(\.volumeId)).union(onAppliance.map(\.id.value))
     }
 }
 
@@ -67,12 +67,12 @@ extension Reconciler {
         snapshot.untracked = try await untrackedVolumes()
         if let appliance = environment.applianceVMId {
             snapshot.onAppliance = try await environment.cloudStack.listVolumes(virtualMachineId: appliance)
-                .filter { $0.type.uppercased() != "ROOT" && $0.virtualmachineid?.lowercased() == appliance.lowercased() }
-            for volume in snapshot.onAppliance where snapshot.cloudStack[volume.id] == nil {
-                snapshot.cloudStack[volume.id] = .found(volume)
+                .filter { $0.type.uppercased() != "ROOT" && environment.isAppliance($0.virtualmachineid) }
+            for volume in snapshot.onAppliance where snapshot.cloudStack[volume.id.value] == nil {
+                snapshot.cloudStack[volume.id.value] = .found(volume)
             }
             let local = snapshot.mappings.filter { environment.isAppliance($0.vmId) }.map(\.volumeId)
-                + snapshot.onAppliance.map(\.id)
+                + snapshot.onAppliance.map(\.id.value)
             for volumeId in Set(local).subtracting(snapshot.busy).sorted() {
                 snapshot.devices[volumeId] = lookUpDevice(volumeId, recordedSize: recordedSizes[volumeId])
             }
@@ -87,9 +87,9 @@ extension Reconciler {
     /// end the pass: a half-seen cloud must not drive repairs.
     private func lookUp(_ volumeId: String) async throws -> CloudStackLookup {
         do {
-            guard let volume = try await environment.cloudStack.volume(id: volumeId) else { return .unknown }
+            guard let volume = try await environment.cloudStack.volume(id: CloudStackID(volumeId)) else { return .unknown }
             return .found(volume)
-        } catch let error as CloudStackError where error.code == "cloudstack_not_found" {
+        } catch let error as CloudStackError where error.kind == .notFound {
             return .unknown
         } catch let error as CloudStackError where !error.isTransient {
             return .failed(error.message)
@@ -123,10 +123,10 @@ extension Reconciler {
             names.contains($0.name) && $0.type.uppercased() == "DATADISK" && !ReconcilePlanner.goneStates.contains($0.state)
         }
         guard !candidates.isEmpty else { return [] }
-        let tracked = Set(try await database.decodedRows(VolumesTable.tracked(among: candidates.map(\.id)), logger: logger) {
+        let tracked = Set(try await database.decodedRows(VolumesTable.tracked(among: candidates.map(\.id.value)), logger: logger) {
             try $0.decode(String.self)
         })
-        return candidates.filter { !tracked.contains($0.id) }
+        return candidates.filter { !tracked.contains($0.id.value) }
     }
 
     private func databaseNow() async throws -> Date {
