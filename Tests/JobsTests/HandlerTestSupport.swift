@@ -13,7 +13,7 @@ import Testing
 import Worker
 
 /// One handler test's world: a fresh migrated database, an in-process CloudStack simulator
-/// with hot-plug into temporary by-id and disk directories, and a `JobsEnvironment` pointed
+/// with hot-plug into temporary by-id and disk directories, and a `OperationEnvironment` pointed
 /// at both. Torn down after `body`, pass or fail.
 struct HandlerHarness: Sendable {
     static let apiKey = "handler-test-key"
@@ -21,7 +21,7 @@ struct HandlerHarness: Sendable {
 
     let db: TestDatabase
     let simulator: CloudStackSimulator
-    let environment: JobsEnvironment
+    let environment: OperationEnvironment
     let byIDDirectory: URL
     let diskDirectory: URL
 
@@ -60,7 +60,7 @@ struct HandlerHarness: Sendable {
                 configuration: CloudStackConfiguration(
                     apiURL: simulator.apiURL, apiKey: apiKey, secretKey: clientSecretKey, requestTimeout: .seconds(10)),
                 httpClient: HTTPClient.shared, logger: testLogger)
-            let environment = JobsEnvironment(
+            let environment = OperationEnvironment(
                 cloudStack: client, resolver: ByIdResolver(directory: byID.path, allowsRegularFiles: true),
                 applianceVMId: simulator.configuration.applianceVMID, deviceWaitTimeout: deviceWaitTimeout,
                 jobTimeout: jobTimeout, vmStopTimeout: vmStopTimeout, exportRemover: exportRemover,

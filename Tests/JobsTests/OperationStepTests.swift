@@ -34,6 +34,10 @@ struct OperationStepTests {
         var delete = DeleteHandler.Checkpoint()
         delete.detach = StepProgress(jobId: "job-20")
         #expect(Self.executing("delete", try Self.json(delete)) == "waiting on CloudStack job job-20 (detachVolume), before deleteVolume")
+        // A type's words are its handler's: resize says so with no line in OperationStep.
+        #expect(Self.executing("resize", try Self.json(StepProgress(jobId: "job-21"))) == "waiting on CloudStack job job-21 (resizeVolume)")
+        #expect(Self.executing("resize", nil) == "looking at the volume in CloudStack before resizing")
+        #expect(Self.executing("defragment", #"{"job_id": "job-22"}"#) == "running")
     }
 
     @Test func anAttachWhoseJobSucceededWaitsForTheByIdLink() throws {

@@ -7,18 +7,31 @@ import Worker
 /// migrations/0007_operation_types.sql) and is built from the worker's environment.
 protocol RegisteredOperationHandler: OperationHandler {
     static var type: OperationType { get }
+    /// What a running operation of this type does before its first checkpoint (`OperationStep`).
+    static var firstStep: String { get }
+    /// Where its checkpoint keeps `StepProgress` values (key nil: the whole checkpoint), and
+    /// the command each one sends, in the order `OperationStep` looks for a step under way.
+    static var checkpointedSteps: [(key: String?, command: String)] { get }
+    /// What a running operation is doing, from its checkpoint and the text of the step under
+    /// way found through `checkpointedSteps` (nil: none); nil means "as at its first step".
+    static func describe(_ checkpoint: [String: Any], stepText: String?) -> String?
     /// nil: this worker cannot run the type (export and unexport without an NBD backend), and
     /// an operation of it fails with `unsupported_type`.
-    init?(environment: JobsEnvironment, exportBackend: (any NBDExportBackend)?)
+    init?(environment: OperationEnvironment, exportBackend: (any NBDExportBackend)?)
+}
+
+extension RegisteredOperationHandler {
+    static var checkpointedSteps: [(key: String?, command: String)] { [] }
+    static func describe(_ checkpoint: [String: Any], stepText: String?) -> String? { stepText }
 }
 
 /// A handler that needs nothing beyond the environment.
 protocol EnvironmentOperationHandler: RegisteredOperationHandler {
-    init(environment: JobsEnvironment)
+    init(environment: OperationEnvironment)
 }
 
 extension EnvironmentOperationHandler {
-    init?(environment: JobsEnvironment, exportBackend: (any NBDExportBackend)?) {
+    init?(environment: OperationEnvironment, exportBackend: (any NBDExportBackend)?) {
         self.init(environment: environment)
     }
 }
@@ -32,12 +45,17 @@ public enum OperationRegistry {
         ExportHandler.self, UnexportHandler.self, CleanupHandler.self, ResizeHandler.self,
     ]
 
+    /// The handler of `type`, for what depends on the type alone.
+    static func handlerType(of type: String) -> (any RegisteredOperationHandler.Type)? {
+        handlerTypes.first { $0.type.rawValue == type }
+    }
+
     /// Every type this volumed has a handler for.
     public static var types: [OperationType] { handlerTypes.map { $0.type } }
 
     /// The handlers for `QueueWorker(handlers:)`; without `exportBackend`, export and
     /// unexport are left out.
-    public static func handlers(environment: JobsEnvironment, exportBackend: (any NBDExportBackend)? = nil)
+    public static func handlers(environment: OperationEnvironment, exportBackend: (any NBDExportBackend)? = nil)
         -> [OperationType: any OperationHandler] {
         var handlers: [OperationType: any OperationHandler] = [:]
         for handlerType in handlerTypes {

@@ -6,9 +6,8 @@ import Schema
 /// What an operation is doing right now, in words, read from its row: the checkpoint its
 /// handler saved (the CloudStack job it waits on, the by-id link it waits for, the step of a
 /// cleanup), its status, a pending retry's backoff and a cancel request. The web console and
-/// `volumed wait` show it; it reads the checkpoints of the handlers in this module, so it
-/// lives next to them and follows their shapes (`StepProgress`, the whole checkpoint or a key
-/// of `DeleteHandler.Checkpoint` and `CleanupHandler.Checkpoint`).
+/// `volumed wait` show it. The words for a running operation are its handler's
+/// (`RegisteredOperationHandler.firstStep`, `checkpointedSteps`, `describe`).
 public enum OperationStep {
     /// One line, e.g. "waiting on CloudStack job 1f2e… (attachVolume)".
     public static func describe(_ record: OperationRecord, now: Date = Date()) -> String {
@@ -54,36 +53,15 @@ public enum OperationStep {
         return "; resumes from its checkpoint"
     }
 
-    /// The checkpoint keys that hold a `StepProgress` (nil: the whole checkpoint), and the
-    /// command each one sends.
-    private static let steps: [String: [(key: String?, command: String)]] = [
-        "create": [(nil, "createVolume")], "attach": [(nil, "attachVolume")], "detach": [(nil, "detachVolume")],
-        "delete": [("detach", "detachVolume")],
-        "cleanup": [("stop", "stopVirtualMachine"), ("detach", "detachVolume"), ("attach", "attachVolume"),
-                    ("destroy", "destroyVirtualMachine")],
-    ]
-
+    /// The handler's own words (`RegisteredOperationHandler.describe`), given the step under way.
     private static func executingStep(type: String, checkpoint: [String: Any]?, volumeId: String?) -> String {
-        guard let checkpoint, !checkpoint.isEmpty else { return startedStep(type) }
-        if type == "create", checkpoint["request_unanswered"] as? Bool == true {
-            return "createVolume sent without an answer; looking for the volume CloudStack may have made"
-        }
-        for (key, command) in steps[type] ?? [] {
+        guard let handler = OperationRegistry.handlerType(of: type) else { return "running" }
+        guard let checkpoint, !checkpoint.isEmpty else { return handler.firstStep }
+        let stepText = handler.checkpointedSteps.lazy.compactMap { key, command -> String? in
             let progress: [String: Any]? = if let key { checkpoint[key] as? [String: Any] } else { checkpoint }
-            if let progress, let step = jobStep(progress, command: command, volumeId: volumeId) {
-                return type == "delete" ? step + ", before deleteVolume" : step
-            }
-        }
-        switch (type, checkpoint["step"] as? String) {
-        case ("create", _): if let volume = checkpoint["volume_id"] as? String { return "volume \(volume) created; recording it" }
-        case ("delete", _): return "deleting the volume in CloudStack"
-        case ("cleanup", "stopped"): return "test VM stopped; detaching the volume from it"
-        case ("cleanup", "detached"): return "detached from the test VM; attaching it back to the appliance"
-        case ("cleanup", "attached"): return "back on the appliance; destroying the test VM"
-        case ("cleanup", "destroyed"), ("cleanup", "kept"): return "recording the appliance mapping"
-        default: break
-        }
-        return startedStep(type)
+            return progress.flatMap { jobStep($0, command: command, volumeId: volumeId) }
+        }.first
+        return handler.describe(checkpoint, stepText: stepText) ?? handler.firstStep
     }
 
     /// A `StepProgress`: the job waited on, an unanswered request, or (attach on
@@ -102,19 +80,6 @@ public enum OperationStep {
             return "\(command) sent without an answer; looking for the job CloudStack may be running"
         }
         return nil
-    }
-
-    private static func startedStep(_ type: String) -> String {
-        switch type {
-        case "create": return "asking CloudStack to create the volume"
-        case "attach": return "looking at the volume in CloudStack before attaching"
-        case "detach": return "looking at the volume in CloudStack before detaching"
-        case "delete": return "looking at the volume in CloudStack before deleting"
-        case "export": return "exporting the by-id link over NBD"
-        case "unexport": return "removing the NBD export"
-        case "cleanup": return "looking at the volume and the test VM in CloudStack"
-        default: return "running"
-        }
     }
 
     private static func object(_ text: String?) -> [String: Any]? {

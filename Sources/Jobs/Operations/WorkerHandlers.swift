@@ -15,7 +15,7 @@ public struct WorkerHandlers: Sendable {
     public let backend: any NBDExportBackend
     public let resolver: ByIdResolver
     /// What the handlers were built from (CloudStack client, resolver, appliance), for the reconciler.
-    public let environment: JobsEnvironment
+    public let environment: OperationEnvironment
     let httpClient: HTTPClient
 
     /// The client the handlers use, for read-only callers (the HTTP API's volume view and health).
@@ -88,7 +88,7 @@ public struct WorkerHandlers: Sendable {
             logger.warning("\(ByIdResolver.allowFileDevicesVariable) is on: by-id links may lead to regular files (tests and demos only)")
         }
         let cloudStack = CloudStackClient(configuration: settings.cloudStack, httpClient: httpClient, logger: logger)
-        let environment = JobsEnvironment(
+        let environment = OperationEnvironment(
             cloudStack: cloudStack,
             resolver: resolver, applianceVMId: settings.applianceVMId, deviceWaitTimeout: settings.deviceWaitTimeout,
             jobTimeout: settings.jobTimeout, exportRemover: BackendExportRemover(backend: backend),

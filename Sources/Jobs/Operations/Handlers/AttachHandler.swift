@@ -19,10 +19,12 @@ extension OperationType {
 ///   daemon's attach did (see `ApplianceExport`); ignored on any other VM.
 public struct AttachHandler: EnvironmentOperationHandler {
     static let type = OperationType.attach
+    static let firstStep = "looking at the volume in CloudStack before attaching"
+    static let checkpointedSteps: [(key: String?, command: String)] = [(nil, "attachVolume")]
 
-    let environment: JobsEnvironment
+    let environment: OperationEnvironment
 
-    public init(environment: JobsEnvironment) {
+    public init(environment: OperationEnvironment) {
         self.environment = environment
     }
 

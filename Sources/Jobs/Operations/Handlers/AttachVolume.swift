@@ -15,7 +15,7 @@ import Worker
 /// - A job that ended without success counts when the volume is on the VM after all.
 /// - On the appliance, once the job succeeded, the progress says the by-id link is awaited.
 struct AttachVolume: CloudStackAction {
-    let environment: JobsEnvironment
+    let environment: OperationEnvironment
     let context: OperationContext
     let volumeId: CloudStackID
     let vmId: CloudStackID

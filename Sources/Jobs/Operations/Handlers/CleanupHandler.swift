@@ -25,10 +25,25 @@ extension OperationType {
 /// key of the checkpoint, so a crash or retry repeats none of them.
 public struct CleanupHandler: EnvironmentOperationHandler {
     static let type = OperationType.cleanup
+    static let firstStep = "looking at the volume and the test VM in CloudStack"
+    static let checkpointedSteps: [(key: String?, command: String)] = [
+        ("stop", "stopVirtualMachine"), ("detach", "detachVolume"), ("attach", "attachVolume"), ("destroy", "destroyVirtualMachine"),
+    ]
 
-    let environment: JobsEnvironment
+    static func describe(_ checkpoint: [String: Any], stepText: String?) -> String? {
+        if let stepText { return stepText }
+        switch checkpoint["step"] as? String {
+        case "stopped": return "test VM stopped; detaching the volume from it"
+        case "detached": return "detached from the test VM; attaching it back to the appliance"
+        case "attached": return "back on the appliance; destroying the test VM"
+        case "destroyed", "kept": return "recording the appliance mapping"
+        default: return nil
+        }
+    }
 
-    public init(environment: JobsEnvironment) {
+    let environment: OperationEnvironment
+
+    public init(environment: OperationEnvironment) {
         self.environment = environment
     }
 

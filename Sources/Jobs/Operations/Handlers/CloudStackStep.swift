@@ -26,7 +26,7 @@ protocol CloudStackAction: Sendable {
     associatedtype Object: ListedWithPendingJob & Sendable
     associatedtype Result: Sendable
 
-    var environment: JobsEnvironment { get }
+    var environment: OperationEnvironment { get }
     var context: OperationContext { get }
     /// The API command, e.g. `attachVolume`.
     var command: String { get }

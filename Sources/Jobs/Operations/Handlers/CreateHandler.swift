@@ -18,10 +18,19 @@ extension OperationType {
 /// operation's volume_id).
 public struct CreateHandler: EnvironmentOperationHandler {
     static let type = OperationType.create
+    static let firstStep = "asking CloudStack to create the volume"
+    static let checkpointedSteps: [(key: String?, command: String)] = [(nil, "createVolume")]
 
-    let environment: JobsEnvironment
+    static func describe(_ checkpoint: [String: Any], stepText: String?) -> String? {
+        if checkpoint["request_unanswered"] as? Bool == true {
+            return "createVolume sent without an answer; looking for the volume CloudStack may have made"
+        }
+        return stepText ?? (checkpoint["volume_id"] as? String).map { "volume \($0) created; recording it" }
+    }
 
-    public init(environment: JobsEnvironment) {
+    let environment: OperationEnvironment
+
+    public init(environment: OperationEnvironment) {
         self.environment = environment
     }
 
@@ -119,7 +128,7 @@ public struct CreateHandler: EnvironmentOperationHandler {
 /// usable; otherwise the step starts over (the checkpoint is emptied, even after a job whose
 /// outcome is unknown: the volume it made, if any, is not usable).
 struct CreateVolume: CloudStackAction {
-    let environment: JobsEnvironment
+    let environment: OperationEnvironment
     let context: OperationContext
     let request: CreateHandler.Request
 

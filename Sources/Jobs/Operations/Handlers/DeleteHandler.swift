@@ -15,10 +15,16 @@ extension OperationType {
 /// lost reply succeeds.
 public struct DeleteHandler: EnvironmentOperationHandler {
     static let type = OperationType.delete
+    static let firstStep = "looking at the volume in CloudStack before deleting"
+    static let checkpointedSteps: [(key: String?, command: String)] = [("detach", "detachVolume")]
 
-    let environment: JobsEnvironment
+    static func describe(_ checkpoint: [String: Any], stepText: String?) -> String? {
+        stepText.map { $0 + ", before deleteVolume" } ?? "deleting the volume in CloudStack"
+    }
 
-    public init(environment: JobsEnvironment) {
+    let environment: OperationEnvironment
+
+    public init(environment: OperationEnvironment) {
         self.environment = environment
     }
 

@@ -16,7 +16,7 @@ import Worker
 /// expunge (`expunge_refused`), and the outcome says so. `expunge` false leaves it
 /// recoverable on purpose (a VM the cleanup recovered goes back to the state it was found in).
 struct DestroyVirtualMachine: CloudStackAction {
-    let environment: JobsEnvironment
+    let environment: OperationEnvironment
     let context: OperationContext
     let vmId: CloudStackID
     /// Expunge too, unless CloudStack refuses it to this key.

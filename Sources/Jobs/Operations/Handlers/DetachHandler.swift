@@ -12,10 +12,12 @@ extension OperationType {
 /// exported volume is refused unless `force` (see `DetachVolume`).
 public struct DetachHandler: EnvironmentOperationHandler {
     static let type = OperationType.detach
+    static let firstStep = "looking at the volume in CloudStack before detaching"
+    static let checkpointedSteps: [(key: String?, command: String)] = [(nil, "detachVolume")]
 
-    let environment: JobsEnvironment
+    let environment: OperationEnvironment
 
-    public init(environment: JobsEnvironment) {
+    public init(environment: OperationEnvironment) {
         self.environment = environment
     }
 

@@ -20,7 +20,7 @@ import Worker
 ///   (KVM then finds no disk and reports success); a link still there fails the attempt with
 ///   `detach_device_held`, transient, so the retry asks again.
 struct DetachVolume: CloudStackAction {
-    let environment: JobsEnvironment
+    let environment: OperationEnvironment
     let context: OperationContext
     let volumeId: CloudStackID
     var force = false

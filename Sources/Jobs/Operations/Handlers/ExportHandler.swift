@@ -20,6 +20,7 @@ extension OperationType {
 /// export that was not checked, nor a completed export without its row.
 public struct ExportHandler: RegisteredOperationHandler {
     static let type = OperationType.export
+    static let firstStep = "exporting the by-id link over NBD"
 
     public let publisher: ExportPublisher
     public var backend: any NBDExportBackend { publisher.backend }
@@ -33,7 +34,7 @@ public struct ExportHandler: RegisteredOperationHandler {
         self.resolver = resolver
     }
 
-    init?(environment: JobsEnvironment, exportBackend: (any NBDExportBackend)?) {
+    init?(environment: OperationEnvironment, exportBackend: (any NBDExportBackend)?) {
         guard let exportBackend else { return nil }
         self.init(backend: exportBackend, resolver: environment.resolver)
     }
@@ -65,7 +66,7 @@ public struct ExportHandler: RegisteredOperationHandler {
             try DeviceMapping(row: $0)
         }.first
         guard let mapping, mapping.operationMode == "appliance", let byIdPath = mapping.byIdPath else {
-            throw ExportOperationFailure.volumeNotOnAppliance(volumeId: volumeId, mapping: mapping)
+            throw VolumeOperationFailure.volumeNotOnAppliance(volumeId: volumeId, mapping: mapping)
         }
         // Before anything is published or re-published: the link must still lead to the disk
         // the attach verified. On failure nothing changes, an existing export included.
@@ -93,7 +94,7 @@ public struct ExportHandler: RegisteredOperationHandler {
             if !active.contains(where: { $0.exportName == exportName }) {
                 try await backend.remove(exportName: exportName)
             }
-            throw ExportOperationFailure.conflict(
+            throw VolumeOperationFailure.conflict(
                 requested: "export of volume \(volumeId) for VM \(vmId) disk \(request.diskUnitNumber)", existing: existing)
         }
 

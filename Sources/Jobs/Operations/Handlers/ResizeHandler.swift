@@ -30,10 +30,12 @@ extension OperationType {
 /// HTTPAPITests/VolumeWriteRouteTests); README, docs/architecture.md, CHANGELOG.
 public struct ResizeHandler: EnvironmentOperationHandler {
     static let type = OperationType.resize
+    static let firstStep = "looking at the volume in CloudStack before resizing"
+    static let checkpointedSteps: [(key: String?, command: String)] = [(nil, "resizeVolume")]
 
-    let environment: JobsEnvironment
+    let environment: OperationEnvironment
 
-    public init(environment: JobsEnvironment) {
+    public init(environment: OperationEnvironment) {
         self.environment = environment
     }
 
@@ -82,7 +84,7 @@ public struct ResizeHandler: EnvironmentOperationHandler {
     /// before anything is sent; a job that ended without success counts when the volume has the
     /// size after all.
     struct ResizeVolume: CloudStackAction {
-        let environment: JobsEnvironment
+        let environment: OperationEnvironment
         let context: OperationContext
         let volumeId: CloudStackID
         let sizeGB: Int

@@ -15,7 +15,7 @@ import Worker
 /// - Past the deadline: `test_vm_stop_timeout`, a permanent failure naming the state; the
 ///   caller has detached nothing yet.
 struct StopVirtualMachine: CloudStackAction {
-    let environment: JobsEnvironment
+    let environment: OperationEnvironment
     let context: OperationContext
     let vmId: CloudStackID
     /// The volume the stop is for, named in the errors.

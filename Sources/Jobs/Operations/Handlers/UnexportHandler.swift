@@ -19,6 +19,7 @@ extension OperationType {
 /// drops sections).
 public struct UnexportHandler: RegisteredOperationHandler {
     static let type = OperationType.unexport
+    static let firstStep = "removing the NBD export"
 
     public let backend: any NBDExportBackend
 
@@ -26,7 +27,7 @@ public struct UnexportHandler: RegisteredOperationHandler {
         self.backend = backend
     }
 
-    init?(environment: JobsEnvironment, exportBackend: (any NBDExportBackend)?) {
+    init?(environment: OperationEnvironment, exportBackend: (any NBDExportBackend)?) {
         guard let exportBackend else { return nil }
         self.init(backend: exportBackend)
     }

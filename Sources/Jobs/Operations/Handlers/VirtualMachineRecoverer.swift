@@ -16,7 +16,7 @@ import Worker
 /// second recover of a VM that is no longer Destroyed (431), so the request never repeats an
 /// effect.
 struct VirtualMachineRecoverer: Sendable {
-    let environment: JobsEnvironment
+    let environment: OperationEnvironment
 
     /// Recovers `vmId` when it is `Destroyed`; otherwise sends nothing. `markRecovering` saves
     /// the caller's checkpoint mark before the request. Returns whether it sent a recover.

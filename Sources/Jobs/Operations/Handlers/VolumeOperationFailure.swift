@@ -1,11 +1,12 @@
+import Schema
 import Devices
 import CloudStack
 import Primitives
 import Worker
 
-/// Failures the volume handlers decide themselves (as opposed to errors CloudStack, the
-/// by-id resolver or NBD report): the volume is in a state the operation must not change
-/// on its own. Each message names the cause and the fix.
+/// Failures the handlers decide themselves (as opposed to errors CloudStack, the by-id
+/// resolver or NBD report): the volume, or the tables (for an export), are in a state the
+/// operation must not change on its own. Each message names the cause and the fix.
 struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
     let code: String
     let message: String
@@ -124,6 +125,29 @@ struct VolumeOperationFailure: OperationFailure, CustomStringConvertible {
             code: "appliance_required",
             message: "a cleanup hands volume \(volumeId) back to the appliance this worker runs on, but this worker has no "
                 + "appliance VM; run it with VOLUMED_APPLIANCE_VM_ID set",
+            isTransient: false)
+    }
+
+    // MARK: export
+
+    /// Only a volume attached to this appliance is a local block device that nbdkit can serve.
+    static func volumeNotOnAppliance(volumeId: String, mapping: DeviceMapping?) -> VolumeOperationFailure {
+        let state = mapping.map { "it is attached to VM \($0.vmId) (operation_mode '\($0.operationMode)')" }
+            ?? "it has no device mapping"
+        return VolumeOperationFailure(
+            code: "volume_not_on_appliance",
+            message: "volume \(volumeId) is not attached to the appliance: \(state); attach it to the appliance first "
+                + "(enqueue an attach with vm_id = the appliance VM), then export it",
+            isTransient: false)
+    }
+
+    /// The (VM, disk) or the volume is already exported otherwise; exporting again would
+    /// silently hand a replication peer another disk's bytes.
+    static func conflict(requested: String, existing: ExportMapping) -> VolumeOperationFailure {
+        VolumeOperationFailure(
+            code: "export_conflict",
+            message: "\(requested) conflicts with active export \(existing.exportName) (volume \(existing.volumeId), "
+                + "VM \(existing.vmId) disk \(existing.diskUnitNumber)); unexport that one first",
             isTransient: false)
     }
 }

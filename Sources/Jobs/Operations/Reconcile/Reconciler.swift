@@ -14,7 +14,7 @@ import PostgresNIO
 ///   reported `busy`, and each repair re-checks that inside its own transaction.
 /// - `dryRun`: the same decisions, nothing changed (tables, export entries, CloudStack).
 public struct Reconciler: Sendable {
-    public let environment: JobsEnvironment
+    public let environment: OperationEnvironment
     public let database: PostgresClient
     public let exportBackend: any NBDExportBackend
     let logger: Logger
@@ -23,7 +23,7 @@ public struct Reconciler: Sendable {
     /// lock, taken with a try (as the rescuer's), held for the length of one pass.
     static let lockKey: Int64 = 0x766F_6C75_6D65_6403
 
-    public init(environment: JobsEnvironment, database: PostgresClient, exportBackend: any NBDExportBackend, logger: Logger? = nil) {
+    public init(environment: OperationEnvironment, database: PostgresClient, exportBackend: any NBDExportBackend, logger: Logger? = nil) {
         self.environment = environment
         self.database = database
         self.exportBackend = exportBackend

@@ -8,7 +8,7 @@ import Worker
 /// Everything the operation handlers need, composed once at start-up and shared by value.
 ///
 /// `OperationRegistry` builds the handlers from it.
-public struct JobsEnvironment: Sendable {
+public struct OperationEnvironment: Sendable {
     public var cloudStack: CloudStackClient
     public var resolver: ByIdResolver
     /// The appliance VM this worker runs on (`VOLUMED_APPLIANCE_VM_ID`). Attaches to it wait
