@@ -1,4 +1,3 @@
-import Primitives
 import Foundation
 
 /// What one chaos run does: how much work, which faults, how hard the killer hits, and how

@@ -1,4 +1,3 @@
-import Primitives
 import CloudStackSimulator
 import Foundation
 import Logging

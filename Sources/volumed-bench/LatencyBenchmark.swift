@@ -1,4 +1,3 @@
-import Primitives
 import ArgumentParser
 import Foundation
 import Logging

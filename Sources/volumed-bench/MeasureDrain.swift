@@ -1,4 +1,3 @@
-import Primitives
 import Foundation
 import Logging
 import PostgresNIO

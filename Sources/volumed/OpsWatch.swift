@@ -1,4 +1,3 @@
-import Primitives
 import Foundation
 import Schema
 import VolumeClient

@@ -1,4 +1,3 @@
-import NBD
 import AsyncHTTPClient
 import CloudStackSimulator
 import DevServices

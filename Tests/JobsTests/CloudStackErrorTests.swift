@@ -1,4 +1,3 @@
-import CloudStack
 @testable import Operations
 @testable import CloudStack
 import AsyncHTTPClient

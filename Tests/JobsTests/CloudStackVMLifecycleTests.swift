@@ -1,4 +1,3 @@
-import CloudStack
 import AsyncHTTPClient
 import CloudStackSimulator
 import Foundation

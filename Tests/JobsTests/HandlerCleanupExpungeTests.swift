@@ -1,4 +1,3 @@
-import CloudStack
 import CloudStackSimulator
 import Foundation
 import Operations

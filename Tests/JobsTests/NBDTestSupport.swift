@@ -1,5 +1,5 @@
-import NBD
 import Devices
+import NBD
 import DevServices
 import Foundation
 import Glibc

@@ -1,4 +1,3 @@
-import Devices
 import Primitives
 import Foundation
 import Operations

@@ -1,8 +1,8 @@
+import Primitives
 import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
-import Primitives
 
 /// A CloudStack API client for the volume operations volumed performs.
 ///

@@ -1,5 +1,5 @@
-import Devices
 import Primitives
+import Devices
 import Glibc
 
 /// The default backend: nbdkit's file plugin serving a directory

@@ -1,5 +1,5 @@
-import Devices
 import Primitives
+import Devices
 import Foundation
 import Schema
 

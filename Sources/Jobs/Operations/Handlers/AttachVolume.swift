@@ -1,5 +1,5 @@
-import Schema
 import CloudStack
+import Schema
 import PostgresNIO
 import Worker
 

@@ -1,5 +1,5 @@
-import CloudStack
 import Primitives
+import CloudStack
 import Foundation
 import Schema
 import Worker

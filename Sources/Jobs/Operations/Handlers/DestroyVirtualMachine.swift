@@ -1,5 +1,5 @@
-import Schema
 import CloudStack
+import Schema
 import Worker
 
 /// destroyVirtualMachine (and expunge) as a `CloudStackStep`: a test-failover VM goes once

@@ -1,6 +1,6 @@
-import Schema
 import Devices
 import CloudStack
+import Schema
 import Worker
 
 /// detachVolume as a `CloudStackStep`, from whatever VM holds the volume: the step `detach`

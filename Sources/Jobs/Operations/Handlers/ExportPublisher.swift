@@ -1,5 +1,5 @@
-import NBD
 import Devices
+import NBD
 import Foundation
 import Logging
 import Worker

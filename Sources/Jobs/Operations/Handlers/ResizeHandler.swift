@@ -1,6 +1,6 @@
-import CloudStack
-import Devices
 import Primitives
+import Devices
+import CloudStack
 import Foundation
 import PostgresNIO
 import Schema

@@ -1,5 +1,5 @@
-import NBD
 import Primitives
+import NBD
 import Foundation
 import Logging
 import PostgresNIO

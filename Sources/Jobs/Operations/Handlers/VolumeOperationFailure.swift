@@ -1,7 +1,7 @@
-import Schema
+import Primitives
 import Devices
 import CloudStack
-import Primitives
+import Schema
 import Worker
 
 /// Failures the handlers decide themselves (as opposed to errors CloudStack, the by-id

@@ -1,6 +1,5 @@
 import NBD
 import Devices
-import Primitives
 import Foundation
 import Logging
 import PostgresNIO

@@ -1,6 +1,6 @@
+import Primitives
 import Devices
 import CloudStack
-import Primitives
 import Schema
 
 /// One repair reconcile decided on: the action for the report and what the repair needs.
