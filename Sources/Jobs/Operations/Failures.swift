@@ -1,5 +1,4 @@
-import NBD
-import Devices
+import Primitives
 import CloudStack
 import Worker
 
@@ -10,12 +9,5 @@ import Worker
 /// `code` (the raw value of `kind`), `message` and `isTransient` are already properties of the right types.
 extension CloudStackError: OperationFailure {}
 
-/// The typed code is `kind`; the queue gets its raw value (`device_link_timeout`, …).
-extension DeviceError: OperationFailure {
-    public var code: String { kind.rawValue }
-}
-
-/// The typed code is `kind`; the queue gets its raw value (`nbd_export_unknown`, …).
-extension NBDExportError: OperationFailure {
-    public var code: String { kind.rawValue }
-}
+/// The by-id devices' and NBD's errors (`DeviceError`, `NBDExportError`).
+extension CodedError: OperationFailure {}
