@@ -1,16 +1,10 @@
 -- volumed 0007: operation types are rows, not literals (issue 14).
 --
--- Until now each type was spelled out in three CHECKs of 0001 (type_known,
--- volume_id_required, vm_id_required) and in the claim's `CASE o.type` (0004, 0005). From
--- here `volume_operation_types` holds one row per type: whether it needs a volume_id, whether
--- it needs a vm_id, and where it must run. The type column references it (a foreign key named
--- as the CHECK it replaces, so clients see the same constraint name), the admit-time rules
--- read it, and so does the claim. A new type is a handler plus one INSERT here.
---
--- Upgrading: every row a database at 0006 holds has a type of the old CHECK's list, which
--- this table lists too, and met the old volume_id/vm_id CHECKs, which say what the table says;
--- the foreign key and the new trigger accept them all. The claim function keeps its name and
--- signature, so running workers claim through the new one at their next call.
+-- `volume_operation_types` holds one row per type: whether it needs a volume_id or a vm_id,
+-- and where it must run. The type column references it (under the name of the CHECK it
+-- replaces), the admit-time rules and the claim read it. A new type is a handler plus one row.
+-- Every row of a database at 0006 meets the table's rules; the claim function keeps its name
+-- and signature.
 
 CREATE TABLE volume_operation_types (
     type           text    PRIMARY KEY,
@@ -40,23 +34,19 @@ INSERT INTO volume_operation_types (type, needs_volume_id, needs_vm_id, runs_on)
     ('cleanup',  true,  false, 'vm_appliance'),
     ('resize',   true,  false, 'volume_appliance');
 
--- Every role that inserts, claims or reads operations reads the type's row (the insert's rules
--- and the claim run as the caller). The table holds no secret, so it is readable by all, and an
--- upgrade does not wait for deploy/grants.sql to be run again.
+-- Inserts and claims read the type's row as the caller; the table holds no secret, so all may
+-- read it and an upgrade needs no new grant.
 GRANT SELECT ON volume_operation_types TO PUBLIC;
 
 -- ---------------------------------------------------------------------------------------
--- The type: a foreign key under the old CHECK's name. ON UPDATE CASCADE would let a rename
--- rewrite history; a type in use can be neither renamed nor deleted.
+-- The type: a foreign key under the old CHECK's name; a type in use can be neither renamed nor deleted.
 ALTER TABLE volume_operations DROP CONSTRAINT volume_operations_type_known;
 ALTER TABLE volume_operations ADD CONSTRAINT volume_operations_type_known
     FOREIGN KEY (type) REFERENCES volume_operation_types (type);
 
 -- ---------------------------------------------------------------------------------------
--- volume_id / vm_id required: the table's flags, checked when a row is written or its type or
--- ids change (as the CHECKs were), raised as the CHECKs were (same message, constraint name
--- and SQLSTATE) with the type's rule as DETAIL. A type missing from the table passes here and
--- is refused by the foreign key above.
+-- volume_id / vm_id required: the table's flags, raised as the CHECKs were (message, constraint
+-- name, SQLSTATE) with the rule as DETAIL. An unknown type passes here; the foreign key refuses it.
 ALTER TABLE volume_operations DROP CONSTRAINT volume_operations_volume_id_required;
 ALTER TABLE volume_operations DROP CONSTRAINT volume_operations_vm_id_required;
 
@@ -89,8 +79,7 @@ CREATE TRIGGER volume_operations_type_rules
     EXECUTE FUNCTION volume_operations_type_rules();
 
 -- ---------------------------------------------------------------------------------------
--- The claim: 0005's, with the routing read from the type's row instead of `CASE o.type`.
--- The row is one primary-key probe of a table of a few rows per claimed candidate.
+-- The claim: 0005's, routed by the type's row (one primary-key probe per candidate).
 CREATE OR REPLACE FUNCTION volume_operations_claim_with_token(
     p_worker          text,
     p_appliance_vm_id text,
