@@ -42,6 +42,10 @@ public struct SimulatorConfiguration: Sendable {
     /// Data disks one VM may hold (the hypervisor capability `max_data_volumes_limit`,
     /// 6 when unset).
     public var maxDataVolumesPerVM: Int
+    /// The global setting `default.page.size` (500 unless configured; -1 for no limit): the
+    /// largest `pagesize` a list command accepts and the rows it answers without one
+    /// (`ListPaging`).
+    public var defaultPageSize = 500
     public var faults: SimulatorFaults
     /// Appliance VMs besides `applianceVMID`, each with hot-plug into its own directories
     /// (several appliances under one CloudStack, as the chaos suite runs them).

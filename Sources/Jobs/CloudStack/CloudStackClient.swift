@@ -253,8 +253,26 @@ public final class CloudStackClient: Sendable {
 
     enum Method { case get, post }
 
+    /// Every row, page by page. A list command without `page` answers at most
+    /// `default.page.size` rows (500 unless configured) while `count` is the total
+    /// (apache/cloudstack `api/.../BaseListCmd.java`, `getPageSizeVal`); so the first page's
+    /// length is the server's page size, and the rest follow as `page=2…` with that
+    /// `pagesize`. Rows created or removed meanwhile may shift a row across a page
+    /// boundary (missed or listed twice): callers that must see a given row look it up on
+    /// its own when the listing lacks it.
     private func list<Item: Decodable>(_ command: String, _ parameters: [(name: String, value: String)], as: Item.Type) async throws -> [Item] {
-        try await call(command, parameters, method: .get, as: ListBody<Item>.self).items
+        let first = try await call(command, parameters, method: .get, as: ListBody<Item>.self)
+        var items = first.items
+        let pageSize = first.items.count
+        var (total, page, last) = (first.count, 1, first.items)
+        while items.count < total, last.count == pageSize, pageSize > 0 {
+            page += 1
+            let next = try await call(
+                command, parameters + [("page", String(page)), ("pagesize", String(pageSize))], method: .get, as: ListBody<Item>.self)
+            items += next.items
+            (total, last) = (next.count, next.items)
+        }
+        return items
     }
 
     /// Sends one command and records its latency and, when it fails, its error code

@@ -20,9 +20,12 @@ struct EnvelopeProbe: Decodable {
 /// `{"count":N,"<item>":[…]}`, or `{}` when nothing matched.
 struct ListBody<Item: Decodable>: Decodable {
     var items: [Item]
+    /// How many rows match in all, across pages; absent (0) when none do.
+    var count: Int
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: AnyCodingKey.self)
+        count = try container.decodeIfPresent(Int.self, forKey: AnyCodingKey(stringValue: "count")) ?? 0
         // The list key is the only key besides `count` (e.g. `volume`, `virtualmachine`).
         guard let key = container.allKeys.first(where: { $0.stringValue != "count" }) else {
             items = []
