@@ -1,0 +1,37 @@
+import CloudStackSimulator
+import Foundation
+import Operations
+import TestSupport
+import Testing
+
+/// A reconcile pass reads CloudStack's volumes as one paged listing, not one `listVolumes`
+/// per volume, and decides exactly as before: a volume the listing lacks is asked for alone.
+@Suite("reconcile listing")
+struct ReconcileListingTests {
+    @Test("ten recorded volumes, pages of three: four pages, the appliance's disks, and one lookup for the deleted volume")
+    func readsCloudStackInPages() async throws {
+        try await ReconcileWorld.run(defaultPageSize: 3) { world in
+            var volumes: [String] = []
+            for _ in 0..<10 { volumes.append(try await world.harness.cloudVolume()) }
+            for volumeId in volumes {
+                try await world.db.query("""
+                    INSERT INTO volumes (volume_id, name, size_bytes, state) VALUES ('\(volumeId)', 'recorded', \(GiB), 'Ready')
+                    """)
+            }
+            let (deleted, adopted) = (volumes[0], volumes[1])
+            try await world.harness.client.deleteVolume(id: deleted)
+            try await world.harness.cloudAttach(adopted, to: world.appliance)
+            let before = await world.harness.simulator.state().requestCounts["listVolumes", default: 0]
+
+            let report = try await world.reconcile()
+
+            let calls = await world.harness.simulator.state().requestCounts["listVolumes", default: 0] - before
+            // 11 volumes list (9 data volumes, 2 ROOT): pages of 3, 3, 3, 2; then the appliance's
+            // disks; then the deleted volume, which no page lists, by its id.
+            #expect(calls == 6)
+            #expect(report.volumesChecked == 10)
+            #expect(ReconcileReport.keys(report.applied) == ["adopt_volume \(adopted)"])
+            #expect(report.unresolved.map { "\($0.kind.rawValue) \($0.volumeId ?? "-")" } == ["volume_unknown_to_cloudstack \(deleted)"])
+        }
+    }
+}
