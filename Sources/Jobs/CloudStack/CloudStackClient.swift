@@ -349,7 +349,8 @@ public final class CloudStackClient: Sendable {
                 .replacingOccurrences(of: signature, with: "<redacted>")
                 .replacingOccurrences(of: CloudStackSigner.javaURLEncode(signature), with: "<redacted>")
         }
-        guard let (key, bodyData) = try? CloudStackEnvelope.unwrap(data) else {
+        let decoder = JSONDecoder()
+        guard let (key, probe) = try? CloudStackEnvelope.head(data, decoder: decoder) else {
             let snippet = scrubAll(String(decoding: data.prefix(200), as: UTF8.self))
             if status != 200 {
                 let isTransient = status >= 500 || status == 429
@@ -371,8 +372,7 @@ public final class CloudStackClient: Sendable {
                 httpStatus: status
             )
         }
-        let decoder = JSONDecoder()
-        if let probe = try? decoder.decode(EnvelopeProbe.self, from: bodyData), let errorCode = probe.errorcode {
+        if let probe, let errorCode = probe.errorcode {
             let text = scrubAll(probe.errortext ?? "no error text")
             if errorCode == 401 || status == 401, !CloudStackError.isCommandUnavailableText(text.lowercased()) {
                 throw CloudStackError.authenticationFailed(command: command, httpStatus: status, errorText: text, csErrorCode: probe.cserrorcode)
@@ -392,7 +392,7 @@ public final class CloudStackClient: Sendable {
             )
         }
         do {
-            return try decoder.decode(Body.self, from: bodyData)
+            return try CloudStackEnvelope.body(data, as: Body.self, decoder: decoder)
         } catch {
             throw CloudStackError(
                 code: "cloudstack_bad_response",

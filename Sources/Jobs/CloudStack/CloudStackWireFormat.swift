@@ -110,18 +110,45 @@ struct AnyCodingKey: CodingKey {
     init?(intValue: Int) { nil }
 }
 
-/// Splits a reply into its single top-level key and the raw body under it.
+/// Reads a reply's single top-level key and the body under it. The body is decoded in
+/// place, never re-encoded first: a list reply of a thousand volumes runs to megabytes, and
+/// re-encoding it cost more than the rest of reading it.
 enum CloudStackEnvelope {
-    /// Returns the body under the one top-level key, re-encoded so it can be decoded as
-    /// any type, plus the key's name.
-    static func unwrap(_ data: Data) throws -> (key: String, body: Data) {
-        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any], object.count == 1,
-            let (key, value) = object.first
-        else {
-            throw EnvelopeError.notASingleKeyObject
+    /// The one top-level key and, when the body is an object, its error fields.
+    static func head(_ data: Data, decoder: JSONDecoder) throws -> (key: String, probe: EnvelopeProbe?) {
+        let head = try decoder.decode(Head.self, from: data)
+        return (head.key, head.probe)
+    }
+
+    /// The body under the one top-level key, as `Body`.
+    static func body<Body: Decodable>(_ data: Data, as: Body.Type, decoder: JSONDecoder) throws -> Body {
+        try decoder.decode(Enveloped<Body>.self, from: data).body
+    }
+
+    private struct Head: Decodable {
+        let key: String
+        let probe: EnvelopeProbe?
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: AnyCodingKey.self)
+            let key = try CloudStackEnvelope.onlyKey(of: container)
+            self.key = key.stringValue
+            probe = try? container.decode(EnvelopeProbe.self, forKey: key)
         }
-        let body = try JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed])
-        return (key, body)
+    }
+
+    private struct Enveloped<Body: Decodable>: Decodable {
+        let body: Body
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: AnyCodingKey.self)
+            body = try container.decode(Body.self, forKey: CloudStackEnvelope.onlyKey(of: container))
+        }
+    }
+
+    private static func onlyKey(of container: KeyedDecodingContainer<AnyCodingKey>) throws -> AnyCodingKey {
+        guard container.allKeys.count == 1, let key = container.allKeys.first else { throw EnvelopeError.notASingleKeyObject }
+        return key
     }
 
     enum EnvelopeError: Error { case notASingleKeyObject }
