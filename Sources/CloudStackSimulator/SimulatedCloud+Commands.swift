@@ -27,7 +27,8 @@ extension SimulatedCloud {
     /// Paged as every list command is (`ListPaging`), newest first: QueryManagerImpl
     /// `searchForVolumeIdsAndCount` sorts by `created` descending, a MySQL DATETIME (whole
     /// seconds); MySQL may order rows created in the same second differently from one page
-    /// to the next, the simulator by its internal id, newest first.
+    /// to the next (`SimulatorFaults.shuffleSameSecondVolumes`), the simulator otherwise by
+    /// its internal id, newest first.
     func listVolumes(_ parameters: RequestParameters) throws -> JSONValue {
         let paging = try ListPaging(parameters, command: "listVolumes", defaultPageSize: configuration.defaultPageSize)
         var selected = volumes.filter { !$0.removed }
@@ -42,9 +43,12 @@ extension SimulatedCloud {
         if let type = parameters["type"], !type.isEmpty {
             selected = selected.filter { $0.type.caseInsensitiveCompare(type) == .orderedSame }
         }
+        let tieBreak = Dictionary(uniqueKeysWithValues: selected.map {
+            ($0.internalID, faults.shuffleSameSecondVolumes ? Int.random(in: 0..<Int.max) : $0.internalID)
+        })
         selected.sort { left, right in
             let (leftSecond, rightSecond) = (left.created.timeIntervalSince1970.rounded(.down), right.created.timeIntervalSince1970.rounded(.down))
-            return leftSecond != rightSecond ? leftSecond > rightSecond : left.internalID > right.internalID
+            return leftSecond != rightSecond ? leftSecond > rightSecond : tieBreak[left.internalID, default: 0] > tieBreak[right.internalID, default: 0]
         }
         let pendingJobs = pendingJobs(instanceType: "Volume")
         return ResponseRendering.list(

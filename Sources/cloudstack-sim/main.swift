@@ -54,6 +54,9 @@ struct CloudStackSim: AsyncParsableCommand {
     @Flag(name: .customLong("upper-case-volume-ids"),
           help: "New volumes get upper-case UUIDs (as set by an admin's updateVolume customid), so their disk serials and by-id links are upper case.")
     var upperCaseVolumeIDs = false
+    @Flag(name: .customLong("shuffle-same-second-volumes"),
+          help: "listVolumes orders volumes created in the same second at random for each request, as MySQL may: pages miss some and repeat others.")
+    var shuffleSameSecondVolumes = false
     @Option(name: .customLong("stuck-delay-ms"),
             help: "How long a stuck job hangs before it finishes after all (a management server slower than the client's timeout); unset: forever.")
     var stuckDelayMs: Int?
@@ -137,6 +140,7 @@ struct CloudStackSim: AsyncParsableCommand {
         faults.linkRemoveDelayMs = linkRemoveDelayMs
         faults.linkDelayJitterMs = linkDelayJitterMs
         faults.upperCaseVolumeIDs = upperCaseVolumeIDs
+        faults.shuffleSameSecondVolumes = shuffleSameSecondVolumes
         try faults.validate()
         return faults
     }
