@@ -25,6 +25,30 @@ struct ReconcileListingTests {
         #expect(calls >= 6)
     }
 
+    @Test("two recorded volumes among twelve, pages of three: the first page, then the two by id, not three more pages")
+    func asksForAFewVolumesByIdRatherThanReadingEveryPage() async throws {
+        try await ReconcileWorld.run(defaultPageSize: 3) { world in
+            var volumes: [String] = []
+            for _ in 0..<10 { volumes.append(try await world.harness.cloudVolume()) }
+            // The two oldest: the first page (newest first) lists neither.
+            for volumeId in volumes.prefix(2) {
+                try await world.db.query("""
+                    INSERT INTO volumes (volume_id, name, size_bytes, state) VALUES ('\(volumeId)', 'recorded', \(GiB), 'Ready')
+                    """)
+            }
+            try await world.harness.client.deleteVolume(id: volumes[0])
+            let before = await world.harness.simulator.state().requestCounts["listVolumes", default: 0]
+
+            let report = try await world.reconcile()
+
+            let calls = await world.harness.simulator.state().requestCounts["listVolumes", default: 0] - before
+            // 11 volumes list: the first page, then 3 more pages or 2 volumes by id; then the appliance's disks.
+            #expect(calls == 4)
+            #expect(report.applied.isEmpty)
+            #expect(report.unresolved.map { "\($0.kind.rawValue) \($0.volumeId ?? "-")" } == ["volume_unknown_to_cloudstack \(volumes[0])"])
+        }
+    }
+
     /// Ten volumes recorded in `volumes`: one deleted in CloudStack since, one attached to the
     /// appliance outside volumed. Checks the pass's decisions; returns its `listVolumes` calls.
     private static func passOverTenVolumes(faults: SimulatorFaults) async throws -> Int {

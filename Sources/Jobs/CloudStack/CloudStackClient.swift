@@ -260,12 +260,23 @@ public final class CloudStackClient: Sendable {
     /// `pagesize`. Rows created or removed meanwhile may shift a row across a page
     /// boundary (missed or listed twice): callers that must see a given row look it up on
     /// its own when the listing lacks it.
-    private func list<Item: Decodable>(_ command: String, _ parameters: [(name: String, value: String)], as: Item.Type) async throws -> [Item] {
-        let first = try await call(command, parameters, method: .get, as: ListBody<Item>.self)
-        var items = first.items
+    private func list<Item: Decodable & Sendable>(_ command: String, _ parameters: [(name: String, value: String)], as: Item.Type) async throws -> [Item] {
+        let first = try await firstPage(command, parameters, as: Item.self)
+        return try await first.items + pages(after: first, command, parameters)
+    }
+
+    private func firstPage<Item: Decodable & Sendable>(_ command: String, _ parameters: [(name: String, value: String)], as: Item.Type)
+        async throws -> ListPage<Item> {
+        let body = try await call(command, parameters, method: .get, as: ListBody<Item>.self)
+        return ListPage(items: body.items, count: body.count)
+    }
+
+    /// The rows after the first page: `page=2…` with the first page's length as `pagesize`.
+    private func pages<Item: Decodable & Sendable>(after first: ListPage<Item>, _ command: String, _ parameters: [(name: String, value: String)])
+        async throws -> [Item] {
         let pageSize = first.items.count
-        var (total, page, last) = (first.count, 1, first.items)
-        while items.count < total, last.count == pageSize, pageSize > 0 {
+        var (items, total, page, last) = ([Item](), first.count, 1, first.items)
+        while first.items.count + items.count < total, last.count == pageSize, pageSize > 0 {
             page += 1
             let next = try await call(
                 command, parameters + [("page", String(page)), ("pagesize", String(pageSize))], method: .get, as: ListBody<Item>.self)
@@ -273,6 +284,19 @@ public final class CloudStackClient: Sendable {
             (total, last) = (next.count, next.items)
         }
         return items
+    }
+
+    // MARK: Volumes page by page
+
+    /// The first page of every volume the key sees (`listall=true`): what reading the rest
+    /// would cost (`pagesLeft`) tells a caller whether to read it or ask for a few volumes by id.
+    public func firstPageOfVolumes() async throws -> ListPage<CloudStackVolume> {
+        try await firstPage("listVolumes", [("listall", "true")], as: CloudStackVolume.self)
+    }
+
+    /// The volumes after `first` (`firstPageOfVolumes`), one call per page.
+    public func volumes(after first: ListPage<CloudStackVolume>) async throws -> [CloudStackVolume] {
+        try await pages(after: first, "listVolumes", [("listall", "true")])
     }
 
     /// Sends one command and records its latency and, when it fails, its error code

@@ -35,6 +35,19 @@ struct ListBody<Item: Decodable>: Decodable {
     }
 }
 
+/// The first page of a list and how many rows match in all.
+public struct ListPage<Item: Sendable & Decodable>: Sendable {
+    public let items: [Item]
+    /// Rows matching across all pages.
+    public let count: Int
+
+    /// Calls it takes to read the rest (the first page's length being the server's page size).
+    public var pagesLeft: Int {
+        guard !items.isEmpty, count > items.count else { return 0 }
+        return (count - items.count + items.count - 1) / items.count
+    }
+}
+
 /// `createVolume` answers with both the new volume's id and its job id.
 struct AsyncCreateBody: Decodable {
     var id: String

@@ -65,11 +65,20 @@ extension Reconciler {
             try $0.decode(String.self)
         })
         // One listing, page by page, instead of one `listVolumes id=` per volume: a pass over
-        // a thousand volumes makes a handful of calls, not a thousand.
+        // a thousand volumes makes a handful of calls, not a thousand. In a cloud with far more
+        // volumes than volumed's, the pages after the first cost more than asking for the
+        // volumes it lacks by id: whichever takes fewer calls is done.
         var listed: [String: CloudStackVolume] = [:]
         if !wanted.isEmpty || !unfinishedCreates.isEmpty {
+            let first = try await environment.cloudStack.firstPageOfVolumes()
+            let onFirstPage = Set(first.items.map { $0.id.lowercased() })
+            let unlisted = wanted.count { !onFirstPage.contains($0.lowercased()) }
+            var volumes = first.items
+            if !unfinishedCreates.isEmpty || first.pagesLeft <= unlisted {
+                volumes += try await environment.cloudStack.volumes(after: first)
+            }
             // A row listed twice (moved across a page boundary meanwhile) is the same volume.
-            listed = Dictionary(try await environment.cloudStack.listVolumes().map { ($0.id.lowercased(), $0) }) { first, _ in first }
+            listed = Dictionary(volumes.map { ($0.id.lowercased(), $0) }) { first, _ in first }
         }
         for volumeId in wanted.sorted() {
             if let volume = listed[volumeId.lowercased()] {
