@@ -44,7 +44,8 @@ public struct ListPage<Item: Sendable & Decodable>: Sendable {
     /// Calls it takes to read the rest (the first page's length being the server's page size).
     public var pagesLeft: Int {
         guard !items.isEmpty, count > items.count else { return 0 }
-        return (count - items.count + items.count - 1) / items.count
+        let rest = count - items.count
+        return (rest + items.count - 1) / items.count
     }
 }
 
