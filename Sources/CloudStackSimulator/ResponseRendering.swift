@@ -105,7 +105,14 @@ enum ResponseRendering {
 
     /// `{"count":N,"<item>":[…]}`, or `{}` when empty: ListResponse leaves both out.
     static func list(itemName: String, _ items: [JSONValue]) -> JSONValue {
-        items.isEmpty ? .object([]) : .object([("count", .int(items.count)), (itemName, .array(items))])
+        list(itemName: itemName, items, count: items.count)
+    }
+
+    /// One page of a list whose filtered rows number `count`. ApiResponseSerializer writes
+    /// `count` only when it is not 0 and the list only when the page has rows: a page past
+    /// the end is `{"count":N}`.
+    static func list(itemName: String, _ items: [JSONValue], count: Int) -> JSONValue {
+        .object([("count", count == 0 ? nil : .int(count)), (itemName, items.isEmpty ? nil : .array(items))])
     }
 
     static func asyncJob(_ job: SimulatedJob) -> JSONValue {

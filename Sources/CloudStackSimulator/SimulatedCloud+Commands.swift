@@ -24,7 +24,13 @@ extension SimulatedCloud {
     /// Filters `id`, `virtualmachineid` and `type`; a deleted volume's id resolves but
     /// lists nothing, giving `{"listvolumesresponse":{}}`. A volume with a pending job
     /// (attach, detach, create; stuck ones too) carries its `jobid` and `jobstatus` 0.
+    /// Paged as every list command is (`ListPaging`), newest first: QueryManagerImpl
+    /// `searchForVolumeIdsAndCount` sorts by `created` descending, a MySQL DATETIME (whole
+    /// seconds); MySQL may order rows created in the same second differently from one page
+    /// to the next (`SimulatorFaults.shuffleSameSecondVolumes`), the simulator otherwise by
+    /// its internal id, newest first.
     func listVolumes(_ parameters: RequestParameters) throws -> JSONValue {
+        let paging = try ListPaging(parameters, command: "listVolumes", defaultPageSize: configuration.defaultPageSize)
         var selected = volumes.filter { !$0.removed }
         if let id = parameters["id"], !id.isEmpty {
             let resolved = volumes[try resolveVolume("listVolumes", parameter: "id", id)].id
@@ -37,7 +43,17 @@ extension SimulatedCloud {
         if let type = parameters["type"], !type.isEmpty {
             selected = selected.filter { $0.type.caseInsensitiveCompare(type) == .orderedSame }
         }
-        return ResponseRendering.list(itemName: "volume", selected.map { renderVolume($0, listed: true) })
+        let tieBreak = Dictionary(uniqueKeysWithValues: selected.map {
+            ($0.internalID, faults.shuffleSameSecondVolumes ? Int.random(in: 0..<Int.max) : $0.internalID)
+        })
+        selected.sort { left, right in
+            let (leftSecond, rightSecond) = (left.created.timeIntervalSince1970.rounded(.down), right.created.timeIntervalSince1970.rounded(.down))
+            return leftSecond != rightSecond ? leftSecond > rightSecond : tieBreak[left.internalID, default: 0] > tieBreak[right.internalID, default: 0]
+        }
+        let pendingJobs = pendingJobs(instanceType: "Volume")
+        return ResponseRendering.list(
+            itemName: "volume", paging.slice(selected).map { renderVolume($0, listed: true, pendingJobs: pendingJobs) },
+            count: selected.count)
     }
 
     /// CreateVolumeCmd is a BaseAsyncCreateCmd: `create()` allocates the volume row

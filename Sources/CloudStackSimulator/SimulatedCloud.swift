@@ -242,17 +242,28 @@ actor SimulatedCloud {
 
     /// The volume as a job result shows it, or (`listed`) as listVolumes does: with the job
     /// still acting on it, if any.
-    func renderVolume(_ volume: SimulatedVolume, listed: Bool = false) -> JSONValue {
+    /// `pendingJobs` (from `pendingJobs(instanceType:)`) saves a search of every job per
+    /// volume when a list renders many.
+    func renderVolume(_ volume: SimulatedVolume, listed: Bool = false, pendingJobs: [String: SimulatedJob]? = nil) -> JSONValue {
         let vm = volume.virtualMachineID.flatMap { id in virtualMachines.first { $0.id == id } }
         let offering = volume.diskOfferingID.flatMap(Self.diskOffering)?.name
-        return ResponseRendering.volume(
-            volume, vm: vm, offeringName: offering, pendingJob: listed ? pendingJob(instanceType: "Volume", id: volume.id) : nil)
+        let pending = listed ? pendingJobs.map { $0[volume.id] } ?? pendingJob(instanceType: "Volume", id: volume.id) : nil
+        return ResponseRendering.volume(volume, vm: vm, offeringName: offering, pendingJob: pending)
     }
 
     /// The newest job still pending (stuck ones included) whose instance is the given object,
     /// as the list views' `LEFT JOIN async_job … AND job_status = 0` finds it.
     func pendingJob(instanceType: String, id: String) -> SimulatedJob? {
         jobs.last { $0.status == 0 && $0.action.instance.type == instanceType && $0.action.instance.id == id }
+    }
+
+    /// `pendingJob(instanceType:id:)` for every object of the type at once, by object id.
+    func pendingJobs(instanceType: String) -> [String: SimulatedJob] {
+        var pending: [String: SimulatedJob] = [:]
+        for job in jobs where job.status == 0 && job.action.instance.type == instanceType {
+            pending[job.action.instance.id] = job
+        }
+        return pending
     }
 
     func recordSideEffect(_ volumeID: String, _ update: (inout SimulatorState.SideEffects) -> Void) {

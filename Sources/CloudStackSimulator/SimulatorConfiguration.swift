@@ -42,6 +42,10 @@ public struct SimulatorConfiguration: Sendable {
     /// Data disks one VM may hold (the hypervisor capability `max_data_volumes_limit`,
     /// 6 when unset).
     public var maxDataVolumesPerVM: Int
+    /// The global setting `default.page.size` (500 unless configured; -1 for no limit): the
+    /// largest `pagesize` a list command accepts and the rows it answers without one
+    /// (`ListPaging`).
+    public var defaultPageSize = 500
     public var faults: SimulatorFaults
     /// Appliance VMs besides `applianceVMID`, each with hot-plug into its own directories
     /// (several appliances under one CloudStack, as the chaos suite runs them).
@@ -106,6 +110,11 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
     /// New volumes get upper-case UUIDs, as volumes whose id an admin set with
     /// `updateVolume customid=…` have; their disk serial (and by-id link) is upper case too.
     public var upperCaseVolumeIDs: Bool = false
+    /// listVolumes orders volumes created in the same second at random, afresh for each
+    /// request, as MySQL may (its `created` is whole seconds, and rows equal in the ORDER BY
+    /// column come back in any order, differently from one LIMIT to the next): a paged
+    /// listing then misses some volumes and lists others twice.
+    public var shuffleSameSecondVolumes: Bool = false
     // Job endings, account role and command access (SimulatedCloud+JobEndings.swift,
     // SimulatedCloud+AccountRole.swift):
     /// Fraction (0…1) of newly started async jobs that AsyncJobManagerImpl's GC cancels for
@@ -168,6 +177,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         case linkRemoveDelayMs = "link_remove_delay_ms"
         case linkDelayJitterMs = "link_delay_jitter_ms"
         case upperCaseVolumeIDs = "upper_case_volume_ids"
+        case shuffleSameSecondVolumes = "shuffle_same_second_volumes"
         case jobGCCancelRate = "job_gc_cancel_rate"
         case jobRestartCancelRate = "job_restart_cancel_rate"
         case jobExpireSeconds = "job_expire_seconds"
@@ -194,6 +204,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         if let value = patch.linkRemoveDelayMs { copy.linkRemoveDelayMs = value }
         if let value = patch.linkDelayJitterMs { copy.linkDelayJitterMs = value }
         if let value = patch.upperCaseVolumeIDs { copy.upperCaseVolumeIDs = value }
+        if let value = patch.shuffleSameSecondVolumes { copy.shuffleSameSecondVolumes = value }
         if let value = patch.jobGCCancelRate { copy.jobGCCancelRate = value }
         if let value = patch.jobRestartCancelRate { copy.jobRestartCancelRate = value }
         if let value = patch.jobExpireSeconds { copy.jobExpireSeconds = value }
@@ -254,6 +265,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         var linkRemoveDelayMs: Int?
         var linkDelayJitterMs: Int?
         var upperCaseVolumeIDs: Bool?
+        var shuffleSameSecondVolumes: Bool?
         var jobGCCancelRate: Double?
         var jobRestartCancelRate: Double?
         var jobExpireSeconds: Int?
@@ -288,6 +300,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
             linkRemoveDelayMs = try container.decodeIfPresent(Int.self, forKey: .linkRemoveDelayMs)
             linkDelayJitterMs = try container.decodeIfPresent(Int.self, forKey: .linkDelayJitterMs)
             upperCaseVolumeIDs = try container.decodeIfPresent(Bool.self, forKey: .upperCaseVolumeIDs)
+            shuffleSameSecondVolumes = try container.decodeIfPresent(Bool.self, forKey: .shuffleSameSecondVolumes)
             jobGCCancelRate = try container.decodeIfPresent(Double.self, forKey: .jobGCCancelRate)
             jobRestartCancelRate = try container.decodeIfPresent(Double.self, forKey: .jobRestartCancelRate)
             jobExpireSeconds = try container.decodeIfPresent(Int.self, forKey: .jobExpireSeconds)

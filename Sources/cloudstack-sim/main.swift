@@ -39,6 +39,9 @@ struct CloudStackSim: AsyncParsableCommand {
     @Option(name: .customLong("error-code"), help: "errorcode and HTTP status of injected failures.") var errorCode = 530
     @Option(name: .customLong("stuck-rate"), help: "Fraction (0-1) of async jobs that never finish.") var stuckRate = 0.0
     @Option(name: .customLong("latency-ms"), help: "Milliseconds added to every API call.") var latencyMs = 0
+    @Option(name: .customLong("default-page-size"),
+            help: "CloudStack's default.page.size: the most rows a list answers without page, and the largest pagesize; -1 for no limit.")
+    var defaultPageSize = 500
     @Option(name: .customLong("reply-lost-rate"),
             help: "Fraction (0-1) of state-changing calls that run but are answered with a bare 502, as by a proxy that gave up.")
     var replyLostRate = 0.0
@@ -51,6 +54,9 @@ struct CloudStackSim: AsyncParsableCommand {
     @Flag(name: .customLong("upper-case-volume-ids"),
           help: "New volumes get upper-case UUIDs (as set by an admin's updateVolume customid), so their disk serials and by-id links are upper case.")
     var upperCaseVolumeIDs = false
+    @Flag(name: .customLong("shuffle-same-second-volumes"),
+          help: "listVolumes orders volumes created in the same second at random for each request, as MySQL may: pages miss some and repeat others.")
+    var shuffleSameSecondVolumes = false
     @Option(name: .customLong("stuck-delay-ms"),
             help: "How long a stuck job hangs before it finishes after all (a management server slower than the client's timeout); unset: forever.")
     var stuckDelayMs: Int?
@@ -95,6 +101,9 @@ struct CloudStackSim: AsyncParsableCommand {
         guard (detachReleaseMs ?? 0) >= 0 else {
             throw ValidationError("--detach-release-ms must not be negative (leave it out for a guest that never releases the disk)")
         }
+        guard defaultPageSize >= 1 || defaultPageSize == -1 else {
+            throw ValidationError("--default-page-size must be at least 1, or -1 for no limit (got \(defaultPageSize))")
+        }
         guard customDiskSizeMinGB >= 1, customDiskSizeMinGB <= customDiskSizeMaxGB else {
             throw ValidationError("--custom-disk-size-min-gb must be at least 1 and at most --custom-disk-size-max-gb")
         }
@@ -131,6 +140,7 @@ struct CloudStackSim: AsyncParsableCommand {
         faults.linkRemoveDelayMs = linkRemoveDelayMs
         faults.linkDelayJitterMs = linkDelayJitterMs
         faults.upperCaseVolumeIDs = upperCaseVolumeIDs
+        faults.shuffleSameSecondVolumes = shuffleSameSecondVolumes
         try faults.validate()
         return faults
     }
@@ -154,6 +164,7 @@ struct CloudStackSim: AsyncParsableCommand {
             faults: try faults()
         )
         configuration.applianceDiskBus = SimulatorDiskBus(rawValue: applianceDiskBus) ?? .virtio
+        configuration.defaultPageSize = defaultPageSize
         let simulator = try await CloudStackSimulator.start(configuration, logger: logger, handleSignals: true)
         // Scripts read this line to learn the port when --port 0 was given.
         FileHandle.standardOutput.write(Data("cloudstack-sim listening on \(simulator.apiURL)\n".utf8))

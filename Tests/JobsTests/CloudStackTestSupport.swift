@@ -27,6 +27,7 @@ struct CloudStackHarness: Sendable {
         faults: SimulatorFaults = SimulatorFaults(),
         clientSecretKey: String = CloudStackHarness.secretKey,
         signatureLifetime: Duration = .seconds(300),
+        defaultPageSize: Int = 500,
         _ body: (CloudStackHarness) async throws -> T
     ) async throws -> T {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("cloudstack-tests-\(UUID().uuidString)")
@@ -34,13 +35,10 @@ struct CloudStackHarness: Sendable {
         let disks = root.appendingPathComponent("disks")
         var simLogger = Logger(label: "cloudstack-sim-test")
         simLogger.logLevel = .warning
-        let simulator = try await CloudStackSimulator.start(
-            SimulatorConfiguration(
-                apiKey: apiKey, secretKey: secretKey, byIDDirectory: byID, diskDirectory: disks,
-                asyncDelay: asyncDelay, faults: faults
-            ),
-            logger: simLogger
-        )
+        var configuration = SimulatorConfiguration(
+            apiKey: apiKey, secretKey: secretKey, byIDDirectory: byID, diskDirectory: disks, asyncDelay: asyncDelay, faults: faults)
+        configuration.defaultPageSize = defaultPageSize
+        let simulator = try await CloudStackSimulator.start(configuration, logger: simLogger)
         let logs = LogRecorder()
         let client = CloudStackClient(
             configuration: CloudStackConfiguration(

@@ -40,6 +40,7 @@ struct HandlerHarness: Sendable {
         jobTimeout: Duration = .seconds(20),
         exportRemover: (any ExportRemover)? = nil,
         exporter: ExportPublisher? = nil,
+        defaultPageSize: Int = 500,
         _ body: @escaping @Sendable (HandlerHarness) async throws -> Void
     ) async throws {
         try await withDatabase { db in
@@ -55,6 +56,7 @@ struct HandlerHarness: Sendable {
                 byIDDirectory: hotPlug ? byID : nil, diskDirectory: hotPlug ? disks : nil,
                 asyncDelay: asyncDelay, maxDataVolumesPerVM: maxDataVolumesPerVM, faults: faults)
             configuration.applianceDiskBus = applianceDiskBus
+            configuration.defaultPageSize = defaultPageSize
             let simulator = try await CloudStackSimulator.start(configuration, logger: simLogger)
             let client = CloudStackClient(
                 configuration: CloudStackConfiguration(

@@ -22,9 +22,10 @@ struct ReconcileWorld: Sendable {
     static func run(
         faults: SimulatorFaults = SimulatorFaults(),
         serveExports: Bool = false,
+        defaultPageSize: Int = 500,
         _ body: @escaping @Sendable (ReconcileWorld) async throws -> Void
     ) async throws {
-        try await HandlerHarness.with(faults: faults) { harness in
+        try await HandlerHarness.with(faults: faults, defaultPageSize: defaultPageSize) { harness in
             let exports = harness.byIDDirectory.deletingLastPathComponent().appendingPathComponent("exports").path
             try FileManager.default.createDirectory(atPath: exports, withIntermediateDirectories: true)
             let nbdkit = serveExports ? try await NbdkitServer.start(exportDirectory: exports) : nil

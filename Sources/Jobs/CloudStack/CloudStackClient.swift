@@ -253,8 +253,50 @@ public final class CloudStackClient: Sendable {
 
     enum Method { case get, post }
 
-    private func list<Item: Decodable>(_ command: String, _ parameters: [(name: String, value: String)], as: Item.Type) async throws -> [Item] {
-        try await call(command, parameters, method: .get, as: ListBody<Item>.self).items
+    /// Every row, page by page. A list command without `page` answers at most
+    /// `default.page.size` rows (500 unless configured) while `count` is the total
+    /// (apache/cloudstack `api/.../BaseListCmd.java`, `getPageSizeVal`); so the first page's
+    /// length is the server's page size, and the rest follow as `page=2…` with that
+    /// `pagesize`. Rows created or removed meanwhile may shift a row across a page
+    /// boundary (missed or listed twice): callers that must see a given row look it up on
+    /// its own when the listing lacks it.
+    private func list<Item: Decodable & Sendable>(_ command: String, _ parameters: [(name: String, value: String)], as: Item.Type) async throws -> [Item] {
+        let first = try await firstPage(command, parameters, as: Item.self)
+        return try await first.items + pages(after: first, command, parameters)
+    }
+
+    private func firstPage<Item: Decodable & Sendable>(_ command: String, _ parameters: [(name: String, value: String)], as: Item.Type)
+        async throws -> ListPage<Item> {
+        let body = try await call(command, parameters, method: .get, as: ListBody<Item>.self)
+        return ListPage(items: body.items, count: body.count)
+    }
+
+    /// The rows after the first page: `page=2…` with the first page's length as `pagesize`.
+    private func pages<Item: Decodable & Sendable>(after first: ListPage<Item>, _ command: String, _ parameters: [(name: String, value: String)])
+        async throws -> [Item] {
+        let pageSize = first.items.count
+        var (items, total, page, last) = ([Item](), first.count, 1, first.items)
+        while first.items.count + items.count < total, last.count == pageSize, pageSize > 0 {
+            page += 1
+            let next = try await call(
+                command, parameters + [("page", String(page)), ("pagesize", String(pageSize))], method: .get, as: ListBody<Item>.self)
+            items += next.items
+            (total, last) = (next.count, next.items)
+        }
+        return items
+    }
+
+    // MARK: Volumes page by page
+
+    /// The first page of every volume the key sees (`listall=true`): what reading the rest
+    /// would cost (`pagesLeft`) tells a caller whether to read it or ask for a few volumes by id.
+    public func firstPageOfVolumes() async throws -> ListPage<CloudStackVolume> {
+        try await firstPage("listVolumes", [("listall", "true")], as: CloudStackVolume.self)
+    }
+
+    /// The volumes after `first` (`firstPageOfVolumes`), one call per page.
+    public func volumes(after first: ListPage<CloudStackVolume>) async throws -> [CloudStackVolume] {
+        try await pages(after: first, "listVolumes", [("listall", "true")])
     }
 
     /// Sends one command and records its latency and, when it fails, its error code
@@ -331,7 +373,8 @@ public final class CloudStackClient: Sendable {
                 .replacingOccurrences(of: signature, with: "<redacted>")
                 .replacingOccurrences(of: CloudStackSigner.javaURLEncode(signature), with: "<redacted>")
         }
-        guard let (key, bodyData) = try? CloudStackEnvelope.unwrap(data) else {
+        let decoder = JSONDecoder()
+        guard let (key, probe) = try? CloudStackEnvelope.head(data, decoder: decoder) else {
             let snippet = scrubAll(String(decoding: data.prefix(200), as: UTF8.self))
             if status != 200 {
                 let isTransient = status >= 500 || status == 429
@@ -353,8 +396,7 @@ public final class CloudStackClient: Sendable {
                 httpStatus: status
             )
         }
-        let decoder = JSONDecoder()
-        if let probe = try? decoder.decode(EnvelopeProbe.self, from: bodyData), let errorCode = probe.errorcode {
+        if let probe, let errorCode = probe.errorcode {
             let text = scrubAll(probe.errortext ?? "no error text")
             if errorCode == 401 || status == 401, !CloudStackError.isCommandUnavailableText(text.lowercased()) {
                 throw CloudStackError.authenticationFailed(command: command, httpStatus: status, errorText: text, csErrorCode: probe.cserrorcode)
@@ -374,7 +416,7 @@ public final class CloudStackClient: Sendable {
             )
         }
         do {
-            return try decoder.decode(Body.self, from: bodyData)
+            return try CloudStackEnvelope.body(data, as: Body.self, decoder: decoder)
         } catch {
             throw CloudStackError(
                 code: .badResponse,

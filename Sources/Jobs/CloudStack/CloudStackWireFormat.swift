@@ -20,15 +20,32 @@ struct EnvelopeProbe: Decodable {
 /// `{"count":N,"<item>":[…]}`, or `{}` when nothing matched.
 struct ListBody<Item: Decodable>: Decodable {
     var items: [Item]
+    /// How many rows match in all, across pages; absent (0) when none do.
+    var count: Int
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: AnyCodingKey.self)
+        count = try container.decodeIfPresent(Int.self, forKey: AnyCodingKey(stringValue: "count")) ?? 0
         // The list key is the only key besides `count` (e.g. `volume`, `virtualmachine`).
         guard let key = container.allKeys.first(where: { $0.stringValue != "count" }) else {
             items = []
             return
         }
         items = try container.decode([Item].self, forKey: key)
+    }
+}
+
+/// The first page of a list and how many rows match in all.
+public struct ListPage<Item: Sendable & Decodable>: Sendable {
+    public let items: [Item]
+    /// Rows matching across all pages.
+    public let count: Int
+
+    /// Calls it takes to read the rest (the first page's length being the server's page size).
+    public var pagesLeft: Int {
+        guard !items.isEmpty, count > items.count else { return 0 }
+        let rest = count - items.count
+        return (rest + items.count - 1) / items.count
     }
 }
 
@@ -107,18 +124,45 @@ struct AnyCodingKey: CodingKey {
     init?(intValue: Int) { nil }
 }
 
-/// Splits a reply into its single top-level key and the raw body under it.
+/// Reads a reply's single top-level key and the body under it. The body is decoded in
+/// place, never re-encoded first: a list reply of a thousand volumes runs to megabytes, and
+/// re-encoding it cost more than the rest of reading it.
 enum CloudStackEnvelope {
-    /// Returns the body under the one top-level key, re-encoded so it can be decoded as
-    /// any type, plus the key's name.
-    static func unwrap(_ data: Data) throws -> (key: String, body: Data) {
-        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any], object.count == 1,
-            let (key, value) = object.first
-        else {
-            throw EnvelopeError.notASingleKeyObject
+    /// The one top-level key and, when the body is an object, its error fields.
+    static func head(_ data: Data, decoder: JSONDecoder) throws -> (key: String, probe: EnvelopeProbe?) {
+        let head = try decoder.decode(Head.self, from: data)
+        return (head.key, head.probe)
+    }
+
+    /// The body under the one top-level key, as `Body`.
+    static func body<Body: Decodable>(_ data: Data, as: Body.Type, decoder: JSONDecoder) throws -> Body {
+        try decoder.decode(Enveloped<Body>.self, from: data).body
+    }
+
+    private struct Head: Decodable {
+        let key: String
+        let probe: EnvelopeProbe?
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: AnyCodingKey.self)
+            let key = try CloudStackEnvelope.onlyKey(of: container)
+            self.key = key.stringValue
+            probe = try? container.decode(EnvelopeProbe.self, forKey: key)
         }
-        let body = try JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed])
-        return (key, body)
+    }
+
+    private struct Enveloped<Body: Decodable>: Decodable {
+        let body: Body
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: AnyCodingKey.self)
+            body = try container.decode(Body.self, forKey: CloudStackEnvelope.onlyKey(of: container))
+        }
+    }
+
+    private static func onlyKey(of container: KeyedDecodingContainer<AnyCodingKey>) throws -> AnyCodingKey {
+        guard container.allKeys.count == 1, let key = container.allKeys.first else { throw EnvelopeError.notASingleKeyObject }
+        return key
     }
 
     enum EnvelopeError: Error { case notASingleKeyObject }

@@ -49,7 +49,17 @@ public struct ByIdResolver: Sendable {
     /// The device behind the first candidate link that resolves, or nil when none does
     /// (no link yet, or a link whose target udev has not created yet).
     public func currentDevice(volumeId: String) throws(DeviceError) -> ResolvedDevice? {
-        try Self.firstResolved(among: presentLinks(names: candidateLinkNames(volumeId: volumeId))).device
+        try currentDevice(volumeId: volumeId, listing: listing())
+    }
+
+    /// As `currentDevice(volumeId:)`, finding the links in `listing` (read once for many volumes).
+    public func currentDevice(volumeId: String, listing: ByIdDirectoryListing) throws(DeviceError) -> ResolvedDevice? {
+        try Self.firstResolved(among: listing.entries(namedLike: candidateLinkNames(volumeId: volumeId))).device
+    }
+
+    /// The by-id directory's entries now, for resolving many volumes with one read of it.
+    public func listing() -> ByIdDirectoryListing {
+        ByIdDirectoryListing(reading: directory)
     }
 
     /// The volume's links that exist now (any case, dangling ones too), in candidate order.

@@ -39,23 +39,7 @@ package enum LinkInspection {
     /// is upper case in CloudStack has an upper-case link while the id volumed holds may be
     /// lower case (or the other way round): the link is the same disk either way.
     static func entries(in directory: String, namedLike names: [String]) -> [String] {
-        var rank: [String: Int] = [:]
-        for (index, name) in names.enumerated() where rank[name.lowercased()] == nil {
-            rank[name.lowercased()] = index
-        }
-        guard let stream = opendir(directory) else { return [] }
-        defer { closedir(stream) }
-        var found: [(rank: Int, exact: Bool, name: String)] = []
-        while let entry = readdir(stream) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
-            }
-            guard let position = rank[name.lowercased()] else { continue }
-            found.append((position, names[position] == name, name))
-        }
-        return found
-            .sorted { ($0.rank, $0.exact ? 0 : 1, $0.name) < ($1.rank, $1.exact ? 0 : 1, $1.name) }
-            .map { directory + "/" + $0.name }
+        ByIdDirectoryListing(reading: directory).entries(namedLike: names)
     }
 
     /// Whether `path` (followed through links) is a block device.

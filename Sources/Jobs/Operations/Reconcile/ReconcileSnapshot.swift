@@ -61,10 +61,35 @@ extension Reconciler {
         snapshot.busy = Set(try await database.decodedRows(QueueSQL.busyVolumes(), logger: logger) { try $0.decode(String.self) })
 
         let wanted = Set(snapshot.mappings.map(\.volumeId)).union(snapshot.recorded.map(\.volumeId)).subtracting(snapshot.busy)
-        for volumeId in wanted.sorted() {
-            snapshot.cloudStack[volumeId] = try await lookUp(volumeId)
+        let unfinishedCreates = Set(try await database.decodedRows(QueueSQL.namesOfUnfinishedCreates(), logger: logger) {
+            try $0.decode(String.self)
+        })
+        // One listing, page by page, instead of one `listVolumes id=` per volume: a pass over
+        // a thousand volumes makes a handful of calls, not a thousand. In a cloud with far more
+        // volumes than volumed's, the pages after the first cost more than asking for the
+        // volumes it lacks by id: whichever takes fewer calls is done.
+        var listed: [String: CloudStackVolume] = [:]
+        if !wanted.isEmpty || !unfinishedCreates.isEmpty {
+            let first = try await environment.cloudStack.firstPageOfVolumes()
+            let onFirstPage = Set(first.items.map(\.id.value))
+            let unlisted = wanted.count { !onFirstPage.contains($0.lowercased()) }
+            var volumes = first.items
+            if !unfinishedCreates.isEmpty || first.pagesLeft <= unlisted {
+                volumes += try await environment.cloudStack.volumes(after: first)
+            }
+            // A row listed twice (moved across a page boundary meanwhile) is the same volume.
+            listed = Dictionary(volumes.map { ($0.id.value, $0) }) { first, _ in first }
         }
-        snapshot.untracked = try await untrackedVolumes()
+        for volumeId in wanted.sorted() {
+            if let volume = listed[volumeId.lowercased()] {
+                snapshot.cloudStack[volumeId] = .found(volume)
+            } else {
+                // Deleted, unknown, or moved across a page boundary by a volume created or
+                // removed meanwhile: asked for alone, it gets the answer it always got.
+                snapshot.cloudStack[volumeId] = try await lookUp(volumeId)
+            }
+        }
+        snapshot.untracked = try await untrackedVolumes(named: unfinishedCreates, among: Array(listed.values))
         if let appliance = environment.applianceVMId {
             snapshot.onAppliance = try await environment.cloudStack.listVolumes(virtualMachineId: appliance)
                 .filter { $0.type.uppercased() != "ROOT" && environment.isAppliance($0.virtualmachineid) }
@@ -73,8 +98,9 @@ extension Reconciler {
             }
             let local = snapshot.mappings.filter { environment.isAppliance($0.vmId) }.map(\.volumeId)
                 + snapshot.onAppliance.map(\.id.value)
+            let links = environment.resolver.listing()
             for volumeId in Set(local).subtracting(snapshot.busy).sorted() {
-                snapshot.devices[volumeId] = lookUpDevice(volumeId, recordedSize: recordedSizes[volumeId])
+                snapshot.devices[volumeId] = lookUpDevice(volumeId, recordedSize: recordedSizes[volumeId], links: links)
             }
         }
         return snapshot
@@ -100,9 +126,9 @@ extension Reconciler {
     /// accepts it: a block device (a regular file only with the test/demo setting) and, for a
     /// mapped volume, of the size recorded at attach. A link re-pointed elsewhere is a
     /// `check_failed` finding, never a repair that records it.
-    private func lookUpDevice(_ volumeId: String, recordedSize: Int64?) -> DeviceLookup {
+    private func lookUpDevice(_ volumeId: String, recordedSize: Int64?, links: ByIdDirectoryListing) -> DeviceLookup {
         do {
-            if let device = try environment.resolver.currentDevice(volumeId: volumeId) {
+            if let device = try environment.resolver.currentDevice(volumeId: volumeId, listing: links) {
                 return .resolved(try environment.resolver.verifiedDevice(
                     byIdPath: device.byIdPath, volumeId: volumeId, expectedSize: recordedSize))
             }
@@ -114,12 +140,9 @@ extension Reconciler {
 
     /// CloudStack volumes named as a failed or cancelled create asked, that no `volumes` row
     /// and no operation owns: what a createVolume whose reply was lost may have left behind.
-    private func untrackedVolumes() async throws -> [CloudStackVolume] {
-        let names = Set(try await database.decodedRows(QueueSQL.namesOfUnfinishedCreates(), logger: logger) {
-            try $0.decode(String.self)
-        })
+    private func untrackedVolumes(named names: Set<String>, among listed: [CloudStackVolume]) async throws -> [CloudStackVolume] {
         guard !names.isEmpty else { return [] }
-        let candidates = try await environment.cloudStack.listVolumes().filter {
+        let candidates = listed.filter {
             names.contains($0.name) && $0.type.uppercased() == "DATADISK" && !ReconcilePlanner.goneStates.contains($0.state)
         }
         guard !candidates.isEmpty else { return [] }
