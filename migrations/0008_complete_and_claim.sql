@@ -169,3 +169,11 @@ CREATE TRIGGER volume_operations_type_rules
     BEFORE UPDATE OF type, volume_id, vm_id ON volume_operations
     FOR EACH ROW
     EXECUTE FUNCTION volume_operations_type_rules();
+
+-- ---------------------------------------------------------------------------------------
+-- The claim token's digest runs three times per operation (the claim, the completion's WHERE,
+-- the claim guard). 0005 wrote it to be inlined, but declared it IMMUTABLE around convert_to,
+-- which is STABLE: PostgreSQL inlines a SQL function only when the body is no more volatile
+-- than the declaration, so every call ran as a query of its own (about 6 µs against 2 µs
+-- inlined, in a loop of 100,000). Same result, now inlined.
+ALTER FUNCTION volume_operations_claim_digest(text) STABLE;
