@@ -37,6 +37,18 @@ public enum QueueSQL {
         """
     }
 
+    /// `completeBatch` and, in the same statement and commit, a claim of up to `limit` more
+    /// (migrations/0008_complete_and_claim.sql). Each row is `ClaimedOperation.columns` plus
+    /// `completed` last: true for an operation this completed (only `id` set), false for a claim.
+    public static func completeAndClaim(ids: [UUID], tokens: [String], responses: [String], worker: String,
+                                        applianceVMId: String?, limit: Int, leaseMilliseconds: Int) -> PostgresQuery {
+        """
+        SELECT \(unescaped: ClaimedOperation.columns), completed
+        FROM volume_operations_complete_and_claim(\(ids)::uuid[], \(tokens)::text[], \(responses)::text[],
+                                                  \(worker), \(applianceVMId), \(limit), \(Double(leaseMilliseconds)))
+        """
+    }
+
     /// Completes one operation; run inside the transaction that also writes its mappings.
     public static func complete(id: UUID, token: String, response: String?, volumeId: String?) -> PostgresQuery {
         """

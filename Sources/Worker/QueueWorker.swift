@@ -23,6 +23,7 @@ public final class QueueWorker: Service, Sendable {
     let registry = InFlightRegistry()
     let doorbell = Doorbell()
     let completer: CompletionBatcher
+    let slots: ClaimSlots
     private let phase = Mutex(Phase.running)
     /// The earliest `run_after` this worker set on a retry, to wake up for it.
     private let nextRetryAt = Mutex<ContinuousClock.Instant?>(nil)
@@ -45,7 +46,23 @@ public final class QueueWorker: Service, Sendable {
         var logger = logger
         logger[metadataKey: "worker"] = "\(configuration.workerName)"
         self.logger = logger
-        self.completer = CompletionBatcher(client: client, logger: logger)
+        let slots = ClaimSlots(concurrency: configuration.concurrency, registry: registry)
+        self.slots = slots
+        let (metrics, doorbell) = (self.metrics, self.doorbell)
+        let fullBatch = configuration.fullClaimBatch
+        self.completer = CompletionBatcher(client: client, logger: logger, claimAlong: .init(
+            worker: configuration.workerName, applianceVMId: configuration.applianceVMId,
+            leaseMilliseconds: configuration.leaseDuration.wholeMilliseconds, slots: slots,
+            wanted: { freeing in
+                // As the claim loop would with a backlog: a full batch, or at least half of one.
+                guard slots.backlog else { return 0 }
+                let free = min(slots.free + freeing, configuration.claimBatchSize)
+                return free >= fullBatch ? free : 0
+            },
+            claimed: { count, seconds in
+                metrics.claimed(count: count, seconds: seconds)
+                doorbell.ring() // the claim loop starts them
+            }))
     }
 
     public var name: String { configuration.workerName }
@@ -81,6 +98,8 @@ public final class QueueWorker: Service, Sendable {
         } onGracefulShutdown: {
             self.beginShutdown()
         }
+        // Rows the group commit claimed as the worker stopped, never started: handed back.
+        for operation in slots.takeHandedOff() { noteReleased(operation) }
         await releaseInterrupted()
         logger.info("worker stopped")
     }
@@ -88,6 +107,7 @@ public final class QueueWorker: Service, Sendable {
     /// Stop claiming; in-flight operations get `shutdownGracePeriod` to finish.
     public func beginShutdown() {
         phase.withLock { if $0 == .running { $0 = .draining } }
+        slots.close()
         doorbell.ring()
     }
 
@@ -116,32 +136,36 @@ public final class QueueWorker: Service, Sendable {
             // While the queue has more work than we take per claim, wait for half a batch of
             // free slots: claiming one row per freed slot would cost a statement (and a commit)
             // per operation. Half, not all, so one long operation cannot hold the rest back.
-            // Once a claim comes back short, any free slot is worth a claim.
-            let fullBatch = max(1, min(configuration.claimBatchSize, configuration.concurrency) / 2)
+            // Once a claim comes back short, any free slot is worth a claim. Completions claim
+            // along in their own commit (`CompletionBatcher`); this loop starts those too.
+            let fullBatch = configuration.fullClaimBatch
             var lastClaimWasFull = false
             while isRunning {
-                let free = configuration.concurrency - registry.count
+                startHandedOff(in: &handlersGroup)
+                let free = slots.free
                 guard free > 0, free >= fullBatch || !lastClaimWasFull else {
-                    await doorbell.wait() // rung when a slot frees or at shutdown
+                    await doorbell.wait() // rung when a slot frees, rows are handed off, or at shutdown
                     continue
                 }
-                let limit = min(free, configuration.claimBatchSize)
+                let limit = slots.reserve(upTo: min(free, configuration.claimBatchSize))
+                guard limit > 0 else {
+                    await doorbell.wait()
+                    continue
+                }
                 let claimed: [ClaimedOperation]
                 do {
                     claimed = try await claim(limit: limit)
                 } catch {
+                    slots.release(limit)
                     // Includes the rare race the ordering guard or the one-per-volume index
                     // catches; the next pass claims correctly.
                     logger.warning("claim failed", metadata: ["error": "\(String(reflecting: error))"])
                     await doorbell.wait(timeout: configuration.pollInterval)
                     continue
                 }
-                for operation in claimed {
-                    let state = InFlightState(checkpoint: operation.checkpoint)
-                    let earlier = registry.insert(operation, state)
-                    handlersGroup.addTask { await self.execute(operation, state: state, after: earlier) }
-                }
-                metrics.inFlight(registry.count)
+                start(claimed, in: &handlersGroup)
+                slots.release(limit)
+                slots.noteClaim(got: claimed.count, of: limit)
                 lastClaimWasFull = claimed.count == limit
                 if claimed.count < limit {
                     await doorbell.wait(timeout: nextWakeUp())
@@ -149,6 +173,23 @@ public final class QueueWorker: Service, Sendable {
             }
             await drain(handlersGroup: &handlersGroup)
         }
+    }
+
+    private func start(_ claimed: [ClaimedOperation], in handlersGroup: inout DiscardingTaskGroup) {
+        for operation in claimed {
+            let state = InFlightState(checkpoint: operation.checkpoint)
+            let earlier = registry.insert(operation, state)
+            handlersGroup.addTask { await self.execute(operation, state: state, after: earlier) }
+        }
+        metrics.inFlight(registry.count)
+    }
+
+    /// Starts the rows the completion group commit claimed.
+    private func startHandedOff(in handlersGroup: inout DiscardingTaskGroup) {
+        let claimed = slots.takeHandedOff()
+        guard !claimed.isEmpty else { return }
+        start(claimed, in: &handlersGroup)
+        slots.release(claimed.count)
     }
 
     private func claim(limit: Int) async throws -> [ClaimedOperation] {
@@ -186,8 +227,10 @@ public final class QueueWorker: Service, Sendable {
     /// rows are released (pending, checkpoint kept) once their handlers have returned.
     private func drain(handlersGroup: inout DiscardingTaskGroup) async {
         let deadline = ContinuousClock.now + configuration.shutdownGracePeriod
+        startHandedOff(in: &handlersGroup)
         while registry.count > 0 && ContinuousClock.now < deadline {
             await doorbell.wait(timeout: deadline - ContinuousClock.now)
+            startHandedOff(in: &handlersGroup)
         }
         if registry.count > 0 {
             logger.notice("grace period over; interrupting in-flight operations", metadata: ["count": "\(registry.count)"])

@@ -48,6 +48,10 @@ public struct WorkerConfiguration: Sendable {
         self.backoff = backoff
     }
 
+    /// The fewest free slots worth a claim while the queue has more than a batch: half a
+    /// batch (see `QueueWorker.claimAndRun`).
+    var fullClaimBatch: Int { max(1, min(claimBatchSize, concurrency) / 2) }
+
     public static func defaultWorkerName() -> String {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
         let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)

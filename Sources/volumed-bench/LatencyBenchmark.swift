@@ -20,6 +20,7 @@ struct LatencyBenchmark: AsyncParsableCommand {
             let workers = try await WorkerProcesses.start(count: 1, arguments: [
                 "--database-url", url, "--handler", "noop", "--batch", "16", "--concurrency", "32",
             ])
+            try await waitUntilListening(client: client, workers: 1, logger: logger)
             let committed = Timestamps()
             let notified = Timestamps()
             let total = rate * seconds

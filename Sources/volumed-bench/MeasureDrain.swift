@@ -2,20 +2,24 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Starts `processes` no-op workers, inserts `count` operations on distinct volumes and
-/// returns the seconds until none is pending or executing. Whatever else the table holds
+/// Starts `processes` no-op workers, waits until each is idle and listening, inserts `count`
+/// operations on distinct volumes in one statement and returns the seconds from just before
+/// that INSERT until the first 10 ms poll finding none pending or executing: the harness
+/// `scripts/peers/pgqueuer_drain.py` runs for pgqueuer. Whatever else the table holds
 /// (history) stays; every operation must end `completed`.
 func measureDrain(url: String, client: PostgresClient, processes: Int, batch: Int, count: Int,
-                  logger: Logger) async throws -> Double {
+                  logger: Logger) async throws -> DrainTiming {
     let workers = try await WorkerProcesses.start(count: processes, arguments: [
         "--database-url", url, "--handler", "noop", "--batch", "\(batch)", "--concurrency", "\(max(2, batch * 2))",
     ])
     defer { Task { await workers.stop() } }
+    try await waitUntilListening(client: client, workers: processes, logger: logger)
+    let start = ContinuousClock.now
     try await client.query("""
         INSERT INTO volume_operations (type, volume_id)
         SELECT 'detach', gen_random_uuid()::text FROM generate_series(1, \(count))
         """, logger: logger)
-    let start = ContinuousClock.now
+    let enqueued = ContinuousClock.now - start
     // Polled every 10 ms through the two partial indexes (a count over the table would
     // cost the database more than a claim and slow down what is being measured).
     while true {
@@ -34,5 +38,30 @@ func measureDrain(url: String, client: PostgresClient, processes: Int, batch: In
     for try await value in failed.decode(Int.self) where value != 0 {
         throw BenchError("\(value) operations did not complete")
     }
-    return elapsed.seconds
+    return DrainTiming(seconds: elapsed.seconds, enqueueSeconds: enqueued.seconds)
+}
+
+struct DrainTiming {
+    /// From just before the INSERT to the last completion.
+    let seconds: Double
+    /// Of which the INSERT (its reply): what the enqueue costs, inside `seconds`.
+    let enqueueSeconds: Double
+}
+
+/// Until `workers` sessions LISTEN for pending operations and sit idle (a worker prints
+/// "ready" before it connects).
+func waitUntilListening(client: PostgresClient, workers: Int, logger: Logger) async throws {
+    let deadline = ContinuousClock.now + .seconds(30)
+    while ContinuousClock.now < deadline {
+        let rows = try await client.query("""
+            SELECT count(*)::int FROM pg_stat_activity
+            WHERE datname = current_database() AND state = 'idle' AND query ILIKE 'LISTEN%volume_operation_pending%'
+            """, logger: logger)
+        for try await listening in rows.decode(Int.self) where listening >= workers {
+            try await Task.sleep(for: .milliseconds(200)) // past the first claim, which finds nothing
+            return
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    throw BenchError("the workers were not listening within 30 s")
 }

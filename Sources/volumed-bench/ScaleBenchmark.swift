@@ -32,9 +32,9 @@ struct ScaleBenchmark: AsyncParsableCommand {
                 try await client.query("VACUUM ANALYZE volume_operations", logger: logger)
                 var figures = try await timeClaims(client: client, logger: logger)
                 try await client.query("DELETE FROM volume_operations WHERE status IN ('pending', 'executing')", logger: logger)
-                let seconds = try await measureDrain(url: url, client: client, processes: 1, batch: drainBatch,
-                                                     count: pending, logger: logger)
-                figures.drainRate = Double(pending) / seconds
+                let drain = try await measureDrain(url: url, client: client, processes: 1, batch: drainBatch,
+                                                   count: pending, logger: logger)
+                figures.drainRate = Double(pending) / drain.seconds
                 results.append((rows, figures))
             }
             print("history rows  claim p50 ms  claim p99 ms  tuples read/claim  drain ops/s")

@@ -3,6 +3,7 @@ import PostgresNIO
 import Schema
 import TestSupport
 import Testing
+import Worker
 
 /// The claim must cost what it takes, not what is queued: after a burst of inserts into a
 /// table whose statistics still say "empty" (autovacuum's analyze lags a burst), a claim of
@@ -42,6 +43,34 @@ import Testing
                 let read = after - before
                 #expect(read < Self.claimed * 20, "the claim read \(read) tuples for \(Self.claimed) rows out of \(Self.queued) pending")
             }
+        }
+    }
+
+    /// With durable commits every commit waits for its WAL flush, and at small claim batches a
+    /// worker spent two on each operation: its claim and its completion. A completion now
+    /// claims the next operation in its own commit (migrations/0008). Commits are counted as
+    /// the distinct transactions that wrote the operations' claim and completion events, told
+    /// apart by their start time (`at` is `now()`; xmin would count the claim's subtransaction).
+    @Test func atBatchOneAWorkerSpendsAboutOneCommitPerOperation() async throws {
+        try await withDatabase { db in
+            let count = 60
+            try await db.query("""
+                INSERT INTO volume_operations (type, volume_id)
+                SELECT 'detach', gen_random_uuid()::text FROM generate_series(1, \(count))
+                """)
+            let worker = startWorker(db, handlers: ["detach": ClosureHandler { _, _ in try .completed(["ok": true]) }],
+                                     configuration: fastConfiguration(concurrency: 2, batch: 1))
+            try await eventually("all operations completed") {
+                try await db.count("SELECT count(*)::text FROM volume_operations WHERE status = 'completed'") == count
+            }
+            try await worker.stop()
+            let commits = try await db.count("""
+                SELECT count(DISTINCT at)::text FROM volume_operation_events
+                WHERE to_status IN ('executing', 'completed')
+                """)
+            // Two per operation before (120 here); the claim loop's claims for a slot nobody
+            // completes in and the completions that find no slot to fill still commit alone.
+            #expect(commits <= count * 3 / 2, "\(commits) commits claimed and completed \(count) operations")
         }
     }
 

@@ -158,3 +158,57 @@ extension DatabaseRulesTests {
         }
     }
 }
+
+/// Migration 0008: a group completion claims the next operations in its own commit.
+extension DatabaseRulesTests {
+    @Test func aCompletionClaimsAlongOnlyWithItsTokenAndInPerVolumeOrder() async throws {
+        try await withDatabase { db in
+            let first = try await insertOperation(db, volume: volumeA)
+            let second = try await insertOperation(db, volume: volumeA)
+            let other = try await insertOperation(db, volume: volumeB)
+            let held = try await db.client.rows(
+                QueueSQL.claim(worker: "w1", applianceVMId: nil, limit: 1, leaseMilliseconds: 60_000), logger: testLogger)
+                .map(ClaimedOperation.init(row:))
+            let token = try #require(held.first?.claimToken)
+            #expect(held.first?.id == first)
+
+            func completeAndClaim(_ token: String, limit: Int) async throws -> (completed: [UUID], claimed: [ClaimedOperation]) {
+                let rows = try await db.client.rows(
+                    QueueSQL.completeAndClaim(ids: [first], tokens: [token], responses: ["{\"ok\": true}"], worker: "w1",
+                                              applianceVMId: nil, limit: limit, leaseMilliseconds: 60_000),
+                    logger: testLogger)
+                var result: (completed: [UUID], claimed: [ClaimedOperation]) = ([], [])
+                for row in rows {
+                    let cells = row.makeRandomAccess()
+                    if try cells["completed"].decode(Bool.self) {
+                        result.completed.append(try cells["id"].decode(UUID.self))
+                    } else {
+                        result.claimed.append(try ClaimedOperation(row: row))
+                    }
+                }
+                return result
+            }
+
+            // A wrong token completes nothing (zero rows: the lease was lost), and the claim part
+            // still keeps the volume's order: the second operation waits for the first.
+            let stale = try await completeAndClaim("not-the-token", limit: 5)
+            #expect(stale.completed.isEmpty)
+            #expect(stale.claimed.map(\.id) == [other])
+            #expect(try await status(db, first) == "executing")
+            #expect(try await status(db, second) == "pending")
+
+            // With its token: the first completes, and the same commit claims the second.
+            let done = try await completeAndClaim(token, limit: 5)
+            #expect(done.completed == [first])
+            #expect(done.claimed.map(\.id) == [second])
+            #expect(done.claimed.allSatisfy { !$0.claimToken.isEmpty && $0.claimedBy == "w1" })
+            #expect(try await status(db, first) == "completed")
+            #expect(try await status(db, second) == "executing")
+            // Audited as separate status changes, written by one transaction (one `now()`).
+            #expect(try await db.count("""
+                SELECT count(DISTINCT at)::text FROM volume_operation_events
+                WHERE (operation_id = '\(first)' AND to_status = 'completed') OR (operation_id = '\(second)' AND to_status = 'executing')
+                """) == 1)
+        }
+    }
+}
