@@ -8,14 +8,8 @@ extension OperationType {
     public static let create: OperationType = "create"
 }
 
-/// `create`: a new data volume in CloudStack, recorded in `volumes`.
-///
-/// createVolume runs as a `CloudStackStep` (`CreateVolume`), so it is resumable at every
-/// step and never makes a second volume for one operation: a retry after a lost reply adopts
-/// the one unowned volume of that name and size instead of creating another; the volume id
-/// and job id are checkpointed as soon as createVolume answers; a failed job is judged by
-/// listing the volume. The `volumes` row commits with the completed status (and the
-/// operation's volume_id).
+/// `create`: a new data volume in CloudStack (`CreateVolume`, never two for one operation),
+/// its `volumes` row committed with the completed status.
 public struct CreateHandler: EnvironmentOperationHandler {
     static let type = OperationType.create
     static let firstStep = "asking CloudStack to create the volume"
