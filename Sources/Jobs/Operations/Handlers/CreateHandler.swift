@@ -210,8 +210,7 @@ struct CreateVolume: CloudStackAction {
         guard let offering = try await environment.cloudStack.listDiskOfferings(id: request.diskOfferingId).first else {
             throw VolumeOperationFailure(
                 code: CloudStackError.Code.notFound.rawValue,
-                message: "disk offering \(request.diskOfferingId) is not listed by CloudStack; check the request's disk_offering_id",
-                isTransient: false)
+                message: "disk offering \(request.diskOfferingId) is not listed by CloudStack; check the request's disk_offering_id")
         }
         // An offering without `iscustomized` (older servers) is custom when it has no size.
         let isCustomized = offering.iscustomized ?? ((offering.disksize ?? 0) == 0)
@@ -244,8 +243,7 @@ struct CreateVolume: CloudStackAction {
                 code: "create_ambiguous",
                 message: "an earlier attempt's createVolume got no answer, and CloudStack now has \(unowned.count) unowned volumes "
                     + "named \(quotedForMessage(request.name)) (\(unowned.map(\.id.value).joined(separator: ", "))); "
-                    + "delete the extra ones in CloudStack and enqueue the create again",
-                isTransient: false)
+                    + "delete the extra ones in CloudStack and enqueue the create again")
         }
         return unowned.first
     }

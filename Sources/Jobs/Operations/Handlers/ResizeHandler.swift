@@ -91,8 +91,7 @@ public struct ResizeHandler: EnvironmentOperationHandler {
                 throw VolumeOperationFailure(
                     code: "volume_attached_elsewhere",
                     message: "volume \(volumeId) is attached to VM \(vmId) (\(current.vmname ?? "unnamed")); resize runs on a volume "
-                        + "attached to this appliance (\(environment.applianceVMId ?? "none configured")) or detached: detach it first",
-                    isTransient: false)
+                        + "attached to this appliance (\(environment.applianceVMId ?? "none configured")) or detached: detach it first")
             }
             if current.size == target {
                 context.logger.info("volume already has the requested size", metadata: ["size_bytes": "\(target)"])
