@@ -75,8 +75,7 @@ struct ApplianceExport: Sendable {
     ) async throws -> Result {
         guard let exporter else {
             throw QueueFailure(code: "export_unavailable",
-                               message: "this volumed has no NBD export backend configured; set VOLUMED_NBD_EXPORT_DIR (see README, Configuration)",
-                               isTransient: false)
+                               message: "this volumed has no NBD export backend configured; set VOLUMED_NBD_EXPORT_DIR (see README, Configuration)")
         }
         let exportName = try ExportName.forVolume(volumeId)
         let logger = context.logger
