@@ -64,8 +64,7 @@ extension PostgresConnection {
 }
 
 extension PostgresClient {
-    /// `withConnection`, failing with `DatabaseConnectionClosed` instead of hanging when the
-    /// connection closes under `body` (see `PostgresConnection.failingWhenClosed`).
+    /// `withConnection` guarded by `PostgresConnection.failingWhenClosed`.
     public func withGuardedConnection<Result: Sendable>(
         _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
@@ -74,8 +73,7 @@ extension PostgresClient {
         }
     }
 
-    /// Runs `query` on a pooled connection and returns all its rows; fails with
-    /// `DatabaseConnectionClosed` instead of hanging when the connection closes under it.
+    /// All rows of `query`, on a guarded connection.
     public func rows(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
         try await withGuardedConnection { connection in
             try await connection.query(query, logger: logger).collect()
@@ -89,11 +87,8 @@ extension PostgresClient {
 }
 
 extension PostgresClient {
-    /// `withTransaction` on a pooled connection, failing with `DatabaseConnectionClosed`
-    /// instead of hanging when the connection closes at any point of the transaction (BEGIN,
-    /// the body's statements, COMMIT). A transaction cut off that way is rolled back by the
-    /// server unless its COMMIT had already arrived: as with any lost reply, the caller's
-    /// retry must be safe to repeat.
+    /// `withTransaction` on a guarded connection, from BEGIN to COMMIT. A transaction cut off
+    /// is rolled back unless its COMMIT had arrived (see `DatabaseConnectionClosed`).
     public func inTransaction<Result: Sendable>(
         logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {

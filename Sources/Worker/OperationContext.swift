@@ -29,8 +29,7 @@ public final class OperationContext: Sendable {
         } catch {
             throw QueueFailure(
                 code: "invalid_checkpoint",
-                message: "operation \(operation.id) has a checkpoint this volumed cannot read (\(error)); cancel it and enqueue it again",
-                isTransient: false)
+                message: "operation \(operation.id) has a checkpoint this volumed cannot read (\(error)); cancel it and enqueue it again")
         }
     }
 

@@ -51,13 +51,13 @@ public protocol OperationFailure: Error, Sendable {
     var isTransient: Bool { get }
 }
 
-/// Failures raised by the queue itself and by request validation.
+/// Failures raised by the queue itself and by request validation; permanent unless made `isTransient`.
 public struct QueueFailure: OperationFailure, CustomStringConvertible {
     public let code: String
     public let message: String
     public let isTransient: Bool
 
-    public init(code: String, message: String, isTransient: Bool) {
+    public init(code: String, message: String, isTransient: Bool = false) {
         self.code = code
         self.message = message
         self.isTransient = isTransient
@@ -67,14 +67,13 @@ public struct QueueFailure: OperationFailure, CustomStringConvertible {
 
     /// A request field is missing or has the wrong shape; names the field and the fix.
     public static func invalidRequest(_ message: String) -> QueueFailure {
-        QueueFailure(code: "invalid_request", message: message, isTransient: false)
+        QueueFailure(code: "invalid_request", message: message)
     }
 
     public static func noHandler(type: String) -> QueueFailure {
         QueueFailure(
             code: "unsupported_type",
-            message: "this volumed has no handler for operation type '\(type)'; upgrade volumed or enqueue one of the supported types",
-            isTransient: false)
+            message: "this volumed has no handler for operation type '\(type)'; upgrade volumed or enqueue one of the supported types")
     }
 }
 

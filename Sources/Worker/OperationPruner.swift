@@ -24,11 +24,8 @@ public struct OperationPruner: Sendable {
     /// Prunes (or, with `dryRun`, counts) operations that finished more than `period` ago.
     public func prune(olderThan period: RetentionPeriod, batchSize: Int = defaultBatchSize, dryRun: Bool = false) async throws -> PruneReport {
         precondition(batchSize > 0, "batch size must be positive")
-        var cutoff: Date?
-        for row in try await client.rows(QueueSQL.retentionCutoff(olderThanSeconds: period.seconds), logger: logger) {
-            cutoff = try row.decode(Date.self)
-        }
-        guard let cutoff else { throw noRow() }
+        guard let cutoff = try await client.rows(QueueSQL.retentionCutoff(olderThanSeconds: period.seconds), logger: logger)
+            .first?.decode(Date.self) else { throw noRow() }
         var report = PruneReport(cutoff: cutoff, dryRun: dryRun)
         if dryRun {
             (report.operations, report.events) = try await counts(QueueSQL.pruneCount(cutoff: cutoff))

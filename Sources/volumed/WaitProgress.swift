@@ -20,11 +20,6 @@ struct WaitProgress: Sendable {
         width = Self.terminalWidth() ?? 100
     }
 
-    init(style: Style, width: Int) {
-        self.style = style
-        self.width = width
-    }
-
     /// Waits for `id` as `VolumeClient.waitForCompletion` does, showing progress from a
     /// read of the row every `every` meanwhile.
     func wait(_ volumes: VolumeClient, id: UUID, timeout: Duration, every: Duration = .milliseconds(250)) async throws -> OperationRecord {

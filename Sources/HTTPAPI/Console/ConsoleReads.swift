@@ -34,12 +34,10 @@ struct ConsoleReads {
                    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at))::float8
             FROM volume_operations WHERE completed_at > now() - interval '1 hour' GROUP BY type, status
             """
-        var counts: [Count] = []
-        for row in try await client.rows(query, logger: logger) {
+        return try await client.rows(query, logger: logger).map { row in
             let (type, status, operations, p50, p95) = try row.decode((String, String, Int64, Double?, Double?).self)
-            counts.append(Count(type: type, status: status, operations: operations, p50: p50, p95: p95))
+            return Count(type: type, status: status, operations: operations, p50: p50, p95: p95)
         }
-        return counts
     }
 
     /// The oldest pending operation: id, type and age in seconds.
@@ -48,11 +46,9 @@ struct ConsoleReads {
             SELECT id, type, extract(epoch FROM now() - created_at)::float8 FROM volume_operations
             WHERE status = 'pending' ORDER BY priority, seq LIMIT 1
             """
-        for row in try await client.rows(query, logger: logger) {
-            let (id, type, age) = try row.decode((UUID, String, Double).self)
-            return (id, type, age)
-        }
-        return nil
+        guard let row = try await client.rows(query, logger: logger).first else { return nil }
+        let (id, type, age) = try row.decode((UUID, String, Double).self)
+        return (id, type, age)
     }
 
     /// Operations completed or failed per type and 5-minute bucket over the last hour (bucket 0
@@ -108,12 +104,10 @@ struct ConsoleReads {
             SELECT id, type, status, volume_id, reason, extract(epoch FROM overdue)::float8
             FROM volume_operations_stuck ORDER BY overdue DESC LIMIT 100
             """
-        var stuck: [Stuck] = []
-        for row in try await client.rows(query, logger: logger) {
+        return try await client.rows(query, logger: logger).map { row in
             let (id, type, status, volumeId, reason, overdue) = try row.decode((UUID, String, String, String?, String, Double).self)
-            stuck.append(Stuck(id: id, type: type, status: status, volumeId: volumeId, reason: reason, overdueSeconds: overdue))
+            return Stuck(id: id, type: type, status: status, volumeId: volumeId, reason: reason, overdueSeconds: overdue)
         }
-        return stuck
     }
 
     /// One attached volume as `volume_inventory` shows it.
@@ -139,15 +133,13 @@ struct ConsoleReads {
             ORDER BY vm_id, operation_mode, cloudstack_device_id NULLS LAST, volume_id
             LIMIT 5000
             """
-        var placements: [Placement] = []
-        for row in try await client.rows(query, logger: logger) {
+        return try await client.rows(query, logger: logger).map { row in
             let (volumeId, name, vmId, mode, deviceId, byId, device, export, port, exportVM, unit) =
                 try row.decode((String, String?, String, String, Int?, String?, String?, String?, Int?, String?, Int?).self)
-            placements.append(Placement(volumeId: volumeId, name: name, vmId: vmId, mode: mode, cloudStackDeviceId: deviceId,
-                                        byIdPath: byId, devicePath: device, exportName: export, nbdPort: port,
-                                        exportVMName: exportVM, diskUnitNumber: unit))
+            return Placement(volumeId: volumeId, name: name, vmId: vmId, mode: mode, cloudStackDeviceId: deviceId,
+                             byIdPath: byId, devicePath: device, exportName: export, nbdPort: port,
+                             exportVMName: exportVM, diskUnitNumber: unit)
         }
-        return placements
     }
 
     /// Appliances whose workers have started (`volumed_appliances`), with seconds since seen.

@@ -27,23 +27,22 @@ struct ConsoleRoutes {
 
     func add(to router: Router<BasicRequestContext>) {
         router.get("/") { _, _ in
-            var headers = Self.noStore
-            headers[.contentType] = "text/html; charset=utf-8"
-            headers[.contentSecurityPolicy] = Self.contentSecurityPolicy
-            headers[.xContentTypeOptions] = "nosniff"
-            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: ConsoleShell.page)))
+            var page = Self.html(ConsoleShell.page)
+            page.headers[.contentSecurityPolicy] = Self.contentSecurityPolicy
+            page.headers[.xContentTypeOptions] = "nosniff"
+            return page
         }
         router.get("console/fragments/overview") { _, _ in
-            Self.fragment(ConsolePage.overview(try await overview()))
+            Self.html(ConsolePage.overview(try await overview()))
         }
         router.get("console/fragments/operations/{id}") { _, context in
             let id = try context.operationID("id")
             guard let record = try await volumes.operation(UUID(uuidString: id)!) else {
-                return Self.fragment(#"<section id="operation"><p><a href='#'>← back</a></p><p class="empty">no operation with id \#(HTMLText.escape(id)) (pruned, or never enqueued)</p></section>"#,
-                                     status: .notFound)
+                return Self.html(#"<section id="operation"><p><a href='#'>← back</a></p><p class="empty">no operation with id \#(HTMLText.escape(id)) (pruned, or never enqueued)</p></section>"#,
+                                 status: .notFound)
             }
             let events = try await reads.events(operation: record.id)
-            return Self.fragment(ConsolePage.operation(record, events: events, now: Date()))
+            return Self.html(ConsolePage.operation(record, events: events, now: Date()))
         }
         router.post("console/operations/{id}/cancel") { _, context in
             let id = try context.operationID("id")
@@ -114,13 +113,9 @@ struct ConsoleRoutes {
             appliances: try await appliances, placements: allPlacements, linkStates: linkStates, localAppliance: applianceVMId)
     }
 
-    private static var noStore: HTTPFields {
-        var headers = HTTPFields()
-        headers[.cacheControl] = "no-store"
-        return headers
-    }
+    private static let noStore: HTTPFields = [.cacheControl: "no-store"]
 
-    private static func fragment(_ html: String, status: HTTPResponse.Status = .ok) -> Response {
+    private static func html(_ html: String, status: HTTPResponse.Status = .ok) -> Response {
         var headers = noStore
         headers[.contentType] = "text/html; charset=utf-8"
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: html)))

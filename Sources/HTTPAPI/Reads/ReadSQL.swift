@@ -63,12 +63,10 @@ struct ReadSQL {
                    (avg(extract(epoch FROM completed_at - started_at)) * 1000)::float8
             FROM volume_operations GROUP BY type, status ORDER BY type, status
             """
-        var counts: [TypeStatusCount] = []
-        for row in try await client.rows(query, logger: logger) {
+        return try await client.rows(query, logger: logger).map { row in
             let (type, status, count, average) = try row.decode((String, String, Int64, Double?).self)
-            counts.append(TypeStatusCount(type: type, status: status, count: count, averageMilliseconds: average))
+            return TypeStatusCount(type: type, status: status, count: count, averageMilliseconds: average)
         }
-        return counts
     }
 
     struct StatsRow: Sendable {
@@ -87,13 +85,11 @@ struct ReadSQL {
             SELECT window_name, type, status, operations::int8, p50_seconds::float8, p95_seconds::float8, retries::int8
             FROM volume_operation_stats
             """
-        var stats: [StatsRow] = []
-        for row in try await client.rows(query, logger: logger) {
+        return try await client.rows(query, logger: logger).map { row in
             let (window, type, status, operations, p50, p95, retries) = try row.decode((String, String, String, Int64, Double?, Double?, Int64).self)
-            stats.append(StatsRow(window: window, type: type, status: status, operations: operations,
-                                  p50Seconds: p50, p95Seconds: p95, retries: retries))
+            return StatsRow(window: window, type: type, status: status, operations: operations,
+                            p50Seconds: p50, p95Seconds: p95, retries: retries)
         }
-        return stats
     }
 
     /// Device mappings and active exports, for the summary's totals.

@@ -81,13 +81,9 @@ public struct CloudStackVirtualMachine: Codable, Sendable, Equatable, ListedWith
     public var hypervisor: String?
     public var instancename: String?
     public var created: String?
-    /// The async job acting on the VM right now, and its status (always 0, pending), listed
-    /// only while such a job runs: `user_vm_view` left-joins `async_job ON instance_id =
-    /// vm_instance.id AND instance_type = 'VirtualMachine' AND job_status = 0`
-    /// (apache/cloudstack `engine/schema/src/main/resources/META-INF/db/views/cloud.user_vm_view.sql`)
-    /// and `UserVmJoinDaoImpl.newUserVmResponse` sets both when the row has a job
-    /// (`server/src/main/java/com/cloud/api/query/dao/UserVmJoinDaoImpl.java`). StopVMCmd and
-    /// DestroyVMCmd have the VM as their instance (`ApiCommandResourceType.VirtualMachine`).
+    /// As `CloudStackVolume.jobid`, from `cloud.user_vm_view.sql` and
+    /// `UserVmJoinDaoImpl.newUserVmResponse`: StopVMCmd and DestroyVMCmd have the VM as their
+    /// instance (`ApiCommandResourceType.VirtualMachine`).
     public var jobid: String?
     public var jobstatus: Int?
 }

@@ -3,14 +3,8 @@ import Foundation
 /// Decoding of CloudStack's JSON envelopes: every reply is an object with exactly one
 /// key, `<command lower-cased>response` (or `errorresponse`), whose value is the body.
 
-/// The error fields CloudStack's `ExceptionResponse` serializes.
-struct CloudStackErrorBody: Decodable {
-    var errorcode: Int?
-    var cserrorcode: Int?
-    var errortext: String?
-}
-
-/// A body that may be an error: used to probe any reply before decoding it properly.
+/// A body that may be an error (the fields CloudStack's `ExceptionResponse` serializes): used
+/// to probe any reply before decoding it properly.
 struct EnvelopeProbe: Decodable {
     var errorcode: Int?
     var cserrorcode: Int?

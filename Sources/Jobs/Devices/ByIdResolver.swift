@@ -3,8 +3,7 @@ import Primitives
 /// Finds a CloudStack volume as a local block device through its stable
 /// `/dev/disk/by-id` link, and waits for that link to appear or disappear.
 ///
-/// Waiting uses inotify on a dedicated thread: no polling interval to tune, no event
-/// loop or cooperative-pool thread held for the length of the timeout, and the wait
+/// Waiting uses inotify on a `DedicatedThread`: no polling interval to tune, and the wait
 /// ends as soon as the awaiting task is cancelled.
 public struct ByIdResolver: Sendable {
     /// The directory holding the links (`VOLUMED_BY_ID_DIR`).

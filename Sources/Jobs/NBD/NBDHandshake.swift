@@ -152,11 +152,6 @@ struct InboundReader {
     let endpoint: String
     var buffer = ByteBuffer()
 
-    init(iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, endpoint: String) {
-        self.iterator = iterator
-        self.endpoint = endpoint
-    }
-
     mutating func read<T: FixedWidthInteger>(_ type: T.Type) async throws -> T {
         var bytes = try await readSlice(MemoryLayout<T>.size)
         return bytes.readInteger(as: T.self)!

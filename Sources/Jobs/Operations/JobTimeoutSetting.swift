@@ -15,8 +15,7 @@ public enum JobTimeoutSetting {
             throw QueueFailure(
                 code: "invalid_configuration",
                 message: "\(variable) must be a whole number of seconds between \(allowedSeconds.lowerBound) and "
-                    + "\(allowedSeconds.upperBound) (got \(text)); unset it for the default of \(defaultSeconds)",
-                isTransient: false)
+                    + "\(allowedSeconds.upperBound) (got \(text)); unset it for the default of \(defaultSeconds)")
         }
         return .seconds(seconds)
     }

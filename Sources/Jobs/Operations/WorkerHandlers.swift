@@ -75,8 +75,7 @@ public struct WorkerHandlers: Sendable {
         case "1", "true", "yes": return true
         case let other?:
             throw QueueFailure(code: "invalid_configuration",
-                               message: "\(name) must be 1 or 0 (true or false), got \"\(other)\"; leave it unset in production",
-                               isTransient: false)
+                               message: "\(name) must be 1 or 0 (true or false), got \"\(other)\"; leave it unset in production")
         }
     }
 

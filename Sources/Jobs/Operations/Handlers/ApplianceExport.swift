@@ -9,10 +9,7 @@ import Schema
 /// link, recorded as keyed to the appliance itself (`vm_id` and `vm_name` the appliance's id,
 /// the lowest free disk number), as the original did. A later `export` for a source VM takes
 /// the entry over (see `ExportHandler`); a detach removes it (see `DetachVolume`).
-///
-/// Publishing is `ExportPublisher`'s, as for the `export` operation; the row is written in the
-/// attach's completing transaction, so a worker killed between publishing and completing
-/// leaves no row, and the retry publishes the same entry again and writes the one row.
+/// Publishing is `ExportPublisher`'s, safe to repeat as it says.
 struct ApplianceExport: Sendable {
     let exporter: ExportPublisher?
 
@@ -78,8 +75,7 @@ struct ApplianceExport: Sendable {
     ) async throws -> Result {
         guard let exporter else {
             throw QueueFailure(code: "export_unavailable",
-                               message: "this volumed has no NBD export backend configured; set VOLUMED_NBD_EXPORT_DIR (see README, Configuration)",
-                               isTransient: false)
+                               message: "this volumed has no NBD export backend configured; set VOLUMED_NBD_EXPORT_DIR (see README, Configuration)")
         }
         let exportName = try ExportName.forVolume(volumeId)
         let logger = context.logger

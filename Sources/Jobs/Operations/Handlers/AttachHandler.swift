@@ -12,9 +12,7 @@ extension OperationType {
 /// - The attach itself is `AttachVolume`. Already attached to that VM: for the appliance the
 ///   by-id link is resolved again, so a link re-pointed after a reboot refreshes `device_path`.
 /// - `attach_as: "root"` (or `device_id: 0`): the test-failover root disk, to a Stopped VM only.
-/// - On the appliance: waits for the by-id link, checks its size against CloudStack's,
-///   records an `appliance` mapping; on any other VM a `remote` mapping without paths, one
-///   row per volume however many a VM holds.
+/// - The mapping: see `AttachVolume.placement(of:)`.
 /// - `export: true` on the appliance: also serves the volume over NBD as the original
 ///   daemon's attach did (see `ApplianceExport`); ignored on any other VM.
 public struct AttachHandler: EnvironmentOperationHandler {

@@ -5,15 +5,6 @@ import Worker
 
 /// attachVolume as a `CloudStackStep`: the step `attach` runs on its own and `cleanup` runs
 /// to hand a volume back to the appliance. Returns CloudStack's view of the attached volume.
-///
-/// - Already attached to the VM: verified, not repeated.
-/// - Attached elsewhere: a permanent error naming the VM.
-/// - `Attaching`/`Detaching` (see `TransitionalVolumeState`): nothing is sent; permanent
-///   `volume_stuck_in_transition` when no job runs on it, else transient.
-/// - Device 0 (the root disk): CloudStack takes it only while the VM is Stopped, so a VM
-///   in any other state is refused before anything is sent.
-/// - A job that ended without success counts when the volume is on the VM after all.
-/// - On the appliance, once the job succeeded, the progress says the by-id link is awaited.
 struct AttachVolume: CloudStackAction {
     let environment: OperationEnvironment
     let context: OperationContext

@@ -31,10 +31,8 @@ public struct BackendExportRemover: ExportRemover {
     /// transaction. Returns the names of the rows marked removed.
     @discardableResult
     public func removeExports(volumeId: String, connection: PostgresConnection, logger: Logger) async throws -> [String] {
-        var rows: [ExportMapping] = []
-        for try await row in try await connection.query(ExportMappingsTable.activeByVolume(volumeId), logger: logger) {
-            rows.append(try ExportMapping(row: row))
-        }
+        let rows = try await connection.query(ExportMappingsTable.activeByVolume(volumeId), logger: logger).collect()
+            .map(ExportMapping.init(row:))
         var names = rows.map(\.exportName)
         if let canonical = try? ExportName.forVolume(volumeId), !names.contains(canonical) {
             names.append(canonical)

@@ -18,11 +18,7 @@ extension OperationType {
 /// it, or destroy a recovered one again (without expunging, as it was found) when `delete_vm`
 /// was not asked for; then the `appliance` mapping is written in the transaction that completes the
 /// operation.
-///
-/// Every run starts from CloudStack's view of the volume, not from the checkpoint alone:
-/// on the test VM → stop, detach, attach; detached → attach; on the appliance → only the
-/// by-id link and the mapping are left. Each CloudStack step is a `CloudStackStep` in its own
-/// key of the checkpoint, so a crash or retry repeats none of them.
+/// Each CloudStack step is a `CloudStackStep` in its own key of the checkpoint.
 public struct CleanupHandler: EnvironmentOperationHandler {
     static let type = OperationType.cleanup
     static let firstStep = "looking at the volume and the test VM in CloudStack"

@@ -8,14 +8,8 @@ extension OperationType {
     public static let create: OperationType = "create"
 }
 
-/// `create`: a new data volume in CloudStack, recorded in `volumes`.
-///
-/// createVolume runs as a `CloudStackStep` (`CreateVolume`), so it is resumable at every
-/// step and never makes a second volume for one operation: a retry after a lost reply adopts
-/// the one unowned volume of that name and size instead of creating another; the volume id
-/// and job id are checkpointed as soon as createVolume answers; a failed job is judged by
-/// listing the volume. The `volumes` row commits with the completed status (and the
-/// operation's volume_id).
+/// `create`: a new data volume in CloudStack (`CreateVolume`, never two for one operation),
+/// its `volumes` row committed with the completed status.
 public struct CreateHandler: EnvironmentOperationHandler {
     static let type = OperationType.create
     static let firstStep = "asking CloudStack to create the volume"
@@ -216,8 +210,7 @@ struct CreateVolume: CloudStackAction {
         guard let offering = try await environment.cloudStack.listDiskOfferings(id: request.diskOfferingId).first else {
             throw VolumeOperationFailure(
                 code: CloudStackError.Code.notFound.rawValue,
-                message: "disk offering \(request.diskOfferingId) is not listed by CloudStack; check the request's disk_offering_id",
-                isTransient: false)
+                message: "disk offering \(request.diskOfferingId) is not listed by CloudStack; check the request's disk_offering_id")
         }
         // An offering without `iscustomized` (older servers) is custom when it has no size.
         let isCustomized = offering.iscustomized ?? ((offering.disksize ?? 0) == 0)
@@ -250,8 +243,7 @@ struct CreateVolume: CloudStackAction {
                 code: "create_ambiguous",
                 message: "an earlier attempt's createVolume got no answer, and CloudStack now has \(unowned.count) unowned volumes "
                     + "named \(quotedForMessage(request.name)) (\(unowned.map(\.id.value).joined(separator: ", "))); "
-                    + "delete the extra ones in CloudStack and enqueue the create again",
-                isTransient: false)
+                    + "delete the extra ones in CloudStack and enqueue the create again")
         }
         return unowned.first
     }

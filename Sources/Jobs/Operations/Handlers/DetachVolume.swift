@@ -7,18 +7,10 @@ import Worker
 /// runs on its own, `delete` runs first when forced and `cleanup` runs to take a volume off
 /// the test VM. Returns the VM the volume came off, or nil when it was not attached.
 ///
-/// - Active NBD exports block the detach unless `force`, in which case the configured
-///   `ExportRemover` takes them down first (see `clearExports`).
-/// - With `onlyFrom`, a volume found on another VM is left alone and reported.
-/// - Found detached after an unanswered detachVolume: that request's work, returning the VM
-///   it was sent for.
-/// - Off the appliance, the detach counts once the by-id link is gone.
-/// - A KVM detach timeout (`cloudstack_detach_timeout`: the guest did not let go of the disk
-///   within the agent's wait.detach.device, and CloudStack still records the volume
-///   attached) from the appliance is judged by the by-id link: once it goes within
-///   `deviceWaitTimeout`, the guest released the disk, and one more detachVolume records it
-///   (KVM then finds no disk and reports success); a link still there fails the attempt with
-///   `detach_device_held`, transient, so the retry asks again.
+/// A KVM detach timeout (`cloudstack_detach_timeout`) from the appliance is judged by the
+/// by-id link: once it goes within `deviceWaitTimeout`, the guest released the disk, and one
+/// more detachVolume records it (KVM then finds no disk and reports success); a link still
+/// there is `detach_device_held`, transient, so the retry asks again.
 struct DetachVolume: CloudStackAction {
     let environment: OperationEnvironment
     let context: OperationContext

@@ -13,11 +13,7 @@ extension OperationType {
 /// `export`: serves a volume attached to this appliance over NBD, under the name
 /// `migration-vol-<volume_id>`, for a replication peer writing the disk `disk_unit_number`
 /// of the source VM `vm_id`.
-///
-/// Every step is safe to repeat (a retry or a rescued operation runs it again): publishing
-/// re-points the entry atomically, the handshake only reads, and the mapping row is
-/// written in the transaction that completes the operation, so a row never exists for an
-/// export that was not checked, nor a completed export without its row.
+/// Safe to repeat, as `ExportPublisher` says.
 public struct ExportHandler: RegisteredOperationHandler {
     static let type = OperationType.export
     static let firstStep = "exporting the by-id link over NBD"

@@ -45,8 +45,7 @@ struct ExportRequest: Decodable, Sendable {
         return try container.decode(Int.self, forKey: .diskUnitNumber)
     }
 
-    /// Decodes and validates; shape errors surface as `DecodingError` (the queue names the
-    /// field), value errors as `invalid_request` naming the field.
+    /// Decodes and validates, as `RequestDecoding` says.
     static func parse(_ operation: ClaimedOperation) throws -> ExportRequest {
         let request = try JSONDecoder().decode(ExportRequest.self, from: Data(operation.request.utf8))
         if let jobId = request.jobId { try validateText(jobId, field: "job_id") }

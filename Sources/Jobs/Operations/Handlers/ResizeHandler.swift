@@ -14,20 +14,8 @@ extension OperationType {
 /// CloudStack's resizeVolume, for a volume attached to this appliance or detached. On the
 /// appliance the by-id device is re-read and must show CloudStack's new size; the mapping's
 /// and the volume's `size_bytes` change in the transaction that completes the operation, and
-/// an NBD export of the volume serves the new size to its next client.
-///
-/// At most once, as attach and detach: the resizeVolume job id is checkpointed before waiting
-/// (`CloudStackStep`); a resume waits on it, adopts the job an unanswered request started, or,
-/// finding the volume already at the size, sends nothing. A smaller size is refused (volumed
-/// never shrinks a volume: CloudStack's `shrinkok` is not sent).
-///
-/// The type as a whole, files touched: this file; its row in migrations/0007_operation_types.sql
-/// and its line in `OperationRegistry.handlerTypes`; `CloudStackClient.resizeVolume`;
-/// `CreateHandler.wholeGB` (shared rounding); the simulator (SimulatedCloud+ResizeVolume.swift,
-/// and one line each in SimulatedCloud, SimulatedCloud+Jobs, SimulatedEntities, SimulatorState,
-/// HotPlugEmulator); the route in HTTPAPI/Routes/VolumeWriteRoutes.swift; `--size` in
-/// volumed/ClientCommands.swift; tests (JobsTests/HandlerResizeTests, CloudStackResizeVolumeTests,
-/// HTTPAPITests/VolumeWriteRouteTests); README, docs/architecture.md, CHANGELOG.
+/// an NBD export of the volume serves the new size to its next client. A smaller size is
+/// refused: volumed never shrinks a volume (CloudStack's `shrinkok` is not sent).
 public struct ResizeHandler: EnvironmentOperationHandler {
     static let type = OperationType.resize
     static let firstStep = "looking at the volume in CloudStack before resizing"
@@ -103,8 +91,7 @@ public struct ResizeHandler: EnvironmentOperationHandler {
                 throw VolumeOperationFailure(
                     code: "volume_attached_elsewhere",
                     message: "volume \(volumeId) is attached to VM \(vmId) (\(current.vmname ?? "unnamed")); resize runs on a volume "
-                        + "attached to this appliance (\(environment.applianceVMId ?? "none configured")) or detached: detach it first",
-                    isTransient: false)
+                        + "attached to this appliance (\(environment.applianceVMId ?? "none configured")) or detached: detach it first")
             }
             if current.size == target {
                 context.logger.info("volume already has the requested size", metadata: ["size_bytes": "\(target)"])

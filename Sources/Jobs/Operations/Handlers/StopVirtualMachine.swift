@@ -5,15 +5,9 @@ import Worker
 /// its disks come off. CloudStack detaches a root disk only from a stopped VM
 /// (VolumeApiServiceImpl.validateRootVolumeDetachAttach), and a stopped guest has flushed
 /// its writes. Returns once the VM is `Stopped` (or `Destroyed`, which CloudStack detaches
-/// from too), within `environment.vmStopTimeout`.
-///
-/// - Stopped: nothing is sent.
-/// - Running: one stopVirtualMachine (forced when `force`).
-/// - Stopping or Starting (another stop or start under way): waited on without sending
-///   anything, unless `force`, which sends one forced stop (the fix for a VM stuck Stopping).
-/// - A stop job that failed counts when the VM is stopped anyway.
-/// - Past the deadline: `test_vm_stop_timeout`, a permanent failure naming the state; the
-///   caller has detached nothing yet.
+/// from too), within `environment.vmStopTimeout`, else `test_vm_stop_timeout` before the
+/// caller detached anything. A VM Stopping or Starting (another stop or start under way) is
+/// waited on, unless `force` sends one forced stop (the fix for a VM stuck Stopping).
 struct StopVirtualMachine: CloudStackAction {
     let environment: OperationEnvironment
     let context: OperationContext
@@ -50,8 +44,6 @@ struct StopVirtualMachine: CloudStackAction {
         }
     }
 
-    /// A job that ended is followed by a look at the VM; one that failed is accepted when the
-    /// VM is stopped anyway, else forgotten (the retry may stop anew) and its error stands.
     func ended(_ ending: JobEnding, _ progress: StepProgress) async throws -> StepNext<Void> {
         guard case .failed(let error) = ending else { return .look() }
         if try await environment.cloudStack.virtualMachine(id: vmId)?.state == "Stopped" { return .done(()) }

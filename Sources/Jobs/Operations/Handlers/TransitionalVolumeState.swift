@@ -31,8 +31,7 @@ extension VolumeOperationFailure {
         if TransitionalVolumeState.isStuck(volume) {
             return VolumeOperationFailure(
                 code: "volume_stuck_in_transition",
-                message: TransitionalVolumeState.advice(volumeId: volume.id.value, state: volume.state),
-                isTransient: false)
+                message: TransitionalVolumeState.advice(volumeId: volume.id.value, state: volume.state))
         }
         return VolumeOperationFailure(
             code: "volume_in_transition",

@@ -12,11 +12,8 @@ extension OperationType {
 
 /// `unexport`: withdraws a volume's NBD export for new clients and marks its mapping
 /// `removed`. Idempotent: an export that is already gone (entry, row or both) is success,
-/// so an orchestrator may repeat it after any failure.
-///
-/// Connections opened before keep reading with nbdkit (the device is opened per client);
-/// with nbd-server the export stays loaded until the server restarts (its reload never
-/// drops sections).
+/// so an orchestrator may repeat it after any failure. What open connections keep depends on
+/// the backend (see `NbdkitDirectoryBackend`, `NbdServerConfBackend`).
 public struct UnexportHandler: RegisteredOperationHandler {
     static let type = OperationType.unexport
     static let firstStep = "removing the NBD export"
