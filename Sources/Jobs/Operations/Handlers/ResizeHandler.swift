@@ -16,6 +16,15 @@ extension OperationType {
 /// and the volume's `size_bytes` change in the transaction that completes the operation, and
 /// an NBD export of the volume serves the new size to its next client. A smaller size is
 /// refused: volumed never shrinks a volume (CloudStack's `shrinkok` is not sent).
+///
+/// The type as a whole, files touched: this file; its row in migrations/0007_operation_types.sql;
+/// its line in `OperationRegistry.handlerTypes` (Swift has no load-time registration);
+/// `CloudStackClient.resizeVolume`; `DeviceMappingsTable.resized`, `VolumesTable.resized`; the
+/// simulator (SimulatedCloud+ResizeVolume.swift and a line each in SimulatedCloud,
+/// SimulatedCloud+Jobs, SimulatedEntities, SimulatorState, HotPlugEmulator); the route in
+/// HTTPAPI/Routes/VolumeWriteRoutes.swift; `--size` in volumed/ClientCommands.swift; tests
+/// (HandlerResizeTests, CloudStackResizeVolumeTests, VolumeWriteRouteTests, OperationStepTests);
+/// README, docs/architecture.md, CHANGELOG.
 public struct ResizeHandler: EnvironmentOperationHandler {
     static let type = OperationType.resize
     static let firstStep = "looking at the volume in CloudStack before resizing"
