@@ -199,7 +199,9 @@ actor SimulatedCloud {
                 SimulatorState.Job(
                     id: $0.id, command: $0.apiCommand, status: $0.status, volumeid: $0.action.volumeID,
                     virtualmachineid: $0.action.virtualMachineID, stuck: $0.stuck,
-                    abandoned: $0.abandonment != nil && $0.status == 2, purged: $0.purged)
+                    abandoned: $0.abandonment != nil && $0.status == 2, purged: $0.purged,
+                    durationMs: Int($0.duration.components.seconds * 1000 + $0.duration.components.attoseconds / 1_000_000_000_000_000),
+                    queries: $0.queries)
             },
             sideEffects: sideEffects,
             vmSideEffects: vmSideEffects,

@@ -141,6 +141,12 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
     /// How long after such a failed job the guest releases the disk after all (its by-id link
     /// goes; the next detachVolume then succeeds); nil: the guest never releases it.
     public var detachReleaseMs: Int?
+    /// How long async jobs of a command stay `jobstatus 0`, drawn uniformly per job from the
+    /// command's range (`{"attachVolume": {"min_ms": 2000, "max_ms": 10000}}`); commands left
+    /// out use `SimulatorConfiguration.asyncDelay`. Real jobs take seconds and vary with the
+    /// hypervisor agent (issue 16 measures polling against attach 2–10 s, create 1–5 s); a
+    /// fixed delay hides what a poll schedule costs (SimulatedCloud+JobDurations.swift).
+    public var jobDurationsMs: [String: SimulatorDurationRange] = [:]
 
     public init(failRate: Double = 0, errorCode: Int = 530, stuckRate: Double = 0, latencyMs: Int = 0, stuckDelayMs: Int? = nil,
                 replyLostRate: Double = 0, customDiskSizeMinGB: Int = 1, customDiskSizeMaxGB: Int = 1024,
@@ -178,6 +184,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         case customDiskSizeMaxGB = "custom_disk_size_max_gb"
         case detachTimeoutRate = "detach_timeout_rate"
         case detachReleaseMs = "detach_release_ms"
+        case jobDurationsMs = "job_durations_ms"
     }
 
     /// Partial updates: fields absent from the JSON keep their current value.
@@ -205,6 +212,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         if let value = patch.detachTimeoutRate { copy.detachTimeoutRate = value }
         if let value = patch.detachReleaseMs { copy.detachReleaseMs = value }
         if patch.clearsDetachRelease { copy.detachReleaseMs = nil }
+        if let value = patch.jobDurationsMs { copy.jobDurationsMs = value }
         try copy.validate()
         return copy
     }
@@ -237,6 +245,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         guard (detachReleaseMs ?? 0) >= 0 else {
             throw Invalid(description: "detach_release_ms must not be negative (null: the guest never releases the disk)")
         }
+        try SimulatorDurationRange.validate(jobDurationsMs, field: "job_durations_ms")
         guard customDiskSizeMinGB >= 1, customDiskSizeMinGB <= customDiskSizeMaxGB else {
             throw Invalid(description: "custom_disk_size_min_gb must be at least 1 and at most custom_disk_size_max_gb "
                 + "(got \(customDiskSizeMinGB) and \(customDiskSizeMaxGB))")
@@ -264,6 +273,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         var customDiskSizeMaxGB: Int?
         var detachTimeoutRate: Double?
         var detachReleaseMs: Int?
+        var jobDurationsMs: [String: SimulatorDurationRange]?
         /// `"detach_release_ms": null` sets "never" (absent keeps the current value).
         var clearsDetachRelease = false
         /// The same field names as `SimulatorFaults` itself.
@@ -294,6 +304,7 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
             accountRole = try container.decodeIfPresent(String.self, forKey: .accountRole)
             unavailableCommands = try container.decodeIfPresent([String].self, forKey: .unavailableCommands)
             roleChecker = try container.decodeIfPresent(String.self, forKey: .roleChecker)
+            jobDurationsMs = try container.decodeIfPresent([String: SimulatorDurationRange].self, forKey: .jobDurationsMs)
         }
     }
 
