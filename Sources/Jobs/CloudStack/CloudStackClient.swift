@@ -25,10 +25,14 @@ public final class CloudStackClient: Sendable {
     package let jobDurations = JobDurationHistory()
     /// Jobs this process started and has not waited for yet: their command and start.
     private let startedJobs = Mutex<[String: StartedJob]>([:])
+    /// Webhook deliveries wake this client's waits through it (`JobWakeups`).
+    package let wakeups = JobWakeups()
 
     private struct StartedJob {
         var command: String
         var at: ContinuousClock.Instant
+        /// The volume or VM the job works on: what a webhook delivery names.
+        var entity: String
     }
 
     /// Remembered jobs beyond this are forgotten oldest first (started, never waited on).
@@ -95,7 +99,7 @@ public final class CloudStackClient: Sendable {
         var parameters: [(name: String, value: String)] = [("name", name), ("zoneid", zoneId), ("diskofferingid", diskOfferingId)]
         if let sizeGB { parameters.append(("size", String(sizeGB))) }
         let body = try await call("createVolume", parameters, method: .post, as: AsyncCreateBody.self)
-        noteStarted(jobId: body.jobid, command: "createVolume")
+        noteStarted(jobId: body.jobid, command: "createVolume", entity: body.id)
         return (body.id, body.jobid)
     }
 
@@ -147,19 +151,20 @@ public final class CloudStackClient: Sendable {
     }
 
     /// Sends an async command and remembers when its job started, for `waitForJob`'s plan.
+    /// The entity is the `id` parameter (the volume, or the VM of a VM command).
     private func startJob(_ command: String, _ parameters: [(name: String, value: String)]) async throws -> String {
         let jobId = try await call(command, parameters, method: .post, as: AsyncJobStartBody.self).jobid
-        noteStarted(jobId: jobId, command: command)
+        noteStarted(jobId: jobId, command: command, entity: parameters.first { $0.name == "id" }?.value ?? "")
         return jobId
     }
 
-    private func noteStarted(jobId: String, command: String) {
+    private func noteStarted(jobId: String, command: String, entity: String) {
         let now = ContinuousClock.now
         startedJobs.withLock { jobs in
             if jobs.count >= Self.startedJobsLimit, let oldest = jobs.min(by: { $0.value.at < $1.value.at })?.key {
                 jobs[oldest] = nil
             }
-            jobs[jobId] = StartedJob(command: command, at: now)
+            jobs[jobId] = StartedJob(command: command, at: now, entity: entity)
         }
     }
 
@@ -224,10 +229,15 @@ public final class CloudStackClient: Sendable {
         )
         var lastTransientError: CloudStackError?
         var lastPending: ContinuousClock.Instant?
+        let wait = started.map { wakeups.begin(entity: $0.entity) }
+        defer { wait.map(wakeups.end) }
+        func pause(until instant: ContinuousClock.Instant) async throws {
+            if let wait { try await wakeups.sleep(wait, until: instant) } else { try await Task.sleep(until: instant, clock: clock) }
+        }
+        if let first = schedule.firstPoll, first > clock.now {
+            try await pause(until: min(first, deadline))
+        }
         while true {
-            if let first = schedule.firstPoll, first > clock.now {
-                try await Task.sleep(until: min(first, deadline), clock: clock)
-            }
             try Task.checkCancellation()
             let polledAt = clock.now
             do {
@@ -287,7 +297,7 @@ public final class CloudStackClient: Sendable {
                     jobId: jobId
                 )
             }
-            try await Task.sleep(until: min(schedule.next(after: polledAt, now: clock.now), deadline), clock: clock)
+            try await pause(until: min(schedule.next(after: polledAt, now: clock.now), deadline))
         }
     }
 

@@ -19,7 +19,7 @@ package final class JobDurationHistory: Sendable {
     /// Fewer samples than this: no plan (the doubling schedule).
     package static let minimumSamples = 8
     /// The largest gap between two polls: the latest a job's end is noticed, below a 2 s poll's.
-    static let maximumGap: Duration = .milliseconds(1750)
+    static let maximumGap: Duration = .milliseconds(1500)
     /// Polls closer than this are merged.
     static let minimumGap: Duration = .milliseconds(50)
     /// The budget: a plan makes no more calls, on average over the history, than polling at
@@ -27,7 +27,7 @@ package final class JobDurationHistory: Sendable {
     static let referenceInterval: Duration = .seconds(2)
     /// The share of that budget a plan may spend: the history's durations are estimates (the
     /// middle between two looks), so real jobs cost a little more than the plan computes.
-    static let budgetShare = 0.9
+    static let budgetShare = 0.95
     /// The most quantile steps a candidate plan has.
     static let maximumSteps = 32
 
