@@ -139,6 +139,7 @@ extension SimulatedCloud {
         volumes[index].removed = true
         volumes[index].state = "Expunged"
         recordSideEffect(volume.id) { $0.deleteVolume += 1 }
+        publishWebhookEvent(command: "deleteVolume", entityUUID: volume.id, succeeded: true)
         return .object([("success", .bool(true))])
     }
 

@@ -64,6 +64,9 @@ extension SimulatedCloud {
             jobs[index].result = ResponseRendering.jobFailure(.internalError("\(error)"))
         }
         jobs[index].completed = Date()
+        if let entity = jobs[index].action.volumeID ?? jobs[index].action.virtualMachineID {
+            publishWebhookEvent(command: jobs[index].apiCommand, entityUUID: entity, succeeded: jobs[index].status == 1)
+        }
         logger.debug("job finished", metadata: ["job_id": "\(jobID)", "status": "\(jobs[index].status)"])
     }
 

@@ -29,6 +29,8 @@ actor SimulatedCloud {
     var requestCounts: [String: Int] = [:]
     var faults: SimulatorFaults
     var jobTimers: [String: Task<Void, Never>] = [:]
+    /// Every event published to the webhook, in order (SimulatedCloud+Webhooks.swift).
+    var webhookDeliveries: [SimulatorWebhookDelivery] = []
     /// Late by-id link events by volume id (SimulatedCloud+LateLinks.swift).
     var pendingLinkEvents: [String: PendingLinkEvent] = [:]
     var nextLinkEventToken = 0

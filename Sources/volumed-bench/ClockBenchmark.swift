@@ -3,6 +3,8 @@ import AsyncHTTPClient
 import CloudStack
 import CloudStackSimulator
 import Foundation
+import HTTPAPI
+import Hummingbird
 import Primitives
 import Synchronization
 
@@ -26,10 +28,14 @@ struct ClockBenchmark: AsyncParsableCommand {
     @Option(help: "createVolume job durations, min-max milliseconds.") var createMs: String = "1000-5000"
     @Option(help: "attachVolume job durations, min-max milliseconds.") var attachMs: String = "2000-10000"
     @Option(help: "detachVolume job durations, min-max milliseconds.") var detachMs: String = "2000-10000"
+    @Flag(help: "The simulator delivers webhooks to a receiver of POST /cloudstack/webhook that wakes the waits.")
+    var webhooks = false
+    @Option(help: "With --webhooks: the fraction of events the simulator never delivers.") var webhookLossRate: Double = 0
 
     func run() async throws {
         let logger = benchLogger()
         var faults = SimulatorFaults()
+        faults.webhookLossRate = webhookLossRate
         faults.jobDurationsMs = [
             "createVolume": try Self.range(createMs, "--create-ms"),
             "attachVolume": try Self.range(attachMs, "--attach-ms"),
@@ -43,7 +49,21 @@ struct ClockBenchmark: AsyncParsableCommand {
             configuration: CloudStackConfiguration(apiURL: simulator.apiURL, apiKey: "k", secretKey: "s"),
             httpClient: httpClient, logger: logger)
         let recorder = ClockRecorder(client: client)
+        var receiver: Task<Void, any Error>?
         do {
+            if webhooks {
+                let (ports, sink) = AsyncStream<Int>.makeStream()
+                let app = VolumedAPI.webhookReceiver(secret: "bench-webhook-secret", wakeups: client.wakeups, logger: logger) {
+                    sink.yield($0)
+                    sink.finish()
+                }
+                receiver = Task { try await app.runService() }
+                var iterator = ports.makeAsyncIterator()
+                guard let port = await iterator.next() else { throw BenchError("the webhook receiver did not start") }
+                faults.webhookPayloadURL = "http://127.0.0.1:\(port)/cloudstack/webhook"
+                faults.webhookSecretKey = "bench-webhook-secret"
+                await simulator.setFaults(faults)
+            }
             var vms: [String] = []
             for lane in 0..<lanes {
                 vms.append(try await simulator.addVirtualMachine(
@@ -68,10 +88,12 @@ struct ClockBenchmark: AsyncParsableCommand {
                 try await group.waitForAll()
             }
         } catch {
+            receiver?.cancel()
             try? await httpClient.shutdown()
             await simulator.stop()
             throw error
         }
+        receiver?.cancel()
         let jobs = Dictionary(uniqueKeysWithValues: await simulator.state().jobs.map { ($0.id, $0) })
         try await httpClient.shutdown()
         await simulator.stop()
@@ -89,11 +111,12 @@ struct ClockBenchmark: AsyncParsableCommand {
                 cs.add(PollingClient.cs.notice(duration))
                 go.add(PollingClient.cloudstackGo.notice(duration))
             }
-            rows.append(ClockRow(command: command, client: "volumed", samples: volumed))
+            rows.append(ClockRow(command: command, client: webhooks ? "volumed + webhooks" : "volumed", samples: volumed))
             rows.append(ClockRow(command: command, client: "cs (2 s)", samples: cs))
             rows.append(ClockRow(command: command, client: "cloudstack-go", samples: go))
         }
-        print("job durations: create \(createMs) ms, attach \(attachMs) ms, detach \(detachMs) ms; \(lanes) lanes × \(rounds) rounds; warm-up jobs left out")
+        print("job durations: create \(createMs) ms, attach \(attachMs) ms, detach \(detachMs) ms; \(lanes) lanes × \(rounds) rounds; warm-up jobs left out"
+            + (webhooks ? "; webhooks on, loss rate \(webhookLossRate)" : ""))
         print(ClockRow.header)
         for row in rows { print(row.line) }
     }

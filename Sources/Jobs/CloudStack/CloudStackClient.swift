@@ -212,7 +212,9 @@ public final class CloudStackClient: Sendable {
     /// A job this client started, of a command with enough history, is polled at the times
     /// `jobDurations` plans (where its command's jobs usually end, gaps of at most 1.5 s); any
     /// other job at once and then at an interval starting at `initialPollInterval` and
-    /// doubling up to `maximumPollInterval`. Transient errors while polling are retried until
+    /// doubling up to `maximumPollInterval`. A webhook delivery naming the job's volume or VM
+    /// (`wakeups`) makes it look at once; while deliveries arrive, the planned polls shrink to
+    /// a slow fallback (`JobPollSchedule.fallback`). Transient errors while polling are retried until
     /// the deadline (polling has no side effect). Honors task cancellation.
     public func waitForJob(
         jobId: String,
@@ -223,10 +225,13 @@ public final class CloudStackClient: Sendable {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         let started = startedJobs.withLock { $0.removeValue(forKey: jobId) }
-        var schedule = JobPollSchedule(
-            startedAt: started?.at ?? clock.now, plan: started.flatMap { jobDurations.plan(for: $0.command) },
-            initialInterval: initialPollInterval, maximumInterval: maximumPollInterval
-        )
+        let plan = started.flatMap { jobDurations.plan(for: $0.command) }
+        // A job this process started can be woken by a webhook delivery; while deliveries
+        // arrive, polling is only the slow fallback.
+        var schedule = started != nil && wakeups.isLive
+            ? JobPollSchedule.fallback(startedAt: started!.at, plan: plan)
+            : JobPollSchedule(startedAt: started?.at ?? clock.now, plan: plan,
+                              initialInterval: initialPollInterval, maximumInterval: maximumPollInterval)
         var lastTransientError: CloudStackError?
         var lastPending: ContinuousClock.Instant?
         let wait = started.map { wakeups.begin(entity: $0.entity) }

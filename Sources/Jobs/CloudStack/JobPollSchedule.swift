@@ -1,11 +1,12 @@
 /// When `CloudStackClient.waitForJob` looks at a job next: at the planned times after the
 /// job's start (`JobDurationHistory.plan(for:)`), then — a job longer than any seen — at the
-/// plan's mean gap doubling up to `JobDurationHistory.maximumGap`; or, with no plan, at once and then at an interval that doubles up to a maximum.
+/// plan's mean gap doubling up to `JobDurationHistory.maximumGap`; or, with no plan, at once and
+/// then at an interval that doubles up to a maximum.
 struct JobPollSchedule {
     let startedAt: ContinuousClock.Instant
     let plan: [Duration]?
     private var interval: Duration
-    private let maximumInterval: Duration
+    private var maximumInterval: Duration
 
     init(startedAt: ContinuousClock.Instant, plan: [Duration]?, initialInterval: Duration, maximumInterval: Duration) {
         self.startedAt = startedAt
@@ -22,6 +23,19 @@ struct JobPollSchedule {
             self.maximumInterval = maximumInterval
         }
     }
+
+    /// The slow fallback while webhooks wake the wait (`JobWakeups.isLive`): one look when the
+    /// longest job seen would have ended, then every `fallbackInterval` doubling to four times
+    /// it; without a plan, at once and then the same. A lost delivery costs notice time, not calls.
+    static func fallback(startedAt: ContinuousClock.Instant, plan: [Duration]?) -> JobPollSchedule {
+        var schedule = JobPollSchedule(startedAt: startedAt, plan: plan?.last.map { [$0] },
+                                       initialInterval: fallbackInterval, maximumInterval: fallbackInterval * 4)
+        schedule.interval = fallbackInterval
+        schedule.maximumInterval = fallbackInterval * 4
+        return schedule
+    }
+
+    static let fallbackInterval: Duration = .seconds(2)
 
     /// The first look with a plan (none before its shortest duration); nil: look at once.
     var firstPoll: ContinuousClock.Instant? {

@@ -19,12 +19,17 @@ package final class JobWakeups: Sendable {
 
     private let entries = Mutex<[UInt64: Entry]>([:])
     private let nextID = Atomic<UInt64>(0)
+    private let lastDelivery = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// How long after a delivery webhooks count as working (`isLive`).
+    static let liveWindow: Duration = .seconds(600)
 
     package init() {}
 
     /// Wakes every wait on `entity` (a volume or VM id, any case); returns how many.
     @discardableResult
     package func wake(entity: String) -> Int {
+        lastDelivery.withLock { $0 = .now }
         let key = entity.lowercased()
         let woken = entries.withLock { all -> [CheckedContinuation<Void, Never>?] in
             var woken: [CheckedContinuation<Void, Never>?] = []
@@ -37,6 +42,11 @@ package final class JobWakeups: Sendable {
         }
         for continuation in woken { continuation?.resume() }
         return woken.count
+    }
+
+    /// A signed delivery came within `liveWindow`: waits then keep only a slow fallback poll.
+    var isLive: Bool {
+        lastDelivery.withLock { $0.map { $0.duration(to: .now) < Self.liveWindow } ?? false }
     }
 
     /// Waits in progress (tests wait for one before delivering).
