@@ -6,6 +6,7 @@ import Foundation
 import HTTPAPI
 import Hummingbird
 import Primitives
+import ServiceLifecycle
 import Synchronization
 
 /// `volumed-bench clock`: how soon volumed notices that a CloudStack async job ended, and how
@@ -49,7 +50,7 @@ struct ClockBenchmark: AsyncParsableCommand {
             configuration: CloudStackConfiguration(apiURL: simulator.apiURL, apiKey: "k", secretKey: "s"),
             httpClient: httpClient, logger: logger)
         let recorder = ClockRecorder(client: client)
-        var receiver: Task<Void, any Error>?
+        var receiver: (group: ServiceGroup, task: Task<Void, any Error>)?
         do {
             if webhooks {
                 let (ports, sink) = AsyncStream<Int>.makeStream()
@@ -57,7 +58,8 @@ struct ClockBenchmark: AsyncParsableCommand {
                     sink.yield($0)
                     sink.finish()
                 }
-                receiver = Task { try await app.runService() }
+                let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+                receiver = (group, Task { try await group.run() })
                 var iterator = ports.makeAsyncIterator()
                 guard let port = await iterator.next() else { throw BenchError("the webhook receiver did not start") }
                 faults.webhookPayloadURL = "http://127.0.0.1:\(port)/cloudstack/webhook"
@@ -88,12 +90,15 @@ struct ClockBenchmark: AsyncParsableCommand {
                 try await group.waitForAll()
             }
         } catch {
-            receiver?.cancel()
+            await receiver?.group.triggerGracefulShutdown()
             try? await httpClient.shutdown()
             await simulator.stop()
             throw error
         }
-        receiver?.cancel()
+        if let receiver {
+            await receiver.group.triggerGracefulShutdown()
+            try? await receiver.task.value
+        }
         let jobs = Dictionary(uniqueKeysWithValues: await simulator.state().jobs.map { ($0.id, $0) })
         try await httpClient.shutdown()
         await simulator.stop()

@@ -75,6 +75,14 @@ struct WebhookRouteTests {
             try await eventually(timeout: .seconds(5), "the delivery to be answered") {
                 await world.simulator.webhookDeliveries().first { $0.entityUUID == volume }?.answers == [200]
             }
+            // Duplication: the same event, the same body and signature, delivered twice.
+            faults.webhookDuplicateRate = 1
+            await world.simulator.setFaults(faults)
+            let twice = try await world.cloudVolume()
+            try await eventually(timeout: .seconds(5), "both copies to be answered") {
+                await world.simulator.webhookDeliveries().first { $0.entityUUID == twice }?.answers == [200, 200]
+            }
+            faults.webhookDuplicateRate = 0
             // A receiver with another secret refuses every try.
             faults.webhookSecretKey = "not-the-receivers"
             await world.simulator.setFaults(faults)

@@ -1,6 +1,7 @@
 @testable import CloudStack
 import CloudStackSimulator
 import Foundation
+import TestSupport
 import Testing
 
 /// CloudStack's clock: job durations drawn per command in the simulator, and polls planned from
@@ -82,6 +83,32 @@ struct CloudStackJobClockTests {
             for jobId in jobIds.suffix(3) {
                 #expect(jobs[jobId]!.queries <= 3)
             }
+        }
+    }
+
+    @Test("while webhook deliveries arrive, a wait polls at once, then sleeps until woken on its volume and confirms with one poll")
+    func wakeUp() async throws {
+        var faults = SimulatorFaults()
+        faults.jobDurationsMs = ["createVolume": SimulatorDurationRange(minMs: 1000, maxMs: 1000)]
+        try await CloudStackHarness.with(faults: faults) { harness in
+            let client = harness.client
+            #expect(client.wakeups.wake(entity: "no-such-volume") == 0)  // deliveries are live now
+            let (volumeId, jobId) = try await client.createVolume(
+                name: "woken", zoneId: SimulatorConfiguration.zoneID,
+                diskOfferingId: SimulatorConfiguration.customDiskOfferingID, sizeGB: 1)
+            let started = ContinuousClock.now
+            let wait = Task { try await client.waitForJob(jobId: jobId, timeout: .seconds(10)) }
+            try await eventually(timeout: .seconds(5), "the wait to park") { client.wakeups.waiting == 1 }
+            try await Task.sleep(until: started.advanced(by: .milliseconds(1100)), clock: .continuous)
+            #expect(client.wakeups.wake(entity: volumeId.uppercased()) == 1)
+            #expect(try await wait.value.status == .succeeded)
+            let elapsed = ContinuousClock.now - started
+            // The fallback's next look would come at 2 s.
+            #expect(elapsed < .milliseconds(1800), "noticed after \(elapsed)")
+            let job = try #require(await harness.simulator.state().jobs.first { $0.id == jobId })
+            #expect(job.queries == 2)
+            // A duplicate delivery after the wait returned finds nobody.
+            #expect(client.wakeups.wake(entity: volumeId) == 0)
         }
     }
 }

@@ -228,7 +228,8 @@ public final class CloudStackClient: Sendable {
         let plan = started.flatMap { jobDurations.plan(for: $0.command) }
         // A job this process started can be woken by a webhook delivery; while deliveries
         // arrive, polling is only the slow fallback.
-        var schedule = started != nil && wakeups.isLive
+        let fallback = started != nil && wakeups.isLive
+        var schedule = fallback
             ? JobPollSchedule.fallback(startedAt: started!.at, plan: plan)
             : JobPollSchedule(startedAt: started?.at ?? clock.now, plan: plan,
                               initialInterval: initialPollInterval, maximumInterval: maximumPollInterval)
@@ -236,8 +237,9 @@ public final class CloudStackClient: Sendable {
         var lastPending: ContinuousClock.Instant?
         let wait = started.map { wakeups.begin(entity: $0.entity) }
         defer { wait.map(wakeups.end) }
+        var woken = false
         func pause(until instant: ContinuousClock.Instant) async throws {
-            if let wait { try await wakeups.sleep(wait, until: instant) } else { try await Task.sleep(until: instant, clock: clock) }
+            if let wait { woken = try await wakeups.sleep(wait, until: instant) } else { try await Task.sleep(until: instant, clock: clock) }
         }
         if let first = schedule.firstPoll, first > clock.now {
             try await pause(until: min(first, deadline))
@@ -250,11 +252,13 @@ public final class CloudStackClient: Sendable {
                 lastTransientError = nil
                 switch result.status {
                 case .succeeded:
-                    if let started {
+                    // The fallback's sparse looks say little about when the job ended (and,
+                    // taken as durations, would stretch the plan): only a woken look counts.
+                    if let started, !fallback || woken {
                         // It ended between the last pending look and this one: take the middle.
-                        // With no pending look, this one is all we know (half of it would
-                        // drag the plan's first poll earlier with every job it catches).
-                        let ended = lastPending.map { $0.advanced(by: (polledAt - $0) / 2) } ?? polledAt
+                        // With no pending look (or a woken one), this one is all we know (half
+                        // of it would drag the plan's first poll earlier with every job it catches).
+                        let ended = woken ? polledAt : lastPending.map { $0.advanced(by: (polledAt - $0) / 2) } ?? polledAt
                         jobDurations.record(command: started.command, duration: ended - started.at)
                     }
                     return result

@@ -12,7 +12,7 @@ package final class JobWakeups: Sendable {
         var entity: String
         /// A wake that came while the waiter was polling: its next sleep returns at once.
         var pendingWake = false
-        var parked: CheckedContinuation<Void, Never>?
+        var parked: CheckedContinuation<Bool, Never>?
         /// Which sleep `parked` belongs to, so a late timer of an earlier sleep does nothing.
         var sleep: UInt64 = 0
     }
@@ -31,8 +31,8 @@ package final class JobWakeups: Sendable {
     package func wake(entity: String) -> Int {
         lastDelivery.withLock { $0 = .now }
         let key = entity.lowercased()
-        let woken = entries.withLock { all -> [CheckedContinuation<Void, Never>?] in
-            var woken: [CheckedContinuation<Void, Never>?] = []
+        let woken = entries.withLock { all -> [CheckedContinuation<Bool, Never>?] in
+            var woken: [CheckedContinuation<Bool, Never>?] = []
             for (id, entry) in all where entry.entity == key {
                 woken.append(entry.parked)
                 all[id]?.parked = nil
@@ -40,7 +40,7 @@ package final class JobWakeups: Sendable {
             }
             return woken
         }
-        for continuation in woken { continuation?.resume() }
+        for continuation in woken { continuation?.resume(returning: true) }
         return woken.count
     }
 
@@ -60,44 +60,48 @@ package final class JobWakeups: Sendable {
     }
 
     func end(_ id: UInt64) {
-        entries.withLock { $0.removeValue(forKey: id) }?.parked?.resume()
+        entries.withLock { $0.removeValue(forKey: id) }?.parked?.resume(returning: false)
     }
 
     /// Sleeps until `deadline` or until `wake(entity:)` names the wait's entity (or named it
-    /// since the last sleep). Throws only on cancellation.
-    func sleep(_ id: UInt64, until deadline: ContinuousClock.Instant) async throws {
+    /// since the last sleep); true when woken. Throws only on cancellation.
+    @discardableResult
+    func sleep(_ id: UInt64, until deadline: ContinuousClock.Instant) async throws -> Bool {
         let sleep = nextID.add(1, ordering: .relaxed).newValue
         let timer = Task { [weak self] in
             try? await Task.sleep(until: deadline, clock: .continuous)
             self?.resume(id, sleep: sleep)
         }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = entries.withLock { all -> Bool in
-                    guard var entry = all[id], !entry.pendingWake, deadline > .now, !Task.isCancelled else {
+        let woken = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let now = entries.withLock { all -> Bool? in
+                    guard var entry = all[id] else { return false }
+                    if entry.pendingWake {
                         all[id]?.pendingWake = false
                         return true
                     }
+                    guard deadline > .now, !Task.isCancelled else { return false }
                     entry.parked = continuation
                     entry.sleep = sleep
                     all[id] = entry
-                    return false
+                    return nil
                 }
-                if now { continuation.resume() }
+                if let now { continuation.resume(returning: now) }
             }
         } onCancel: {
             resume(id, sleep: sleep)
         }
         timer.cancel()
         try Task.checkCancellation()
+        return woken
     }
 
     private func resume(_ id: UInt64, sleep: UInt64) {
-        let parked = entries.withLock { all -> CheckedContinuation<Void, Never>? in
+        let parked = entries.withLock { all -> CheckedContinuation<Bool, Never>? in
             guard let entry = all[id], entry.sleep == sleep, let parked = entry.parked else { return nil }
             all[id]?.parked = nil
             return parked
         }
-        parked?.resume()
+        parked?.resume(returning: false)
     }
 }
