@@ -1,4 +1,5 @@
 @testable import CloudStack
+import AsyncHTTPClient
 import CloudStackSimulator
 import Foundation
 import TestSupport
@@ -110,6 +111,28 @@ struct CloudStackJobClockTests {
             #expect(job.queries == 2)
             // A duplicate delivery after the wait returned finds nobody.
             #expect(client.wakeups.wake(entity: volumeId) == 0)
+        }
+    }
+
+    @Test("a wait on a job another process started (a rescued operation) learns its volume from the first look and is woken too")
+    func rescuedWaitIsWoken() async throws {
+        var faults = SimulatorFaults()
+        faults.jobDurationsMs = ["createVolume": SimulatorDurationRange(minMs: 2000, maxMs: 2000)]
+        try await CloudStackHarness.with(faults: faults) { harness in
+            let (volumeId, jobId) = try await harness.client.createVolume(
+                name: "rescued", zoneId: SimulatorConfiguration.zoneID,
+                diskOfferingId: SimulatorConfiguration.customDiskOfferingID, sizeGB: 1)
+            let started = ContinuousClock.now
+            // Another client: no record of the start, as after a kill -9 and a rescue.
+            let other = CloudStackClient(configuration: harness.client.configuration, httpClient: .shared, logger: harness.logs.logger())
+            let wait = Task { try await other.waitForJob(jobId: jobId, timeout: .seconds(10)) }
+            try await eventually(timeout: .seconds(5), "the wait to learn its volume") { other.wakeups.waiting == 1 }
+            try await Task.sleep(until: started.advanced(by: .milliseconds(2100)), clock: .continuous)
+            #expect(other.wakeups.wake(entity: volumeId) == 1)
+            #expect(try await wait.value.status == .succeeded)
+            // Unwoken, its polls (at once, then 50 ms doubling) would see the end at 3.15 s.
+            let elapsed = ContinuousClock.now - started
+            #expect(elapsed < .milliseconds(2900), "noticed after \(elapsed)")
         }
     }
 }

@@ -201,7 +201,8 @@ public final class CloudStackClient: Sendable {
             success: body.jobresult?.success,
             errorCode: body.jobresult?.errorcode,
             errorText: body.jobresult?.errortext.map(scrub),
-            command: body.cmd
+            command: body.cmd,
+            instanceId: body.jobinstanceid
         )
     }
 
@@ -235,8 +236,9 @@ public final class CloudStackClient: Sendable {
                               initialInterval: initialPollInterval, maximumInterval: maximumPollInterval)
         var lastTransientError: CloudStackError?
         var lastPending: ContinuousClock.Instant?
-        let wait = started.map { wakeups.begin(entity: $0.entity) }
-        defer { wait.map(wakeups.end) }
+        // A job started elsewhere (a rescued operation) learns its entity from its first look.
+        var wait = started.map { wakeups.begin(entity: $0.entity) }
+        defer { if let wait { wakeups.end(wait) } }
         var woken = false
         func pause(until instant: ContinuousClock.Instant) async throws {
             if let wait { woken = try await wakeups.sleep(wait, until: instant) } else { try await Task.sleep(until: instant, clock: clock) }
@@ -289,6 +291,7 @@ public final class CloudStackClient: Sendable {
                     )
                 case .pending:
                     lastPending = polledAt
+                    if wait == nil, let entity = result.instanceId, !entity.isEmpty { wait = wakeups.begin(entity: entity) }
                 }
             } catch let error as CloudStackError where error.isTransient && error.jobId == nil {
                 lastTransientError = error
