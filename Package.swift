@@ -122,6 +122,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                // Webhook deliveries (SimulatedCloud+Webhooks.swift).
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         .executableTarget(
@@ -199,6 +201,8 @@ let package = Package(
             name: "volumed-bench",
             dependencies: [
                 "Primitives", "Schema", "Worker", "VolumeClient", "DevServices", "CloudStack", "Devices", "NBD", "Operations", "CloudStackSimulator", "Chaos",
+                "HTTPAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -95,6 +95,11 @@ public final class CloudStackSimulator: Sendable {
         await cloud.snapshot()
     }
 
+    /// Every event published to the webhook so far, with the receiver's answers.
+    public func webhookDeliveries() async -> [SimulatorWebhookDelivery] {
+        await cloud.webhookDeliveries
+    }
+
     public func faults() async -> SimulatorFaults {
         await cloud.currentFaults()
     }

@@ -155,6 +155,7 @@ extension SimulatedCloud {
         volumes[index].removed = true
         volumes[index].state = "Expunged"
         recordSideEffect(volume.id) { $0.deleteVolume += 1 }
+        publishWebhookEvent(command: "deleteVolume", entityUUID: volume.id, succeeded: true)
         return .object([("success", .bool(true))])
     }
 
@@ -163,6 +164,7 @@ extension SimulatedCloud {
         guard let index = jobs.firstIndex(where: { $0.id == jobID && !$0.purged }) else {
             throw APIFailure.unknownEntity(command: "queryAsyncJobResult", parameter: "jobid", value: jobID)
         }
+        jobs[index].queries += 1
         // The timer normally has run the job already; run it here if it is due, so a poll
         // never sees a job pending past its delay.
         if jobs[index].status == 0, !jobs[index].stuck, ContinuousClock.now >= jobs[index].dueAt {

@@ -1,6 +1,7 @@
 import Foundation
 
-/// The asynchronous halves: a job stays `jobstatus 0` for `asyncDelay`, then runs the
+/// The asynchronous halves: a job stays `jobstatus 0` for `asyncDelay` (or its command's
+/// `jobDurationsMs`), then runs the
 /// checks VolumeApiServiceImpl performs inside the job and applies the effect, or fails
 /// with `jobresultcode` = errorcode (ApiAsyncJobDispatcher).
 extension SimulatedCloud {
@@ -16,14 +17,14 @@ extension SimulatedCloud {
 
     func startJob(_ command: String, action: SimulatedJobAction) -> SimulatedJob {
         let stuck = faults.stuckRate > 0 && Double.random(in: 0..<1) < faults.stuckRate
+        let delay = drawJobDuration(command)
         let job = SimulatedJob(
             id: UUID().uuidString.lowercased(), apiCommand: command, javaClass: javaClass(for: command),
-            action: action, created: Date(), dueAt: ContinuousClock.now.advanced(by: configuration.asyncDelay), stuck: stuck,
+            action: action, created: Date(), dueAt: ContinuousClock.now.advanced(by: delay), duration: delay, stuck: stuck,
             abandonment: stuck ? nil : drawAbandonment()
         )
         jobs.append(job)
         if !stuck {
-            let delay = configuration.asyncDelay
             jobTimers[job.id] = Task { [weak self] in
                 try? await Task.sleep(for: delay)
                 guard !Task.isCancelled else { return }
@@ -63,6 +64,9 @@ extension SimulatedCloud {
             jobs[index].result = ResponseRendering.jobFailure(.internalError("\(error)"))
         }
         jobs[index].completed = Date()
+        if let entity = jobs[index].action.volumeID ?? jobs[index].action.virtualMachineID {
+            publishWebhookEvent(command: jobs[index].apiCommand, entityUUID: entity, succeeded: jobs[index].status == 1)
+        }
         logger.debug("job finished", metadata: ["job_id": "\(jobID)", "status": "\(jobs[index].status)"])
     }
 

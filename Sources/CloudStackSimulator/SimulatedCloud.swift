@@ -29,6 +29,8 @@ actor SimulatedCloud {
     var requestCounts: [String: Int] = [:]
     var faults: SimulatorFaults
     var jobTimers: [String: Task<Void, Never>] = [:]
+    /// Every event published to the webhook, in order (SimulatedCloud+Webhooks.swift).
+    var webhookDeliveries: [SimulatorWebhookDelivery] = []
     /// Late by-id link events by volume id (SimulatedCloud+LateLinks.swift).
     var pendingLinkEvents: [String: PendingLinkEvent] = [:]
     var nextLinkEventToken = 0
@@ -199,7 +201,9 @@ actor SimulatedCloud {
                 SimulatorState.Job(
                     id: $0.id, command: $0.apiCommand, status: $0.status, volumeid: $0.action.volumeID,
                     virtualmachineid: $0.action.virtualMachineID, stuck: $0.stuck,
-                    abandoned: $0.abandonment != nil && $0.status == 2, purged: $0.purged)
+                    abandoned: $0.abandonment != nil && $0.status == 2, purged: $0.purged,
+                    durationMs: Int($0.duration.components.seconds * 1000 + $0.duration.components.attoseconds / 1_000_000_000_000_000),
+                    queries: $0.queries)
             },
             sideEffects: sideEffects,
             vmSideEffects: vmSideEffects,

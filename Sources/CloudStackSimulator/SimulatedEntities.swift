@@ -82,6 +82,10 @@ struct SimulatedJob: Sendable {
     var created: Date
     var completed: Date?
     var dueAt: ContinuousClock.Instant
+    /// How long it stays pending (`dueAt` − its start).
+    var duration: Duration
+    /// How many queryAsyncJobResult calls asked for it: what a poll schedule costs.
+    var queries = 0
     /// Fault injection: the job stays at status 0 (forever, or until `stuckDelayMs`).
     var stuck: Bool
     /// Fault injection: at its due time CloudStack fails the job itself (job GC, restart).

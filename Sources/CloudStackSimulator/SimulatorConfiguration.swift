@@ -150,6 +150,21 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
     /// How long after such a failed job the guest releases the disk after all (its by-id link
     /// goes; the next detachVolume then succeeds); nil: the guest never releases it.
     public var detachReleaseMs: Int?
+    /// How long async jobs of a command stay `jobstatus 0`, drawn uniformly per job from the
+    /// command's range (`{"attachVolume": {"min_ms": 2000, "max_ms": 10000}}`); commands left
+    /// out use `SimulatorConfiguration.asyncDelay`. Real jobs take seconds and vary with the
+    /// hypervisor agent (issue 16 measures polling against attach 2–10 s, create 1–5 s); a
+    /// fixed delay hides what a poll schedule costs (SimulatedCloud+JobDurations.swift).
+    public var jobDurationsMs: [String: SimulatorDurationRange] = [:]
+    // Webhooks (SimulatedCloud+Webhooks.swift): what `createWebhook` registers, and faults.
+    /// Where events are POSTed (`createWebhook payloadurl`); nil: no webhook.
+    public var webhookPayloadURL: String?
+    /// The webhook's `secretkey`: deliveries carry `X-CS-Signature`; nil or empty: none.
+    public var webhookSecretKey: String?
+    /// Fraction (0…1) of events never delivered (every try failed, or the event bus dropped it).
+    public var webhookLossRate: Double = 0
+    /// Fraction (0…1) of events delivered twice (a try whose 200 CloudStack did not see).
+    public var webhookDuplicateRate: Double = 0
 
     public init(failRate: Double = 0, errorCode: Int = 530, stuckRate: Double = 0, latencyMs: Int = 0, stuckDelayMs: Int? = nil,
                 replyLostRate: Double = 0, customDiskSizeMinGB: Int = 1, customDiskSizeMaxGB: Int = 1024,
@@ -188,6 +203,11 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         case customDiskSizeMaxGB = "custom_disk_size_max_gb"
         case detachTimeoutRate = "detach_timeout_rate"
         case detachReleaseMs = "detach_release_ms"
+        case jobDurationsMs = "job_durations_ms"
+        case webhookPayloadURL = "webhook_payload_url"
+        case webhookSecretKey = "webhook_secret_key"
+        case webhookLossRate = "webhook_loss_rate"
+        case webhookDuplicateRate = "webhook_duplicate_rate"
     }
 
     /// Partial updates: fields absent from the JSON keep their current value.
@@ -216,6 +236,11 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         if let value = patch.detachTimeoutRate { copy.detachTimeoutRate = value }
         if let value = patch.detachReleaseMs { copy.detachReleaseMs = value }
         if patch.clearsDetachRelease { copy.detachReleaseMs = nil }
+        if let value = patch.jobDurationsMs { copy.jobDurationsMs = value }
+        if let value = patch.webhookPayloadURL { copy.webhookPayloadURL = value.isEmpty ? nil : value }
+        if let value = patch.webhookSecretKey { copy.webhookSecretKey = value.isEmpty ? nil : value }
+        if let value = patch.webhookLossRate { copy.webhookLossRate = value }
+        if let value = patch.webhookDuplicateRate { copy.webhookDuplicateRate = value }
         try copy.validate()
         return copy
     }
@@ -228,7 +253,8 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
     public func validate() throws {
         for (field, rate) in [("fail_rate", failRate), ("stuck_rate", stuckRate), ("reply_lost_rate", replyLostRate),
                               ("job_gc_cancel_rate", jobGCCancelRate), ("job_restart_cancel_rate", jobRestartCancelRate),
-                              ("detach_timeout_rate", detachTimeoutRate)]
+                              ("detach_timeout_rate", detachTimeoutRate), ("webhook_loss_rate", webhookLossRate),
+                              ("webhook_duplicate_rate", webhookDuplicateRate)]
         where !(0...1).contains(rate) {
             throw Invalid(description: "\(field) must be between 0 and 1 (got \(rate))")
         }
@@ -247,6 +273,11 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         }
         guard (detachReleaseMs ?? 0) >= 0 else {
             throw Invalid(description: "detach_release_ms must not be negative (null: the guest never releases the disk)")
+        }
+        try SimulatorDurationRange.validate(jobDurationsMs, field: "job_durations_ms")
+        if let url = webhookPayloadURL, !(url.hasPrefix("http://") || url.hasPrefix("https://")) || URL(string: url)?.host == nil {
+            // WebhookServiceImpl refuses a payload URL that is not an http(s) URL.
+            throw Invalid(description: "webhook_payload_url must be an http:// or https:// URL (got \(url)); \"\" removes the webhook")
         }
         guard customDiskSizeMinGB >= 1, customDiskSizeMinGB <= customDiskSizeMaxGB else {
             throw Invalid(description: "custom_disk_size_min_gb must be at least 1 and at most custom_disk_size_max_gb "
@@ -276,6 +307,11 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
         var customDiskSizeMaxGB: Int?
         var detachTimeoutRate: Double?
         var detachReleaseMs: Int?
+        var jobDurationsMs: [String: SimulatorDurationRange]?
+        var webhookPayloadURL: String?
+        var webhookSecretKey: String?
+        var webhookLossRate: Double?
+        var webhookDuplicateRate: Double?
         /// `"detach_release_ms": null` sets "never" (absent keeps the current value).
         var clearsDetachRelease = false
         /// The same field names as `SimulatorFaults` itself.
@@ -307,6 +343,11 @@ public struct SimulatorFaults: Codable, Sendable, Equatable {
             accountRole = try container.decodeIfPresent(String.self, forKey: .accountRole)
             unavailableCommands = try container.decodeIfPresent([String].self, forKey: .unavailableCommands)
             roleChecker = try container.decodeIfPresent(String.self, forKey: .roleChecker)
+            jobDurationsMs = try container.decodeIfPresent([String: SimulatorDurationRange].self, forKey: .jobDurationsMs)
+            webhookPayloadURL = try container.decodeIfPresent(String.self, forKey: .webhookPayloadURL)
+            webhookSecretKey = try container.decodeIfPresent(String.self, forKey: .webhookSecretKey)
+            webhookLossRate = try container.decodeIfPresent(Double.self, forKey: .webhookLossRate)
+            webhookDuplicateRate = try container.decodeIfPresent(Double.self, forKey: .webhookDuplicateRate)
         }
     }
 

@@ -44,6 +44,16 @@ public struct SimulatorState: Codable, Sendable, Equatable {
         public var abandoned: Bool = false
         /// True when the job was deleted after `job_expire_seconds`.
         public var purged: Bool = false
+        /// How long it stayed (or stays) pending, in milliseconds.
+        public var durationMs: Int = 0
+        /// queryAsyncJobResult calls that asked for it.
+        public var queries: Int = 0
+
+        enum CodingKeys: String, CodingKey {
+            case id, command, status, volumeid, virtualmachineid, stuck, abandoned, purged
+            case durationMs = "duration_ms"
+            case queries
+        }
     }
 
     /// How many requests with a side effect CloudStack accepted for one volume: the proof

@@ -19,6 +19,9 @@ public struct HTTPSettings: Sendable, Equatable {
     /// A request head (request line and every header) must be complete this soon after the
     /// connection opens or the previous answer went out; otherwise the connection is closed.
     public var headerReadTimeout: Duration
+    /// `VOLUMED_WEBHOOK_SECRET`: the secret key of the CloudStack webhook that posts to
+    /// `/cloudstack/webhook`; nil turns that route off (503). Never logged.
+    public var webhookSecret: String?
 
     public static let defaultIdleTimeout: Duration = .seconds(60)
     public static let defaultHeaderReadTimeout: Duration = .seconds(10)

@@ -1,3 +1,4 @@
+import CloudStack
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -40,7 +41,22 @@ public enum VolumedAPI {
         MetricsRoutes(reads: reads, registry: dependencies.registry, startedAt: Date(), logger: dependencies.logger)
             .add(to: api, root: router)
         ConsoleRoutes(dependencies).add(to: router)
+        WebhookRoutes(secret: settings.webhookSecret, wakeups: dependencies.cloudStack?.wakeups, bodyLimit: settings.bodyLimit)
+            .add(to: router)
         return router
+    }
+
+    /// A server of `POST /cloudstack/webhook` alone, waking `wakeups` (`volumed-bench clock
+    /// --webhooks` measures the wake-up with the route `volumed serve` runs).
+    package static func webhookReceiver(
+        secret: String, wakeups: JobWakeups, logger: Logger, onListening: @escaping @Sendable (Int) async -> Void
+    ) -> Application<RouterResponder<BasicRequestContext>> {
+        let router = Router()
+        router.add(middleware: ErrorMiddleware(logger: logger, bodyLimit: 64 * 1024))
+        WebhookRoutes(secret: secret, wakeups: wakeups, bodyLimit: 64 * 1024).add(to: router)
+        return Application(
+            router: router, configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { await onListening($0.localAddress?.port ?? 0) }, logger: logger)
     }
 
     /// The server, a `Service` for a ServiceGroup. `onListening` gets the bound port once the

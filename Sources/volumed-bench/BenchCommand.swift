@@ -13,7 +13,7 @@ struct VolumedBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "volumed-bench",
         abstract: "Benchmarks of the volumed queue engine (run with -c release).",
-        subcommands: [DrainBenchmark.self, LatencyBenchmark.self, AttachBenchmark.self, ScaleBenchmark.self, MemoryBenchmark.self, ReconcileBenchmark.self, ChaosCommand.self, SyntheticWorker.self])
+        subcommands: [DrainBenchmark.self, LatencyBenchmark.self, AttachBenchmark.self, ScaleBenchmark.self, MemoryBenchmark.self, ReconcileBenchmark.self, ClockBenchmark.self, ChaosCommand.self, SyntheticWorker.self])
 }
 
 struct DatabaseOption: ParsableArguments {

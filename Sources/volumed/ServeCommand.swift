@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Daemon
 import HTTPAPI
@@ -10,6 +11,7 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             SIGTERM/SIGINT: the API stops, the worker finishes in-flight operations within 25 s and releases the rest.
             With VOLUMED_HTTP_TOKEN (or --http-token) set, every route but GET /health needs Authorization: Bearer <token>.
+            With VOLUMED_WEBHOOK_SECRET set, POST /cloudstack/webhook takes CloudStack 4.20+ webhook deliveries signed with it.
             """)
 
     @OptionGroup var database: DatabaseOptions
@@ -30,6 +32,8 @@ struct ServeCommand: AsyncParsableCommand {
             var settings = try HTTPSettings(address: options.value(httpAddr, "VOLUMED_HTTP_ADDR") ?? HTTPSettings.defaultAddress,
                                             token: options.value(httpToken, "VOLUMED_HTTP_TOKEN"))
             settings.exportWait = try ExportWaitSetting.parse(options.value(exportWait, ExportWaitSetting.variable))
+            // From the environment only: a secret on the command line shows in `ps`.
+            settings.webhookSecret = ProcessInfo.processInfo.environment["VOLUMED_WEBHOOK_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
             return settings
         } catch let error as HTTPSettingsError {
             throw ValidationError(error.message)

@@ -46,6 +46,7 @@ struct APIWorld: Sendable {
         _ mode: Mode = .apiOnly, token: String? = nil, asyncDelay: Duration = .milliseconds(10),
         exportWait: Duration = .seconds(ExportWaitSetting.defaultSeconds),
         headerReadTimeout: Duration = HTTPSettings.defaultHeaderReadTimeout, apiLogger: Logger = testLogger,
+        webhookSecret: String? = nil,
         _ body: @escaping @Sendable (APIWorld) async throws -> Void
     ) async throws {
         try await withDatabase { db in
@@ -53,8 +54,9 @@ struct APIWorld: Sendable {
             defer { scratch.remove() }
             let (byID, disks, exports) = (scratch.byID, scratch.disks, scratch.exports)
             let simulator = try await scratch.startSimulator(asyncDelay: asyncDelay)
-            let settings = HTTPSettings(host: "127.0.0.1", port: 0, token: token, exportWait: exportWait,
+            var settings = HTTPSettings(host: "127.0.0.1", port: 0, token: token, exportWait: exportWait,
                                         headerReadTimeout: headerReadTimeout)
+            settings.webhookSecret = webhookSecret
             let (ports, portSink) = AsyncStream<Int>.makeStream()
             let onListening: @Sendable (Int) async -> Void = { port in
                 portSink.yield(port)

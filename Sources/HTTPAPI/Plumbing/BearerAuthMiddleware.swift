@@ -2,7 +2,8 @@ import Crypto
 import Hummingbird
 
 /// `VOLUMED_HTTP_TOKEN`: when set, every request but the root liveness check (`GET /health`)
-/// and the console page without data (`GET /`, see `ConsoleRoutes.isPublic`)
+/// and the console page without data (`GET /`, see `ConsoleRoutes.isPublic`), and CloudStack's
+/// webhook deliveries (signed instead, `WebhookRoutes`),
 /// must carry `Authorization: Bearer <token>`; anything else is answered 401 before a route runs.
 struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
     /// SHA-256 of the token: comparing digests takes the same time whatever the length or
@@ -14,7 +15,9 @@ struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path == "/health" || ConsoleRoutes.isPublic(request) { return try await next(request, context) }
+        if request.uri.path == "/health" || ConsoleRoutes.isPublic(request) || request.uri.path == WebhookRoutes.path {
+            return try await next(request, context)
+        }
         guard let header = request.headers[.authorization] else {
             throw APIError(status: .unauthorized, code: "UNAUTHORIZED",
                            message: "this volumed requires a bearer token: send Authorization: Bearer <VOLUMED_HTTP_TOKEN>")

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import Synchronization
 
 /// A CloudStack API client for the volume operations volumed performs.
 ///
@@ -20,6 +21,22 @@ public final class CloudStackClient: Sendable {
     private let logger: Logger
     private let signer: CloudStackSigner
     private let metrics = CloudStackMetrics()
+    /// Durations of the jobs this client saw end, per command: where `waitForJob` polls.
+    package let jobDurations = JobDurationHistory()
+    /// Jobs this process started and has not waited for yet: their command and start.
+    private let startedJobs = Mutex<[String: StartedJob]>([:])
+    /// Webhook deliveries wake this client's waits through it (`JobWakeups`).
+    package let wakeups = JobWakeups()
+
+    private struct StartedJob {
+        var command: String
+        var at: ContinuousClock.Instant
+        /// The volume or VM the job works on: what a webhook delivery names.
+        var entity: String
+    }
+
+    /// Remembered jobs beyond this are forgotten oldest first (started, never waited on).
+    private static let startedJobsLimit = 4096
 
     /// Largest reply accepted; list replies for a whole cloud stay well below this.
     private static let maximumResponseBytes = 32 * 1024 * 1024
@@ -82,6 +99,7 @@ public final class CloudStackClient: Sendable {
         var parameters: [(name: String, value: String)] = [("name", name), ("zoneid", zoneId), ("diskofferingid", diskOfferingId)]
         if let sizeGB { parameters.append(("size", String(sizeGB))) }
         let body = try await call("createVolume", parameters, method: .post, as: AsyncCreateBody.self)
+        noteStarted(jobId: body.jobid, command: "createVolume", entity: body.id)
         return (body.id, body.jobid)
     }
 
@@ -90,18 +108,18 @@ public final class CloudStackClient: Sendable {
     public func attachVolume(id: String, virtualMachineId: String, deviceId: Int? = nil) async throws -> String {
         var parameters: [(name: String, value: String)] = [("id", id), ("virtualmachineid", virtualMachineId)]
         if let deviceId { parameters.append(("deviceid", String(deviceId))) }
-        return try await call("attachVolume", parameters, method: .post, as: AsyncJobStartBody.self).jobid
+        return try await startJob("attachVolume", parameters)
     }
 
     /// Starts detaching a volume from whatever VM holds it; returns the job id.
     public func detachVolume(id: String) async throws -> String {
-        try await call("detachVolume", [("id", id)], method: .post, as: AsyncJobStartBody.self).jobid
+        try await startJob("detachVolume", [("id", id)])
     }
 
     /// Starts resizing a volume to `sizeGB` (GiB; CloudStack shifts it by 30 bits); returns
     /// the job id. Never sends `shrinkok`: a smaller size fails the job.
     public func resizeVolume(id: String, sizeGB: Int) async throws -> String {
-        try await call("resizeVolume", [("id", id), ("size", String(sizeGB))], method: .post, as: AsyncJobStartBody.self).jobid
+        try await startJob("resizeVolume", [("id", id), ("size", String(sizeGB))])
     }
 
     /// Starts stopping a VM; returns the job id. `forced` marks it Stopped even when the
@@ -109,12 +127,12 @@ public final class CloudStackClient: Sendable {
     public func stopVirtualMachine(id: String, forced: Bool = false) async throws -> String {
         var parameters: [(name: String, value: String)] = [("id", id)]
         if forced { parameters.append(("forced", "true")) }
-        return try await call("stopVirtualMachine", parameters, method: .post, as: AsyncJobStartBody.self).jobid
+        return try await startJob("stopVirtualMachine", parameters)
     }
 
     /// Starts starting a VM; returns the job id. A running VM makes the job fail (431).
     public func startVirtualMachine(id: String) async throws -> String {
-        try await call("startVirtualMachine", [("id", id)], method: .post, as: AsyncJobStartBody.self).jobid
+        try await startJob("startVirtualMachine", [("id", id)])
     }
 
     /// Starts destroying a VM; returns the job id. CloudStack detaches its data disks first;
@@ -123,13 +141,31 @@ public final class CloudStackClient: Sendable {
     public func destroyVirtualMachine(id: String, expunge: Bool = false) async throws -> String {
         var parameters: [(name: String, value: String)] = [("id", id)]
         if expunge { parameters.append(("expunge", "true")) }
-        return try await call("destroyVirtualMachine", parameters, method: .post, as: AsyncJobStartBody.self).jobid
+        return try await startJob("destroyVirtualMachine", parameters)
     }
 
     /// Recovers a Destroyed (not yet expunged) VM to Stopped, synchronously (RecoverVMCmd),
     /// and returns it. CloudStack refuses any other state with 431.
     public func recoverVirtualMachine(id: String) async throws -> CloudStackVirtualMachine {
         try await call("recoverVirtualMachine", [("id", id)], method: .post, as: RecoveredVirtualMachineBody.self).virtualmachine
+    }
+
+    /// Sends an async command and remembers when its job started, for `waitForJob`'s plan.
+    /// The entity is the `id` parameter (the volume, or the VM of a VM command).
+    private func startJob(_ command: String, _ parameters: [(name: String, value: String)]) async throws -> String {
+        let jobId = try await call(command, parameters, method: .post, as: AsyncJobStartBody.self).jobid
+        noteStarted(jobId: jobId, command: command, entity: parameters.first { $0.name == "id" }?.value ?? "")
+        return jobId
+    }
+
+    private func noteStarted(jobId: String, command: String, entity: String) {
+        let now = ContinuousClock.now
+        startedJobs.withLock { jobs in
+            if jobs.count >= Self.startedJobsLimit, let oldest = jobs.min(by: { $0.value.at < $1.value.at })?.key {
+                jobs[oldest] = nil
+            }
+            jobs[jobId] = StartedJob(command: command, at: now, entity: entity)
+        }
     }
 
     // MARK: Async jobs
@@ -165,7 +201,8 @@ public final class CloudStackClient: Sendable {
             success: body.jobresult?.success,
             errorCode: body.jobresult?.errorcode,
             errorText: body.jobresult?.errortext.map(scrub),
-            command: body.cmd
+            command: body.cmd,
+            instanceId: body.jobinstanceid
         )
     }
 
@@ -173,9 +210,13 @@ public final class CloudStackClient: Sendable {
     /// on failure (`CloudStackError`, classified like a sync error), `cloudstack_job_cancelled`
     /// on cancellation, and the transient `cloudstack_job_timeout` once `timeout` passes.
     ///
-    /// The poll interval starts at `initialPollInterval` and doubles up to
-    /// `maximumPollInterval`. Transient errors while polling are retried until the
-    /// deadline (polling has no side effect). Honors task cancellation.
+    /// A job this client started, of a command with enough history, is polled at the times
+    /// `jobDurations` plans (where its command's jobs usually end, gaps of at most 1.5 s); any
+    /// other job at once and then at an interval starting at `initialPollInterval` and
+    /// doubling up to `maximumPollInterval`. A webhook delivery naming the job's volume or VM
+    /// (`wakeups`) makes it look at once; while deliveries arrive, the planned polls shrink to
+    /// a slow fallback (`JobPollSchedule.fallback`). Transient errors while polling are retried until
+    /// the deadline (polling has no side effect). Honors task cancellation.
     public func waitForJob(
         jobId: String,
         timeout: Duration,
@@ -184,15 +225,44 @@ public final class CloudStackClient: Sendable {
     ) async throws -> AsyncJobResult {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
-        var interval = initialPollInterval
+        let started = startedJobs.withLock { $0.removeValue(forKey: jobId) }
+        let plan = started.flatMap { jobDurations.plan(for: $0.command) }
+        // A job this process started can be woken by a webhook delivery; while deliveries
+        // arrive, polling is only the slow fallback.
+        let fallback = started != nil && wakeups.isLive
+        var schedule = fallback
+            ? JobPollSchedule.fallback(startedAt: started!.at, plan: plan)
+            : JobPollSchedule(startedAt: started?.at ?? clock.now, plan: plan,
+                              initialInterval: initialPollInterval, maximumInterval: maximumPollInterval)
         var lastTransientError: CloudStackError?
+        var lastPending: ContinuousClock.Instant?
+        // A job started elsewhere (a rescued operation) learns its entity from its first look.
+        var wait = started.map { wakeups.begin(entity: $0.entity) }
+        defer { if let wait { wakeups.end(wait) } }
+        var woken = false
+        func pause(until instant: ContinuousClock.Instant) async throws {
+            if let wait { woken = try await wakeups.sleep(wait, until: instant) } else { try await Task.sleep(until: instant, clock: clock) }
+        }
+        if let first = schedule.firstPoll, first > clock.now {
+            try await pause(until: min(first, deadline))
+        }
         while true {
             try Task.checkCancellation()
+            let polledAt = clock.now
             do {
                 let result = try await queryAsyncJobResult(jobId: jobId)
                 lastTransientError = nil
                 switch result.status {
                 case .succeeded:
+                    // The fallback's sparse looks say little about when the job ended (and,
+                    // taken as durations, would stretch the plan): only a woken look counts.
+                    if let started, !fallback || woken {
+                        // It ended between the last pending look and this one: take the middle.
+                        // With no pending look (or a woken one), this one is all we know (half
+                        // of it would drag the plan's first poll earlier with every job it catches).
+                        let ended = woken ? polledAt : lastPending.map { $0.advanced(by: (polledAt - $0) / 2) } ?? polledAt
+                        jobDurations.record(command: started.command, duration: ended - started.at)
+                    }
                     return result
                 case .failed:
                     let command = Self.commandName(fromJavaClass: result.command)
@@ -220,7 +290,8 @@ public final class CloudStackClient: Sendable {
                         jobId: jobId
                     )
                 case .pending:
-                    break
+                    lastPending = polledAt
+                    if wait == nil, let entity = result.instanceId, !entity.isEmpty { wait = wakeups.begin(entity: entity) }
                 }
             } catch let error as CloudStackError where error.isTransient && error.jobId == nil {
                 lastTransientError = error
@@ -238,8 +309,7 @@ public final class CloudStackClient: Sendable {
                     jobId: jobId
                 )
             }
-            try await Task.sleep(for: min(interval, remaining))
-            interval = min(interval * 2, maximumPollInterval)
+            try await pause(until: min(schedule.next(after: polledAt, now: clock.now), deadline))
         }
     }
 

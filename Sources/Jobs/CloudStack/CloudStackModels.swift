@@ -144,12 +144,15 @@ public struct AsyncJobResult: Sendable, Equatable {
     public var errorText: String?
     /// The Java command class CloudStack reports in `cmd`.
     public var command: String?
+    /// `jobinstanceid`: the volume or VM the job works on (what a webhook delivery names).
+    public var instanceId: String?
 
     public init(
         jobId: String, status: Status, resultCode: Int, resultType: String? = nil, volume: CloudStackVolume? = nil,
         virtualMachine: CloudStackVirtualMachine? = nil, success: Bool? = nil, errorCode: Int? = nil, errorText: String? = nil,
-        command: String? = nil
+        command: String? = nil, instanceId: String? = nil
     ) {
+        self.instanceId = instanceId
         self.jobId = jobId
         self.status = status
         self.resultCode = resultCode

@@ -86,6 +86,7 @@ struct AsyncJobBody: Decodable {
     var jobresulttype: String?
     var jobresult: JobResult?
     var cmd: String?
+    var jobinstanceid: String?
 
     struct JobResult: Decodable {
         var volume: CloudStackVolume?
