@@ -29,7 +29,7 @@ import Testing
             #expect(device["operation_mode"] as? String == "failover" && device["vm_id"] as? String == testVM.id)
 
             // The test VM boots from it.
-            _ = try await world.cloudStack.waitForJob(jobId: try await world.cloudStack.startVirtualMachine(id: testVM.id),
+            _ = try await world.cloudStack.waitForJob(jobId: try await world.cloudStack.startJob("startVirtualMachine", [("id", testVM.id)]),
                                                       timeout: .seconds(10))
 
             // cleanup: back to this appliance, by-id link and mapping restored, test VM gone.

@@ -1,3 +1,4 @@
+import CloudStack
 import CloudStackSimulator
 import Foundation
 import Operations
@@ -52,5 +53,13 @@ extension HandlerHarness {
         SimulatorState.SideEffects(
             createVolume: after.createVolume - before.createVolume, attachVolume: after.attachVolume - before.attachVolume,
             detachVolume: after.detachVolume - before.detachVolume, deleteVolume: after.deleteVolume - before.deleteVolume)
+    }
+}
+
+extension CloudStackClient {
+    /// Starts a VM, as the replication engine does before a test failover (volumed never
+    /// starts one, so the client has no such command); returns the job id.
+    func startVirtualMachine(id: String) async throws -> String {
+        try await startJob("startVirtualMachine", [("id", id)])
     }
 }

@@ -130,11 +130,6 @@ public final class CloudStackClient: Sendable {
         return try await startJob("stopVirtualMachine", parameters)
     }
 
-    /// Starts starting a VM; returns the job id. A running VM makes the job fail (431).
-    public func startVirtualMachine(id: String) async throws -> String {
-        try await startJob("startVirtualMachine", [("id", id)])
-    }
-
     /// Starts destroying a VM; returns the job id. CloudStack detaches its data disks first;
     /// its ROOT volume goes with it. `expunge` removes it at once instead of after
     /// `expunge.delay` (DestroyVMCmd).
@@ -152,7 +147,7 @@ public final class CloudStackClient: Sendable {
 
     /// Sends an async command and remembers when its job started, for `waitForJob`'s plan.
     /// The entity is the `id` parameter (the volume, or the VM of a VM command).
-    private func startJob(_ command: String, _ parameters: [(name: String, value: String)]) async throws -> String {
+    package func startJob(_ command: String, _ parameters: [(name: String, value: String)]) async throws -> String {
         let jobId = try await call(command, parameters, method: .post, as: AsyncJobStartBody.self).jobid
         noteStarted(jobId: jobId, command: command, entity: parameters.first { $0.name == "id" }?.value ?? "")
         return jobId
