@@ -10,6 +10,12 @@ import PostgresNIO
 /// into `claim_token`, which the database's guard (`volume_operations_require_claim`,
 /// migrations/0005_claim_token.sql) checks and replaces by the digest again. Nobody else, and no
 /// older claim of the same worker, can move an executing row.
+///
+/// The digest is stored only while the row executes (the guard clears it on the way out, and so
+/// does the rescue), so the token alone proves `executing`, and these WHEREs do not name the
+/// status: with it, a planner whose statistics predate the running claims (they lag a burst)
+/// walked `volume_operations_executing`, every executing row, for each statement instead of
+/// probing the primary key (migrations/0009_worker_plans.sql, `ClaimCostTests`).
 public enum QueueSQL {
     /// Claims up to `limit` operations for `worker` in one statement: the oldest claimable
     /// operation of each volume, by priority then creation order, honouring `run_after` and
@@ -32,7 +38,7 @@ public enum QueueSQL {
            SET status = 'completed', response = v.response::jsonb, error = NULL, error_code = NULL,
                lease_expires_at = NULL, completed_at = now(), updated_at = now(), claim_token = v.token
           FROM unnest(\(ids)::uuid[], \(tokens)::text[], \(responses)::text[]) AS v(id, token, response)
-         WHERE o.id = v.id AND o.status = 'executing' AND o.claim_token = volume_operations_claim_digest(v.token)
+         WHERE o.id = v.id AND o.claim_token = volume_operations_claim_digest(v.token)
         RETURNING o.id
         """
     }
@@ -56,7 +62,7 @@ public enum QueueSQL {
            SET status = 'completed', response = \(response)::jsonb, error = NULL, error_code = NULL,
                volume_id = coalesce(\(volumeId), volume_id),
                lease_expires_at = NULL, completed_at = now(), updated_at = now(), claim_token = \(token)
-         WHERE id = \(id) AND status = 'executing' AND claim_token = volume_operations_claim_digest(\(token))
+         WHERE id = \(id) AND claim_token = volume_operations_claim_digest(\(token))
         RETURNING id
         """
     }
@@ -66,7 +72,7 @@ public enum QueueSQL {
         UPDATE volume_operations
            SET status = 'failed', error = \(error), error_code = \(errorCode),
                lease_expires_at = NULL, completed_at = now(), updated_at = now(), claim_token = \(token)
-         WHERE id = \(id) AND status = 'executing' AND claim_token = volume_operations_claim_digest(\(token))
+         WHERE id = \(id) AND claim_token = volume_operations_claim_digest(\(token))
         RETURNING id
         """
     }
@@ -78,7 +84,7 @@ public enum QueueSQL {
            SET status = 'pending', error = \(error), error_code = \(errorCode),
                run_after = now() + \(delayMilliseconds)::float8 * interval '1 millisecond',
                claimed_by = NULL, lease_expires_at = NULL, updated_at = now(), claim_token = \(token)
-         WHERE id = \(id) AND status = 'executing' AND claim_token = volume_operations_claim_digest(\(token))
+         WHERE id = \(id) AND claim_token = volume_operations_claim_digest(\(token))
         RETURNING id
         """
     }
@@ -89,7 +95,7 @@ public enum QueueSQL {
         UPDATE volume_operations
            SET status = 'cancelled', lease_expires_at = NULL, completed_at = now(), updated_at = now(),
                claim_token = \(token)
-         WHERE id = \(id) AND status = 'executing' AND claim_token = volume_operations_claim_digest(\(token))
+         WHERE id = \(id) AND claim_token = volume_operations_claim_digest(\(token))
            AND cancel_requested_at IS NOT NULL
         RETURNING id
         """
@@ -104,7 +110,7 @@ public enum QueueSQL {
                attempts = greatest(o.attempts - 1, 0), run_after = now(), updated_at = now(), claim_token = v.token
           FROM unnest(\(ids)::uuid[], \(tokens)::text[]) AS v(id, token),
                (SELECT set_config('volumed.event_detail', 'released at worker shutdown', true)) AS detail
-         WHERE o.id = v.id AND o.status = 'executing' AND o.claim_token = volume_operations_claim_digest(v.token)
+         WHERE o.id = v.id AND o.claim_token = volume_operations_claim_digest(v.token)
         RETURNING o.id
         """
     }
@@ -113,7 +119,7 @@ public enum QueueSQL {
     public static func saveCheckpoint(id: UUID, token: String, checkpoint: String) -> PostgresQuery {
         """
         UPDATE volume_operations SET checkpoint = \(checkpoint)::jsonb, claim_token = \(token)
-         WHERE id = \(id) AND status = 'executing' AND claim_token = volume_operations_claim_digest(\(token))
+         WHERE id = \(id) AND claim_token = volume_operations_claim_digest(\(token))
         RETURNING id
         """
     }
@@ -127,7 +133,7 @@ public enum QueueSQL {
         UPDATE volume_operations o
            SET lease_expires_at = now() + \(leaseMilliseconds)::float8 * interval '1 millisecond', claim_token = v.token
           FROM unnest(\(ids)::uuid[], \(tokens)::text[]) AS v(id, token)
-         WHERE o.id = v.id AND o.status = 'executing' AND o.claim_token = volume_operations_claim_digest(v.token)
+         WHERE o.id = v.id AND o.claim_token = volume_operations_claim_digest(v.token)
         RETURNING v.token, o.cancel_requested_at IS NOT NULL
         """
     }

@@ -23,6 +23,7 @@ struct LatencyBenchmark: AsyncParsableCommand {
             try await waitUntilListening(client: client, workers: 1, logger: logger)
             let committed = Timestamps()
             let notified = Timestamps()
+            let notifiedAt = WallClockTimes()
             let total = rate * seconds
             let connection = try await PostgresConnection.connect(
                 configuration: try DatabaseURL(url).connectionConfiguration(), id: 1, logger: logger)
@@ -31,8 +32,10 @@ struct LatencyBenchmark: AsyncParsableCommand {
                     group.addTask {
                         for try await notification in notifications {
                             let now = ContinuousClock.now
+                            let wallClock = Date()
                             struct Payload: Decodable { let id: UUID }
                             if let id = try? JSONDecoder().decode(Payload.self, from: Data(notification.payload.utf8)).id {
+                                notifiedAt.map.withLock { $0[id] = wallClock }
                                 let done = notified.map.withLock { $0[id] = now; return $0.count }
                                 if done == total { return }
                             }
@@ -65,10 +68,48 @@ struct LatencyBenchmark: AsyncParsableCommand {
             func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
             print(String(format: "operations %d at %d/s: enqueue→notification p50 %.2f ms, p99 %.2f ms, max %.2f ms",
                          latencies.count, rate, percentile(0.5), percentile(0.99), latencies.last!))
+            try await printStages(client: client, notifiedAt: notifiedAt.map.withLock { $0 }, logger: logger)
+            let floor = try await NotifyFloor(configuration: try DatabaseURL(url).connectionConfiguration(),
+                                              rate: rate, count: total, logger: logger).measure()
+            for (name, values) in [("one notifying commit → listener, from its send", floor.one),
+                                   ("enqueue → relay's two commits → listener", floor.relayed)] where !values.isEmpty {
+                func at(_ p: Double) -> Double { values[min(values.count - 1, Int(Double(values.count) * p))] }
+                print(String(format: "PostgreSQL floor, same server and client library, %@: p50 %.2f ms, p99 %.2f ms, max %.2f ms",
+                             name, at(0.5), at(0.99), values.last!))
+            }
         }
     }
 }
 
 final class Timestamps: Sendable {
     let map = Mutex<[UUID: ContinuousClock.Instant]>([:])
+}
+
+final class WallClockTimes: Sendable {
+    let map = Mutex<[UUID: Date]>([:])
+}
+
+/// Where the time goes, from the rows' own timestamps (each is `now()`, the start of the
+/// statement's transaction, on the same machine's clock as `Date()`): enqueue → claim, claim →
+/// completion (the claim's commit, the handler, the completion's statement reaching the
+/// server), completion → the waiter woken (its commit and the notification's delivery).
+private func printStages(client: PostgresClient, notifiedAt: [UUID: Date], logger: Logger) async throws {
+    let rows = try await client.query("""
+        SELECT id, extract(epoch FROM created_at)::float8, extract(epoch FROM started_at)::float8,
+               extract(epoch FROM completed_at)::float8
+        FROM volume_operations WHERE status = 'completed'
+        """, logger: logger)
+    var stages: [[Double]] = [[], [], []]
+    for try await (id, created, started, completed) in rows.decode((UUID, Double, Double, Double).self) {
+        guard let woken = notifiedAt[id]?.timeIntervalSince1970 else { continue }
+        stages[0].append((started - created) * 1000)
+        stages[1].append((completed - started) * 1000)
+        stages[2].append((woken - completed) * 1000)
+    }
+    let names = ["enqueue → claim", "claim → completion", "completion → waiter woken"]
+    for (name, values) in zip(names, stages) where !values.isEmpty {
+        let sorted = values.sorted()
+        func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
+        print(String(format: "  %@: p50 %.2f ms, p99 %.2f ms", name, percentile(0.5), percentile(0.99)))
+    }
 }

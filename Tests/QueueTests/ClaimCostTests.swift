@@ -22,6 +22,12 @@ import Worker
                 // heartbeat).
                 try await connection.query("VACUUM ANALYZE volume_operations", logger: testLogger)
                 try await connection.query("UPDATE volume_operations SET checkpoint = NULL WHERE false", logger: testLogger)
+                // A worker's first claim finds the queue empty: a plan kept for the session from
+                // then on (plan_cache_mode = force_generic_plan; see migrations/0009) would scan
+                // every row for each candidate.
+                try await connection.query(
+                    QueueSQL.claim(worker: "w", applianceVMId: nil, limit: Self.claimed, leaseMilliseconds: 60_000),
+                    logger: testLogger)
                 try await connection.query("""
                     INSERT INTO volume_operations (type, volume_id)
                     SELECT 'detach', gen_random_uuid()::text FROM generate_series(1, \(Self.queued))
@@ -71,6 +77,54 @@ import Worker
             // Two per operation before (120 here); the claim loop's claims for a slot nobody
             // completes in and the completions that find no slot to fill still commit alone.
             #expect(commits <= count * 3 / 2, "\(commits) commits claimed and completed \(count) operations")
+        }
+    }
+
+    /// A worker's statements on its claimed rows (completion, checkpoint, heartbeat, retry)
+    /// probe the primary key, also when the statistics were taken before the rows were
+    /// claimed: naming `status = 'executing'` beside the token let the planner read the partial
+    /// index of every executing row instead, for every statement (migrations/0009_worker_plans.sql).
+    @Test func aWorkersStatementsReadOnlyTheirOwnRowsWhateverTheStatisticsSay() async throws {
+        try await withDatabase { db in
+            let running = 2_000
+            try await db.client.withConnection { connection in
+                try await connection.query("VACUUM ANALYZE volume_operations", logger: testLogger)
+                try await connection.query("""
+                    INSERT INTO volume_operations (type, volume_id)
+                    SELECT 'detach', gen_random_uuid()::text FROM generate_series(1, \(running))
+                    """, logger: testLogger)
+                var claimed: [ClaimedOperation] = []
+                for row in try await connection.query(
+                    QueueSQL.claim(worker: "w", applianceVMId: nil, limit: running, leaseMilliseconds: 60_000),
+                    logger: testLogger).collect() {
+                    claimed.append(try ClaimedOperation(row: row))
+                }
+                #expect(claimed.count == running)
+                let batch = Array(claimed.prefix(10))
+                let (checkpointed, heartbeat, retried, completedOne) = (claimed[10], Array(claimed[11..<21]), claimed[21], claimed[22])
+                try await flushStatistics(connection)
+                let before = try await tuplesRead(db)
+
+                var written = 0
+                func count(_ query: PostgresQuery) async throws {
+                    written += try await connection.query(query, logger: testLogger).collect().count
+                }
+                try await count(QueueSQL.completeBatch(ids: batch.map(\.id), tokens: batch.map(\.claimToken),
+                                                       responses: batch.map { _ in "{}" }))
+                try await count(QueueSQL.saveCheckpoint(id: checkpointed.id, token: checkpointed.claimToken, checkpoint: "{}"))
+                try await count(QueueSQL.heartbeat(ids: heartbeat.map(\.id), tokens: heartbeat.map(\.claimToken),
+                                                   leaseMilliseconds: 60_000))
+                try await count(QueueSQL.retry(id: retried.id, token: retried.claimToken, delayMilliseconds: 0,
+                                               error: "try again", errorCode: "test"))
+                try await count(QueueSQL.complete(id: completedOne.id, token: completedOne.claimToken, response: "{}", volumeId: nil))
+                #expect(written == 23)
+                try await flushStatistics(connection)
+                let read = try await tuplesRead(db) - before
+
+                // Each statement: a primary-key probe per row it names (and the order check's
+                // probes). Reading the executing rows would be 2,000 per statement.
+                #expect(read < 200, "five statements on 23 of \(running) executing rows read \(read) tuples")
+            }
         }
     }
 
