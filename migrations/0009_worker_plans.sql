@@ -64,6 +64,16 @@ BEGIN
 END
 $$;
 
+-- The rule the statements above rely on, declared: a row carries a claim token's digest only
+-- while it executes. 0005's guard and the rescue already keep it so; this makes the database
+-- refuse any other write that would break it (a future trigger's slip, a superuser with triggers
+-- off), so that a token can never match a row that is not executing. NOT VALID: rows written
+-- before 0009 are not re-read (none is known to break it, and a terminal row never changes
+-- again anyway); every row written from now on is checked.
+ALTER TABLE volume_operations
+    ADD CONSTRAINT volume_operations_claim_token_only_while_executing
+    CHECK (claim_token IS NULL OR status = 'executing') NOT VALID;
+
 -- Not done, though measured (issue 16): keeping the claim's plan for the session
 -- (plan_cache_mode = force_generic_plan) would save its planning, 0.44 ms per claim. But a
 -- session's plan is made at its first claim, typically while the queue is empty, and with an

@@ -47,6 +47,22 @@ func expectRejected(_ db: TestDatabase, _ sql: String, constraint: String? = nil
         }
     }
 
+    /// A worker's statements find their rows by claim token alone (migrations/0009): the
+    /// database must never let a token's digest stay on a row that is not executing. The guard
+    /// triggers keep it so; with them off, the CHECK still does.
+    @Test func aClaimTokenStaysOnlyOnAnExecutingRow() async throws {
+        try await withDatabase { db in
+            let id = try await db.scalar("INSERT INTO volume_operations (type, volume_id) VALUES ('detach', '\(volumeA)') RETURNING id::text")!
+            await expectRejected(db, """
+                DO $$ BEGIN
+                    SET LOCAL session_replication_role = replica;
+                    UPDATE volume_operations SET claim_token = repeat('a', 64) WHERE id = '\(id)';
+                END $$
+                """, constraint: "volume_operations_claim_token_only_while_executing")
+            #expect(try await db.scalar("SELECT coalesce(claim_token, 'none') FROM volume_operations WHERE id = '\(id)'") == "none")
+        }
+    }
+
     @Test func terminalRowsNeverChangeStatusAgain() async throws {
         try await withDatabase { db in
             let id = try await db.scalar("INSERT INTO volume_operations (type, volume_id) VALUES ('detach', '\(volumeA)') RETURNING id::text")!
