@@ -43,13 +43,15 @@ public struct WorkerServices: Sendable {
     }
 
     /// For a ServiceGroup, in start order: the pool (everything else queries through it),
-    /// then the start-up checks followed by the claim loop, and the periodic reconcile.
+    /// then the start-up checks followed by the claim loop, the relay of other processes'
+    /// CloudStack webhook deliveries, and the periodic reconcile.
     public var services: [ServiceGroupConfiguration.ServiceConfiguration] {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: client),
             .init(service: StartupThenWork(database: database, client: client, worker: worker, reconciler: exportReconciler,
                                            logger: logger)),
         ]
+        services.append(.init(service: CloudStackEventRelay(database: database, wakeups: runtime.cloudStack.wakeups, logger: logger)))
         if let reconcileInterval {
             services.append(.init(service: PeriodicReconciler(reconciler: reconciler, interval: reconcileInterval, logger: logger)))
         }

@@ -41,7 +41,8 @@ public enum VolumedAPI {
         MetricsRoutes(reads: reads, registry: dependencies.registry, startedAt: Date(), logger: dependencies.logger)
             .add(to: api, root: router)
         ConsoleRoutes(dependencies).add(to: router)
-        WebhookRoutes(secret: settings.webhookSecret, wakeups: dependencies.cloudStack?.wakeups, bodyLimit: settings.bodyLimit)
+        WebhookRoutes(secret: settings.webhookSecret, wakeups: dependencies.cloudStack?.wakeups, bodyLimit: settings.bodyLimit,
+                      database: dependencies.database, logger: dependencies.logger)
             .add(to: router)
         return router
     }

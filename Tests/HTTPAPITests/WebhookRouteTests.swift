@@ -1,7 +1,12 @@
+import CloudStack
 import CloudStackSimulator
+import Daemon
 import DevServices
 import Foundation
 import HTTPAPI
+import NBD
+import Operations
+import ServiceLifecycle
 import TestSupport
 import Testing
 
@@ -140,6 +145,60 @@ struct WebhookRouteTests {
         #expect(woken.woke)
         #expect(woken.seconds < 4.6, "noticed after \(woken.seconds) s; the fallback poll comes at 5.15 s")
         let lost = try await timedCreate(lossRate: 1)
+        #expect(!lost.woke)
+        #expect(lost.seconds >= 5.0, "a lost delivery leaves the planned poll: \(lost.seconds) s")
+    }
+}
+
+extension WebhookRouteTests {
+    /// As `timedCreate`, but the operation runs in another volumed process than the one that
+    /// receives the deliveries: the HTTP API alone takes them, and a worker with its own
+    /// CloudStack client (its own `JobWakeups`, as in a separate `volumed worker` process) runs
+    /// the create; the delivery reaches it only through PostgreSQL.
+    func timedCreateInAnotherProcess(lossRate: Double) async throws -> (seconds: Double, woke: Bool) {
+        let result = TimedCreateOutcome()
+        try await APIWorld.with(.apiOnly, webhookSecret: Self.secret) { world in
+            let nbdkit = try await NbdkitServer.start(exportDirectory: world.exportDirectory.path)
+            let worker = try await WorkerServices.make(
+                database: world.db.url, configuration: fastConfiguration(appliance: world.appliance),
+                handlers: WorkerHandlers.Settings(
+                    cloudStack: CloudStackConfiguration(apiURL: world.simulator.apiURL, apiKey: APIWorld.apiKey,
+                                                        secretKey: APIWorld.secretKey, requestTimeout: .seconds(5)),
+                    byIdDirectory: world.byIDDirectory.path, applianceVMId: world.appliance,
+                    exports: ExportBackendSettings(exportDirectory: world.exportDirectory.path, port: nbdkit.port),
+                    deviceWaitTimeout: .seconds(10), allowsRegularFileDevices: true),
+                reconcileInterval: nil, logger: testLogger)
+            let group = ServiceGroup(configuration: .init(services: worker.services, logger: testLogger))
+            let running = Task { try await worker.run(group) }
+            defer { Task { await nbdkit.stop() } }
+            var faults = await world.simulator.faults()
+            faults.webhookPayloadURL = world.baseURL + Self.path
+            faults.webhookSecretKey = Self.secret
+            faults.webhookLossRate = lossRate
+            faults.jobDurationsMs = ["createVolume": SimulatorDurationRange(minMs: 3200, maxMs: 3200)]
+            await world.simulator.setFaults(faults)
+            let started = ContinuousClock.now
+            let create = try await world.post("/api/v1/volumes", createBody()).object()
+            let id = try #require(create["id"] as? String)
+            let status = try await world.finished(id)
+            let elapsed = ContinuousClock.now - started
+            await group.triggerGracefulShutdown()
+            try await running.value
+            #expect(status == "completed")
+            let volume = try #require(try await world.db.scalar("SELECT volume_id FROM volume_operations WHERE id = '\(id)'"))
+            let delivery = await world.simulator.webhookDeliveries().first { $0.entityUUID == volume }
+            await result.set((Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                              delivery?.answers == [200]))
+        }
+        return await result.value
+    }
+
+    @Test("a delivery to one volumed process wakes the waiting handler of another, through PostgreSQL")
+    func wakeUpAcrossProcesses() async throws {
+        let woken = try await timedCreateInAnotherProcess(lossRate: 0)
+        #expect(woken.woke)
+        #expect(woken.seconds < 4.6, "noticed after \(woken.seconds) s; the fallback poll comes at 5.15 s")
+        let lost = try await timedCreateInAnotherProcess(lossRate: 1)
         #expect(!lost.woke)
         #expect(lost.seconds >= 5.0, "a lost delivery leaves the planned poll: \(lost.seconds) s")
     }

@@ -114,6 +114,28 @@ struct CloudStackJobClockTests {
         }
     }
 
+    @Test("a relayed delivery wakes this process's waits unless this process sent it, and only when it names a UUID")
+    func relayedWakeUp() async throws {
+        var faults = SimulatorFaults()
+        faults.jobDurationsMs = ["createVolume": SimulatorDurationRange(minMs: 1000, maxMs: 1000)]
+        try await CloudStackHarness.with(faults: faults) { harness in
+            let client = harness.client
+            let (volumeId, jobId) = try await client.createVolume(
+                name: "relayed", zoneId: SimulatorConfiguration.zoneID,
+                diskOfferingId: SimulatorConfiguration.customDiskOfferingID, sizeGB: 1)
+            let wait = Task { try await client.waitForJob(jobId: jobId, timeout: .seconds(10)) }
+            try await eventually(timeout: .seconds(5), "the wait to park") { client.wakeups.waiting == 1 }
+            // Its own relay (serve's listener hears the NOTIFY it sent): already woken locally.
+            #expect(client.wakeups.wake(relayed: client.wakeups.relayPayload(entity: volumeId)) == 0)
+            #expect(client.wakeups.wake(relayed: "another-process not-a-uuid") == 0)
+            #expect(client.wakeups.wake(relayed: volumeId) == 0)
+            // Another process's relay (its payload starts with that process's own token).
+            let other = JobWakeups().relayPayload(entity: volumeId.uppercased())
+            #expect(client.wakeups.wake(relayed: other) == 1)
+            #expect(try await wait.value.status == .succeeded)
+        }
+    }
+
     @Test("a wait on a job another process started (a rescued operation) learns its volume from the first look and is woken too")
     func rescuedWaitIsWoken() async throws {
         var faults = SimulatorFaults()

@@ -2,6 +2,9 @@ import CloudStack
 import Crypto
 import Foundation
 import Hummingbird
+import Logging
+import PostgresNIO
+import Schema
 import NIOCore
 
 /// `POST /cloudstack/webhook`: CloudStack 4.20+ webhook deliveries (`createWebhook` with this
@@ -14,8 +17,10 @@ import NIOCore
 /// Base64(HMAC-SHA256(payload, secret key)), tries up to 3 times until it gets HTTP 200, and may
 /// so deliver one event twice. A delivery with a good signature wakes this process's waits on
 /// jobs of `entityuuid` (`JobWakeups`), each of which then asks CloudStack with one
-/// queryAsyncJobResult; nothing in the payload is believed. A duplicate wakes a wait that has
-/// already returned, or makes one extra poll. A bad or missing signature: 401, nothing done.
+/// queryAsyncJobResult; nothing in the payload is believed. The other volumed processes on the
+/// database (`volumed worker`s) are told through PostgreSQL (`JobWakeups.channel`) and wake
+/// theirs. A duplicate wakes a wait that has already returned, or makes one extra poll. A bad or
+/// missing signature: 401, nothing done.
 /// Outside the bearer token (CloudStack cannot send one): the signature is its authentication.
 struct WebhookRoutes {
     static let path = "/cloudstack/webhook"
@@ -23,6 +28,9 @@ struct WebhookRoutes {
     let secret: String?
     let wakeups: JobWakeups?
     let bodyLimit: Int
+    /// Where to relay deliveries to the other processes; nil: this process only.
+    var database: PostgresClient?
+    var logger: Logger?
 
     func add(to router: Router<BasicRequestContext>) {
         router.post("cloudstack/webhook") { request, _ in
@@ -43,7 +51,19 @@ struct WebhookRoutes {
                                message: "the X-CS-Signature header is missing or wrong; the webhook's secret key must equal VOLUMED_WEBHOOK_SECRET")
             }
             let entity = (try? JSONDecoder().decode(Payload.self, from: payload))?.entityuuid
+                .flatMap { UUID(uuidString: $0) != nil ? $0 : nil }
             let woken = entity.map { wakeups.wake(entity: $0) } ?? 0
+            if let entity, let database {
+                do {
+                    _ = try await database.rows(
+                        "SELECT pg_notify(\(JobWakeups.channel), \(wakeups.relayPayload(entity: entity)))", logger: logger ?? Logger(label: "volumed.webhook"))
+                } catch {
+                    // The delivery still counts (a failure here would make CloudStack send it
+                    // again); the other processes keep their planned polls.
+                    logger?.warning("could not relay a CloudStack webhook to the other volumed processes",
+                                    metadata: ["error": "\(String(reflecting: error))"])
+                }
+            }
             return JSONResponse.make(.object(["woken": .int(Int64(woken))]))
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// "Look now" for jobs that are being waited on, by the volume or VM they work on: a CloudStack
@@ -5,9 +6,15 @@ import Synchronization
 /// `waitForJob` on a job of that entity in this process polls at once instead of at its next
 /// planned time. Nothing else is taken from the delivery: the poll decides.
 ///
-/// In-process only: waiters of another `volumed worker` process are not woken and keep their
-/// planned polls (the fallback).
+/// Across processes through PostgreSQL: the process that receives a delivery wakes its own
+/// waits and NOTIFYs `channel` with `relayPayload(entity:)`; every volumed process LISTENs there
+/// (Daemon's `CloudStackEventRelay`) and wakes its waits on that entity with `wake(relayed:)`,
+/// skipping its own notifications (already woken). Anyone who may NOTIFY can only cause such
+/// "look now" polls.
 package final class JobWakeups: Sendable {
+    /// The channel deliveries are relayed on to the other volumed processes.
+    package static let channel = "volumed_cloudstack_entity"
+
     private struct Entry {
         var entity: String
         /// A wake that came while the waiter was polling: its next sleep returns at once.
@@ -20,6 +27,8 @@ package final class JobWakeups: Sendable {
     private let entries = Mutex<[UInt64: Entry]>([:])
     private let nextID = Atomic<UInt64>(0)
     private let lastDelivery = Mutex<ContinuousClock.Instant?>(nil)
+    /// This process, in relayed payloads, so it skips its own.
+    private let origin = UUID().uuidString.lowercased()
 
     /// How long after a delivery webhooks count as working (`isLive`).
     static let liveWindow: Duration = .seconds(600)
@@ -42,6 +51,20 @@ package final class JobWakeups: Sendable {
         }
         for continuation in woken { continuation?.resume(returning: true) }
         return woken.count
+    }
+
+    /// What to NOTIFY on `channel` so the other processes wake their waits on `entity`.
+    package func relayPayload(entity: String) -> String {
+        origin + " " + entity.lowercased()
+    }
+
+    /// Wakes the waits on the entity a relayed payload names (see `relayPayload`); nothing for
+    /// this process's own payloads, or for one that does not name a UUID. Returns how many.
+    @discardableResult
+    package func wake(relayed payload: String) -> Int {
+        let parts = payload.split(separator: " ")
+        guard parts.count == 2, parts[0] != origin, UUID(uuidString: String(parts[1])) != nil else { return 0 }
+        return wake(entity: String(parts[1]))
     }
 
     /// A signed delivery came within `liveWindow`: waits then keep only a slow fallback poll.
