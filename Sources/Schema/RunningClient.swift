@@ -16,7 +16,14 @@ extension PostgresClient {
         configuration.options.maximumConnections = maximumConnections
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
+            // The body starts once the child task is about to call run(): a lease before run()
+            // has begun works, but makes PostgresNIO log a warning on the caller's terminal.
+            await withCheckedContinuation { (started: CheckedContinuation<Void, Never>) in
+                group.addTask {
+                    started.resume()
+                    await client.run()
+                }
+            }
             defer { group.cancelAll() }
             return try await body(client)
         }
