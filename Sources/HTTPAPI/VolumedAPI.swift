@@ -54,7 +54,7 @@ public enum VolumedAPI {
     ) -> Application<RouterResponder<BasicRequestContext>> {
         let router = Router()
         router.add(middleware: ErrorMiddleware(logger: logger, bodyLimit: 64 * 1024))
-        WebhookRoutes(secret: secret, wakeups: wakeups, bodyLimit: 64 * 1024).add(to: router)
+        WebhookRoutes(secret: secret, wakeups: wakeups, bodyLimit: 64 * 1024, logger: logger).add(to: router)
         return Application(
             router: router, configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
             onServerRunning: { await onListening($0.localAddress?.port ?? 0) }, logger: logger)

@@ -71,9 +71,9 @@ struct AttachBenchmark: AsyncParsableCommand {
             return (attach.sorted(), linkToMapping.sorted())
         }
         await simulator.stop()
-        func p(_ values: [Double], _ q: Double) -> Double { values[min(values.count - 1, Int(Double(values.count) * q))] }
         print(String(format: "attach rounds %d, async delay %d ms: end-to-end attach p50 %.1f ms p99 %.1f ms; by-id link → mapping committed p50 %.2f ms p99 %.2f ms",
-                     rounds, asyncDelayMs, p(attach, 0.5), p(attach, 0.99), p(linkToMapping, 0.5), p(linkToMapping, 0.99)))
+                     rounds, asyncDelayMs, attach.percentile(0.5), attach.percentile(0.99),
+                     linkToMapping.percentile(0.5), linkToMapping.percentile(0.99)))
     }
 }
 

@@ -214,7 +214,7 @@ struct ClockRow {
 
     var line: String {
         let sorted = samples.delays.sorted()
-        func p(_ q: Double) -> String { String(format: "%.0f", sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] * 1000) }
+        func p(_ q: Double) -> String { String(format: "%.0f", sorted.percentile(q) * 1000) }
         let mean = Double(samples.calls.reduce(0, +)) / Double(samples.calls.count)
         return "| \(command) | \(client) | \(sorted.count) | \(p(0.5)) | \(p(0.9)) | \(p(0.99)) | \(p(1)) | "
             + String(format: "%.2f", mean) + " | \(samples.calls.max() ?? 0) |"

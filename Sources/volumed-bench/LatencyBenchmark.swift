@@ -65,17 +65,15 @@ struct LatencyBenchmark: AsyncParsableCommand {
             // A notification can arrive before the INSERT's reply is read; that counts as 0.
             let latencies = starts.compactMap { id, start in ends[id].map { max(0, ($0 - start).seconds * 1000) } }.sorted()
             guard !latencies.isEmpty else { throw BenchError("no latencies measured") }
-            func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
             print(String(format: "operations %d at %d/s: enqueue→notification p50 %.2f ms, p99 %.2f ms, max %.2f ms",
-                         latencies.count, rate, percentile(0.5), percentile(0.99), latencies.last!))
+                         latencies.count, rate, latencies.percentile(0.5), latencies.percentile(0.99), latencies.last!))
             try await printStages(client: client, notifiedAt: notifiedAt.map.withLock { $0 }, logger: logger)
             let floor = try await NotifyFloor(configuration: try DatabaseURL(url).connectionConfiguration(),
                                               rate: rate, count: total, logger: logger).measure()
             for (name, values) in [("one notifying commit → listener, from its send", floor.one),
                                    ("enqueue → relay's two commits → listener", floor.relayed)] where !values.isEmpty {
-                func at(_ p: Double) -> Double { values[min(values.count - 1, Int(Double(values.count) * p))] }
                 print(String(format: "PostgreSQL floor, same server and client library, %@: p50 %.2f ms, p99 %.2f ms, max %.2f ms",
-                             name, at(0.5), at(0.99), values.last!))
+                             name, values.percentile(0.5), values.percentile(0.99), values.last!))
             }
         }
     }
@@ -109,7 +107,6 @@ private func printStages(client: PostgresClient, notifiedAt: [UUID: Date], logge
     let names = ["enqueue → claim", "claim → completion", "completion → waiter woken"]
     for (name, values) in zip(names, stages) where !values.isEmpty {
         let sorted = values.sorted()
-        func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
-        print(String(format: "  %@: p50 %.2f ms, p99 %.2f ms", name, percentile(0.5), percentile(0.99)))
+        print(String(format: "  %@: p50 %.2f ms, p99 %.2f ms", name, sorted.percentile(0.5), sorted.percentile(0.99)))
     }
 }

@@ -97,8 +97,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
             }
             let after = try await tuplesRead(connection, logger: logger)
             durations.sort()
-            func percentile(_ p: Double) -> Double { durations[min(durations.count - 1, Int(Double(durations.count) * p))] }
-            return Figures(claimP50: percentile(0.5), claimP99: percentile(0.99),
+            return Figures(claimP50: durations.percentile(0.5), claimP99: durations.percentile(0.99),
                            tuplesPerClaim: Double(after - before) / Double(claims))
         }
     }

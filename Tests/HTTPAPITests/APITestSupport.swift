@@ -81,15 +81,8 @@ struct APIWorld: Sendable {
             case .serve:
                 let server = try await NbdkitServer.start(exportDirectory: exports.path)
                 nbdkit = server
-                let workerServices = try await WorkerServices.make(
-                    database: db.url, configuration: fastConfiguration(appliance: simulator.configuration.applianceVMID),
-                    handlers: WorkerHandlers.Settings(
-                        cloudStack: CloudStackConfiguration(apiURL: simulator.apiURL, apiKey: apiKey, secretKey: secretKey,
-                                                            requestTimeout: .seconds(5)),
-                        byIdDirectory: byID.path, applianceVMId: simulator.configuration.applianceVMID,
-                        exports: ExportBackendSettings(exportDirectory: exports.path, port: server.port),
-                        deviceWaitTimeout: .seconds(10), allowsRegularFileDevices: true),
-                    reconcileInterval: nil, logger: testLogger)
+                let workerServices = try await workerServices(database: db.url, simulator: simulator, byID: byID,
+                                                              exports: exports, nbdPort: server.port)
                 let serve = ServeServices.make(worker: workerServices, http: settings, registry: MetricsSetup.registry,
                                                logger: testLogger, onListening: onListening)
                 group = serve.serviceGroup(signals: [], logger: testLogger)
@@ -113,6 +106,21 @@ struct APIWorld: Sendable {
             await simulator.stop()
             if let failure { throw failure }
         }
+    }
+
+    /// A worker's services on the simulator's appliance (what `volumed serve` runs beside its
+    /// API), with its own CloudStack client.
+    static func workerServices(database: DatabaseURL, simulator: CloudStackSimulator, byID: URL, exports: URL,
+                               nbdPort: Int) async throws -> WorkerServices {
+        try await WorkerServices.make(
+            database: database, configuration: fastConfiguration(appliance: simulator.configuration.applianceVMID),
+            handlers: WorkerHandlers.Settings(
+                cloudStack: CloudStackConfiguration(apiURL: simulator.apiURL, apiKey: apiKey, secretKey: secretKey,
+                                                    requestTimeout: .seconds(5)),
+                byIdDirectory: byID.path, applianceVMId: simulator.configuration.applianceVMID,
+                exports: ExportBackendSettings(exportDirectory: exports.path, port: nbdPort),
+                deviceWaitTimeout: .seconds(10), allowsRegularFileDevices: true),
+            reconcileInterval: nil, logger: testLogger)
     }
 
     // MARK: HTTP

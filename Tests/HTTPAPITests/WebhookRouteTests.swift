@@ -1,11 +1,8 @@
-import CloudStack
 import CloudStackSimulator
 import Daemon
 import DevServices
 import Foundation
 import HTTPAPI
-import NBD
-import Operations
 import ServiceLifecycle
 import TestSupport
 import Testing
@@ -120,23 +117,30 @@ struct WebhookRouteTests {
     func timedCreate(lossRate: Double) async throws -> (seconds: Double, woke: Bool) {
         let result = TimedCreateOutcome()
         try await APIWorld.with(.serve, webhookSecret: Self.secret) { world in
-            var faults = await world.simulator.faults()
-            faults.webhookPayloadURL = world.baseURL + Self.path
-            faults.webhookSecretKey = Self.secret
-            faults.webhookLossRate = lossRate
-            faults.jobDurationsMs = ["createVolume": SimulatorDurationRange(minMs: 3200, maxMs: 3200)]
-            await world.simulator.setFaults(faults)
-            let started = ContinuousClock.now
-            let create = try await world.post("/api/v1/volumes", createBody()).object()
-            let id = try #require(create["id"] as? String)
-            #expect(try await world.finished(id) == "completed")
-            let elapsed = (ContinuousClock.now - started)
-            let volume = try #require(try await world.db.scalar("SELECT volume_id FROM volume_operations WHERE id = '\(id)'"))
-            let delivery = await world.simulator.webhookDeliveries().first { $0.entityUUID == volume }
-            await result.set((Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-                              delivery?.answers == [200]))
+            await result.set(try await timeCreate(in: world, lossRate: lossRate))
         }
         return await result.value
+    }
+
+    /// Has the simulator deliver webhooks to `world`'s API (losing `lossRate` of them), creates
+    /// a volume whose createVolume job takes 3.2 s, and returns how long it took to complete and
+    /// whether its delivery was answered 200.
+    func timeCreate(in world: APIWorld, lossRate: Double) async throws -> (seconds: Double, woke: Bool) {
+        var faults = await world.simulator.faults()
+        faults.webhookPayloadURL = world.baseURL + Self.path
+        faults.webhookSecretKey = Self.secret
+        faults.webhookLossRate = lossRate
+        faults.jobDurationsMs = ["createVolume": SimulatorDurationRange(minMs: 3200, maxMs: 3200)]
+        await world.simulator.setFaults(faults)
+        let started = ContinuousClock.now
+        let create = try await world.post("/api/v1/volumes", createBody()).object()
+        let id = try #require(create["id"] as? String)
+        #expect(try await world.finished(id) == "completed")
+        let elapsed = ContinuousClock.now - started
+        let volume = try #require(try await world.db.scalar("SELECT volume_id FROM volume_operations WHERE id = '\(id)'"))
+        let delivery = await world.simulator.webhookDeliveries().first { $0.entityUUID == volume }
+        return (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                delivery?.answers == [200])
     }
 
     @Test("a delivery wakes the waiting handler, which sees the job ended at once; a lost one leaves the fallback poll")
@@ -159,36 +163,17 @@ extension WebhookRouteTests {
         let result = TimedCreateOutcome()
         try await APIWorld.with(.apiOnly, webhookSecret: Self.secret) { world in
             let nbdkit = try await NbdkitServer.start(exportDirectory: world.exportDirectory.path)
-            let worker = try await WorkerServices.make(
-                database: world.db.url, configuration: fastConfiguration(appliance: world.appliance),
-                handlers: WorkerHandlers.Settings(
-                    cloudStack: CloudStackConfiguration(apiURL: world.simulator.apiURL, apiKey: APIWorld.apiKey,
-                                                        secretKey: APIWorld.secretKey, requestTimeout: .seconds(5)),
-                    byIdDirectory: world.byIDDirectory.path, applianceVMId: world.appliance,
-                    exports: ExportBackendSettings(exportDirectory: world.exportDirectory.path, port: nbdkit.port),
-                    deviceWaitTimeout: .seconds(10), allowsRegularFileDevices: true),
-                reconcileInterval: nil, logger: testLogger)
+            let worker = try await APIWorld.workerServices(database: world.db.url, simulator: world.simulator,
+                                                           byID: world.byIDDirectory, exports: world.exportDirectory,
+                                                           nbdPort: nbdkit.port)
             let group = ServiceGroup(configuration: .init(services: worker.services, logger: testLogger))
             let running = Task { try await worker.run(group) }
             defer { Task { await nbdkit.stop() } }
-            var faults = await world.simulator.faults()
-            faults.webhookPayloadURL = world.baseURL + Self.path
-            faults.webhookSecretKey = Self.secret
-            faults.webhookLossRate = lossRate
-            faults.jobDurationsMs = ["createVolume": SimulatorDurationRange(minMs: 3200, maxMs: 3200)]
-            await world.simulator.setFaults(faults)
-            let started = ContinuousClock.now
-            let create = try await world.post("/api/v1/volumes", createBody()).object()
-            let id = try #require(create["id"] as? String)
-            let status = try await world.finished(id)
-            let elapsed = ContinuousClock.now - started
+            let timing: Result<(seconds: Double, woke: Bool), any Error>
+            do { timing = .success(try await timeCreate(in: world, lossRate: lossRate)) } catch { timing = .failure(error) }
             await group.triggerGracefulShutdown()
             try await running.value
-            #expect(status == "completed")
-            let volume = try #require(try await world.db.scalar("SELECT volume_id FROM volume_operations WHERE id = '\(id)'"))
-            let delivery = await world.simulator.webhookDeliveries().first { $0.entityUUID == volume }
-            await result.set((Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-                              delivery?.answers == [200]))
+            await result.set(try timing.get())
         }
         return await result.value
     }

@@ -30,7 +30,7 @@ struct WebhookRoutes {
     let bodyLimit: Int
     /// Where to relay deliveries to the other processes; nil: this process only.
     var database: PostgresClient?
-    var logger: Logger?
+    let logger: Logger
 
     func add(to router: Router<BasicRequestContext>) {
         router.post("cloudstack/webhook") { request, _ in
@@ -56,11 +56,11 @@ struct WebhookRoutes {
             if let entity, let database {
                 do {
                     _ = try await database.rows(
-                        "SELECT pg_notify(\(JobWakeups.channel), \(wakeups.relayPayload(entity: entity)))", logger: logger ?? Logger(label: "volumed.webhook"))
+                        "SELECT pg_notify(\(JobWakeups.channel), \(wakeups.relayPayload(entity: entity)))", logger: logger)
                 } catch {
                     // The delivery still counts (a failure here would make CloudStack send it
                     // again); the other processes keep their planned polls.
-                    logger?.warning("could not relay a CloudStack webhook to the other volumed processes",
+                    logger.warning("could not relay a CloudStack webhook to the other volumed processes",
                                     metadata: ["error": "\(String(reflecting: error))"])
                 }
             }
